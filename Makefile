@@ -1,0 +1,43 @@
+# The verbs a newcomer looks for. Each creates the virtualenv and installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: install local test lint synth bench deploy clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole engine locally on moto (no AWS account, no Docker); Ctrl-C stops it.
+local: $(STAMP)
+	$(PY) -m infra.local --port $(PORT)
+
+## Run the whole test suite.
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy shared functions infra
+
+## Write the CloudFormation templates to cdk.out (cdk-nag runs during synth).
+synth: $(STAMP)
+	$(PY) -m infra.app
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+## Deploy to the AWS account in your environment (needs credentials and a bootstrapped account).
+deploy: $(STAMP)
+	npx --yes aws-cdk@2 deploy --all
+
+clean:
+	rm -rf $(VENV) cdk.out

@@ -1,0 +1,460 @@
+"""The local runtime: the whole engine in one process, on moto, with a virtual clock.
+
+It builds the resources of `infra.topology` inside moto and runs the real handlers in-process.
+moto covers the AWS APIs; what it does not do, this module does, in the way AWS does it:
+- EventBridge → Lambda targets: moto matches the rule's pattern (so local routing equals cloud
+  routing) and this runtime invokes the function asynchronously, retrying twice as Lambda does.
+- Lambda invokes (Step Functions tasks): moto's single invoke point runs the real handler here.
+- SQS → Lambda: a poller hands batches to the channel function and honours partial-batch failures;
+  moto's redrive policy dead-letters a message after its maximum receives.
+- Step Functions Wait states block on the virtual clock (`infra.local.clock`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+from typing import Any
+
+from infra.local.clock import VirtualClock
+from infra.topology import (
+    EVENT_BUS_ENV,
+    JOURNEYS_ENV,
+    TOPOLOGY,
+    Topology,
+    queue_env,
+    table_env,
+)
+
+log = logging.getLogger("continuum.local")
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PREFIX = "continuum"
+EMAIL_SENDER = "no-reply@continuum.local"
+ASYNC_ATTEMPTS = 3  # EventBridge → Lambda is an async invoke: Lambda tries it three times in all
+IDLE_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass
+class Failure:
+    """A function invocation that failed for good (locally the stand-in for a dead-letter queue)."""
+
+    function: str
+    error: str
+    event: dict[str, Any]
+
+
+class _LambdaContext:
+    def __init__(self, function_name: str, timeout_seconds: int, memory_mb: int):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{PREFIX}-{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{PREFIX}-{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalEngine:
+    def __init__(self, write_key: str, topology: Topology = TOPOLOGY, start: datetime | None = None):
+        self.topology = topology
+        self.write_key = write_key
+        self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
+        self.failures: list[Failure] = []
+        self.bus_events: list[dict[str, Any]] = []
+        self._work: deque[tuple[str, dict[str, Any]]] = deque()
+        self._work_ready = threading.Condition()
+        self._busy = False
+        self._stopped = threading.Event()
+        self._function_locks = {f.name: threading.Lock() for f in topology.functions}
+        self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
+        self._env: dict[str, str] = {}
+        self._queue_urls: dict[str, str] = {}
+        self._state_machine_arns: dict[str, str] = {}
+        self._mock: Any = None
+        self._worker: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> LocalEngine:
+        from moto import mock_aws
+
+        self._set_process_environment()
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        self._patch_moto()
+        self._provision()
+        self._install_handlers()
+        self._worker = threading.Thread(target=self._work_loop, name="continuum-dispatch", daemon=True)
+        self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._work_ready:
+            self._work_ready.notify_all()
+        if self._worker:
+            self._worker.join(timeout=5)
+        for patcher in reversed(self._patches):
+            patcher()
+        if self._mock:
+            self._mock.stop()
+
+    def _set_process_environment(self) -> None:
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "MOTO_ACCOUNT_ID": ACCOUNT,
+                # botocore ≥ 1.40 sends some calls to account-ID endpoints moto does not route.
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+                "POWERTOOLS_SERVICE_NAME": "continuum",
+                "POWERTOOLS_METRICS_NAMESPACE": "Continuum",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+    # ---------------------------------------------------------------- moto patches
+
+    def _patch_moto(self) -> None:
+        from moto.awslambda.models import LambdaFunction
+        from moto.events.models import Rule
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+        engine = self
+        self._patches: list[Callable[[], None]] = []
+
+        def patch(owner: Any, name: str, replacement: Any) -> None:
+            original = getattr(owner, name)
+            setattr(owner, name, replacement)
+            self._patches.append(lambda: setattr(owner, name, original))
+
+        def invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
+            # Step Functions' lambda:invoke arrives here (moto would start a Docker container).
+            name = function.function_name.removeprefix(f"{PREFIX}-")
+            try:
+                result = engine.invoke(name, event if isinstance(event, dict) else json.loads(event or "{}"))
+                return json.dumps(result), False, ""
+            except Exception as error:  # the function's error, reported the way Lambda reports it
+                payload = {"errorType": type(error).__name__, "errorMessage": str(error)}
+                return json.dumps(payload), True, traceback.format_exc()
+
+        original_send = Rule.send_to_targets
+
+        def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
+            if rule.event_pattern.matches_event(event):
+                if rule.name == f"{PREFIX}-archive-recorder":
+                    engine.bus_events.append(copy.deepcopy(event))
+                for target in rule.targets:
+                    if ":function:" in target["Arn"]:
+                        engine.enqueue(target["Arn"].rsplit(":function:", 1)[1].removeprefix(f"{PREFIX}-"), event)
+            others = copy.copy(rule)
+            others.targets = [t for t in rule.targets if ":function:" not in t["Arn"]]
+            original_send(others, event, transform_input)
+
+        def wait_interval(wait: Any, env: Any, wait_seconds: int) -> None:
+            execution = env.states.context_object.context_object_data["Execution"]["Id"]
+            engine.clock.sleep(execution, wait_seconds, cancelled=lambda: not env.is_running())
+
+        class _RetrySleep:
+            # Retry back-off of a failed task passes no real time locally.
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+            @staticmethod
+            def sleep(seconds: float) -> None:
+                return None
+
+        patch(LambdaFunction, "_invoke_lambda", invoke_lambda)
+        patch(Rule, "send_to_targets", send_to_targets)
+        patch(WaitFunction, "_wait_interval", wait_interval)
+        patch(retrier_decl, "time", _RetrySleep())
+
+    # ---------------------------------------------------------------- resources
+
+    def _provision(self) -> None:
+        import boto3
+
+        from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, compile_journey
+        from shared.journeys.loader import load_journeys
+
+        session = boto3.Session(region_name=REGION)
+        dynamodb, sqs, events = session.client("dynamodb"), session.client("sqs"), session.client("events")
+        lam, sfn, iam = session.client("lambda"), session.client("stepfunctions"), session.client("iam")
+
+        env: dict[str, str] = {}
+        for table in self.topology.tables:
+            name = f"{PREFIX}-{table.name}"
+            attributes = {table.partition_key, *(k for k in [table.sort_key] if k)}
+            keys = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+            if table.sort_key:
+                keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
+            indexes = []
+            for index in table.indexes:
+                index_keys = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
+                attributes.add(index.partition_key)
+                if index.sort_key:
+                    index_keys.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
+                    attributes.add(index.sort_key)
+                indexes.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
+            dynamodb.create_table(
+                TableName=name,
+                KeySchema=keys,
+                AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+                BillingMode="PAY_PER_REQUEST",
+                **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
+            )
+            env[table_env(table.name)] = name
+
+        for queue in self.topology.queues:
+            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            url = sqs.create_queue(
+                QueueName=f"{PREFIX}-{queue.name}",
+                Attributes={
+                    "VisibilityTimeout": str(queue.visibility_timeout_seconds),
+                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}),
+                },
+            )["QueueUrl"]
+            self._queue_urls[queue.name] = url
+            env[queue_env(queue.name)] = url
+
+        bus = f"{PREFIX}-bus"
+        bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+        env[EVENT_BUS_ENV] = bus
+        events.create_archive(ArchiveName=f"{PREFIX}-archive", EventSourceArn=bus_arn)
+        # Everything on the bus, in order, for GET /_local/events (the archive's view, readable).
+        events.put_rule(Name=f"{PREFIX}-archive-recorder", EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+
+        role = iam.create_role(RoleName=f"{PREFIX}-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("handler.py", "# the local runtime runs the real handler in-process\n")
+        function_arns = {}
+        for function in self.topology.functions:
+            function_arns[function.name] = lam.create_function(
+                FunctionName=f"{PREFIX}-{function.name}",
+                Runtime="python3.12",
+                Role=role,
+                Handler="handler.handler",
+                Code={"ZipFile": archive.getvalue()},
+                Timeout=function.timeout_seconds,
+                MemorySize=function.memory_mb,
+            )["FunctionArn"]
+
+        for route in self.topology.routes:
+            events.put_rule(Name=f"{PREFIX}-{route.name}", EventBusName=bus, EventPattern=json.dumps(route.pattern))
+            events.put_targets(
+                Rule=f"{PREFIX}-{route.name}",
+                EventBusName=bus,
+                Targets=[{"Id": route.function, "Arn": function_arns[route.function]}],
+            )
+
+        deliver_arn = function_arns[self.topology.journey_task_function]
+        journeys = []
+        for journey in load_journeys(self.topology.journeys_dir):
+            definition = json.dumps(compile_journey(journey)).replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
+            arn = sfn.create_state_machine(name=f"{PREFIX}-{journey.definition.id}", definition=definition, roleArn=role)[
+                "stateMachineArn"
+            ]
+            self._state_machine_arns[journey.definition.id] = arn
+            journeys.append(
+                {"id": journey.definition.id, "trigger": journey.definition.trigger, "goal": journey.definition.goal, "stateMachineArn": arn}
+            )
+        env[JOURNEYS_ENV] = json.dumps(journeys)
+
+        session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
+        platform = session.client("sns").create_platform_application(
+            Name=f"{PREFIX}-push", Platform="GCM", Attributes={"PlatformCredential": "local"}
+        )
+        env["EMAIL_SENDER"] = EMAIL_SENDER
+        env["PUSH_PLATFORM_APPLICATION_ARN"] = platform["PlatformApplicationArn"]
+        env["WRITE_KEY_SHA256"] = hashlib.sha256(self.write_key.encode()).hexdigest()
+        self._env = env
+        os.environ.update(env)
+
+    def _install_handlers(self) -> None:
+        from shared import clock, config
+        from shared.store import aws
+
+        config.reset()
+        aws.reset()
+        clock.install(self.clock.now)
+        for function in self.topology.functions:
+            self._handlers[function.name] = import_module(function.module).handler
+
+    # ---------------------------------------------------------------- invoking functions
+
+    def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
+        """Run a function's handler in-process, one invocation at a time per function (as one
+        warm Lambda instance would), with a Lambda-like context."""
+        spec = self.topology.function(function_name)
+        with self._function_locks[function_name]:
+            context = _LambdaContext(spec.name, spec.timeout_seconds, spec.memory_mb)
+            return self._handlers[function_name](copy.deepcopy(event), context)
+
+    def enqueue(self, function_name: str, event: dict[str, Any]) -> None:
+        """An asynchronous invocation (EventBridge target)."""
+        with self._work_ready:
+            self._work.append((function_name, copy.deepcopy(event)))
+            self._work_ready.notify_all()
+
+    def _work_loop(self) -> None:
+        while not self._stopped.is_set():
+            with self._work_ready:
+                if not self._work:
+                    self._work_ready.wait(0.02)
+                if self._work:
+                    item: tuple[str, dict[str, Any]] | None = self._work.popleft()
+                else:
+                    item = None
+                self._busy = True
+            try:
+                if item is not None:
+                    self._invoke_async(*item)
+                else:
+                    self._poll_queues()
+            except Exception:  # the loop must survive anything; the failure is recorded
+                log.exception("local dispatch failed")
+            finally:
+                with self._work_ready:
+                    self._busy = False
+
+    def _invoke_async(self, function_name: str, event: dict[str, Any]) -> None:
+        for attempt in range(1, ASYNC_ATTEMPTS + 1):
+            try:
+                self.invoke(function_name, event)
+                return
+            except Exception as error:
+                log.warning("%s failed (attempt %d/%d): %s", function_name, attempt, ASYNC_ATTEMPTS, error)
+                last = f"{type(error).__name__}: {error}"
+        self.failures.append(Failure(function_name, last, event))
+
+    def _poll_queues(self) -> None:
+        import boto3
+
+        sqs = boto3.client("sqs", region_name=REGION)
+        for consumer in self.topology.consumers:
+            url = self._queue_urls[consumer.queue]
+            received = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=consumer.batch_size, WaitTimeSeconds=0, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not received:
+                continue
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            records = [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": REGION,
+                }
+                for m in received
+            ]
+            try:
+                response = self.invoke(consumer.function, {"Records": records}) or {}
+                failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            except Exception as error:
+                log.warning("%s failed on a batch of %d: %s", consumer.function, len(records), error)
+                failed = {m["MessageId"] for m in received}
+            for message in received:
+                if message["MessageId"] in failed:
+                    # Back on the queue at once; after maxReceiveCount receives SQS dead-letters it.
+                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+                else:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    # ---------------------------------------------------------------- time and idleness
+
+    def _running_executions(self) -> set[str]:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        return {
+            execution.exec_arn
+            for machine in list(backend.state_machines)
+            for execution in list(machine.executions)
+            if getattr(execution.exec_status, "value", None) == "RUNNING"
+        }
+
+    def _queues_empty(self) -> bool:
+        import boto3
+
+        sqs = boto3.client("sqs", region_name=REGION)
+        for url in self._queue_urls.values():
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
+            if int(attributes["ApproximateNumberOfMessages"]) or int(attributes["ApproximateNumberOfMessagesNotVisible"]):
+                return False
+        return True
+
+    def is_idle(self) -> bool:
+        """Nothing left to do until virtual time moves: no pending or running invocation, no queued
+        message, and every running journey execution is waiting on the clock."""
+        with self._work_ready:
+            if self._work or self._busy:
+                return False
+        return self._queues_empty() and self._running_executions() <= self.clock.waiting()
+
+    def wait_idle(self, timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_idle():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the local engine did not settle within {timeout:.0f}s")
+            time.sleep(0.005)
+
+    def advance(self, seconds: float) -> datetime:
+        """Move virtual time on by `seconds`, running everything that falls due, in order."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self.wait_idle()
+        target = self.clock.now() + timedelta(seconds=seconds)
+        while (due := self.clock.next_due()) is not None and due <= target:
+            self.clock.move_to(due)
+            self.wait_idle()
+        self.clock.move_to(target)
+        self.wait_idle()
+        return self.clock.now()
+
+    # ---------------------------------------------------------------- inspection
+
+    def message_log(self) -> list[dict[str, Any]]:
+        from shared.store.messages import MessageLog
+
+        entries = MessageLog(self._env[table_env("messages")]).scan()
+        entries.sort(key=lambda e: (e.sentAt or e.createdAt, e.createdAt, e.messageKey))
+        return [e.model_dump(exclude_none=True) for e in entries]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Messages handed to the email / push provider, in the order they were sent."""
+        return [entry for entry in self.message_log() if entry["status"] == "sent"]

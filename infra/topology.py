@@ -1,0 +1,213 @@
+"""The wiring of Continuum, declared once as data.
+
+Both backends read this module: the CDK app (`infra/app.py`) turns it into CloudFormation, and
+the local runtime (`infra/local`) turns it into the same resources inside moto. A route, table,
+queue or function added here is live in both. Nothing in this module talks to AWS.
+
+Environment variable names a function receives are derived here too (`env_var_name`), so the
+handlers' settings models, the CDK stacks and the local runtime agree on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY, SOURCE_INGEST
+
+ROOT = Path(__file__).resolve().parent.parent
+JOURNEYS_DIR = ROOT / "journeys"
+
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    """An SQS queue with its own dead-letter queue."""
+
+    name: str
+    max_receive_count: int = 3
+    visibility_timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    table: str
+    write: bool = False
+
+
+@dataclass(frozen=True)
+class QueueAccess:
+    """The function sends to this queue."""
+
+    queue: str
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    module: str  # importable handler module, e.g. "functions.ingest.handler"; attribute `handler`
+    description: str
+    tables: tuple[TableAccess, ...] = ()
+    queues: tuple[QueueAccess, ...] = ()
+    publishes: bool = False  # PutEvents on the bus
+    controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
+    settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
+    timeout_seconds: int = 10
+    memory_mb: int = 512
+
+    @property
+    def folder(self) -> Path:
+        return ROOT / Path(*self.module.split(".")[:-1])
+
+
+@dataclass(frozen=True)
+class Route:
+    """An EventBridge rule on the bus delivering matching events to a function."""
+
+    name: str
+    pattern: dict[str, list[str]]
+    function: str
+
+
+@dataclass(frozen=True)
+class QueueConsumer:
+    queue: str
+    function: str
+    batch_size: int = 10
+
+
+@dataclass(frozen=True)
+class Topology:
+    tables: tuple[Table, ...]
+    queues: tuple[Queue, ...]
+    functions: tuple[Function, ...]
+    routes: tuple[Route, ...]
+    consumers: tuple[QueueConsumer, ...]
+    api_function: str  # the function behind the HTTP API
+    journey_task_function: str  # the function journeys' send steps invoke
+    journeys_dir: Path = field(default=JOURNEYS_DIR)
+
+    def function(self, name: str) -> Function:
+        return next(f for f in self.functions if f.name == name)
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables if t.name == name)
+
+
+# Deployment settings: values that differ per deployment, not per resource. The CDK app reads them
+# from context (cdk.json or `-c key=value`), the local runtime from its own configuration.
+SETTINGS = {
+    "WRITE_KEY_SHA256": "SHA-256 hex digests of the accepted write keys, comma separated",
+    "EMAIL_SENDER": "verified SES sender address for the email channel",
+    "PUSH_PLATFORM_APPLICATION_ARN": "SNS platform application (FCM / APNs) for the push channel",
+}
+
+# Names of the environment variables carrying resource names.
+EVENT_BUS_ENV = "EVENT_BUS_NAME"
+JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn}
+
+
+def table_env(table: str) -> str:
+    return f"{table.upper().replace('-', '_')}_TABLE"
+
+
+def queue_env(queue: str) -> str:
+    return f"{queue.upper().replace('-', '_')}_QUEUE_URL"
+
+
+PROFILES = "profiles"
+JOURNEY_RUNS = "journey-runs"
+MESSAGES = "messages"
+
+TOPOLOGY = Topology(
+    tables=(
+        # Profiles and the identifier index share one table: `pk` is `profile#<id>` or
+        # `identifier#<type>#<value>`, so a claim and a profile change commit in one transaction.
+        Table(PROFILES, partition_key="pk"),
+        # One item per journey execution, under the profile it runs for.
+        Table(JOURNEY_RUNS, partition_key="profileId", sort_key="runKey"),
+        # The message log: every send and every drop, keyed by its idempotency key.
+        Table(
+            MESSAGES,
+            partition_key="messageKey",
+            indexes=(Index("byProfile", partition_key="profileId", sort_key="createdAt"),),
+        ),
+    ),
+    queues=(Queue("email"), Queue("push")),
+    functions=(
+        Function(
+            "ingest",
+            "functions.ingest.handler",
+            "Segment HTTP Tracking API: authenticate, validate, publish to the bus",
+            publishes=True,
+            settings=("WRITE_KEY_SHA256",),
+        ),
+        Function(
+            "identity",
+            "functions.identity.handler",
+            "Resolve an event's identifiers to one profile and publish the resolved event",
+            tables=(TableAccess(PROFILES, write=True),),
+            publishes=True,
+        ),
+        Function(
+            "journey-router",
+            "functions.journey_router.handler",
+            "Start journeys on their trigger, exit them on their goal",
+            tables=(TableAccess(JOURNEY_RUNS, write=True),),
+            controls_journeys=True,
+        ),
+        Function(
+            "deliver",
+            "functions.deliver.handler",
+            "The send gate: drop or render and enqueue a journey's send step",
+            tables=(TableAccess(PROFILES), TableAccess(MESSAGES, write=True)),
+            queues=(QueueAccess("email"), QueueAccess("push")),
+        ),
+        Function(
+            "channel-email",
+            "functions.channel_email.handler",
+            "Send queued email through SES v2",
+            tables=(TableAccess(MESSAGES, write=True),),
+            settings=("EMAIL_SENDER",),
+            timeout_seconds=30,
+        ),
+        Function(
+            "channel-push",
+            "functions.channel_push.handler",
+            "Send queued push notifications through SNS platform endpoints",
+            tables=(TableAccess(MESSAGES, write=True),),
+            settings=("PUSH_PLATFORM_APPLICATION_ARN",),
+            timeout_seconds=30,
+        ),
+    ),
+    routes=(
+        Route("customer-events", {"source": [SOURCE_INGEST]}, "identity"),
+        Route(
+            "resolved-events",
+            {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED]},
+            "journey-router",
+        ),
+    ),
+    consumers=(
+        QueueConsumer("email", "channel-email"),
+        QueueConsumer("push", "channel-push"),
+    ),
+    api_function="ingest",
+    journey_task_function="deliver",
+)

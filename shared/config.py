@@ -1,0 +1,96 @@
+"""Function settings as models over the environment, composed from small shared pieces.
+
+Read when a handler first runs (`load`), never at import time, and never with an invented default
+for a resource name: a missing variable fails loudly with its name. (pydantic-settings is not in the
+Powertools layer, so these are plain pydantic models validated from `os.environ`.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Env(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class BusSettings(_Env):
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+
+
+class ProfilesSettings(_Env):
+    profiles_table: str = Field(alias="PROFILES_TABLE", min_length=1)
+
+
+class JourneyRunsSettings(_Env):
+    journey_runs_table: str = Field(alias="JOURNEY_RUNS_TABLE", min_length=1)
+
+
+class MessagesSettings(_Env):
+    messages_table: str = Field(alias="MESSAGES_TABLE", min_length=1)
+
+
+class JourneyRef(BaseModel):
+    id: str
+    trigger: str
+    goal: str | None
+    state_machine_arn: str = Field(alias="stateMachineArn")
+
+
+class IngestSettings(BusSettings):
+    write_key_sha256: frozenset[str] = Field(alias="WRITE_KEY_SHA256")
+
+    @field_validator("write_key_sha256", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+
+class IdentitySettings(BusSettings, ProfilesSettings):
+    pass
+
+
+class RouterSettings(JourneyRunsSettings):
+    journeys: list[JourneyRef] = Field(alias="JOURNEYS")
+
+    @field_validator("journeys", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class DeliverSettings(ProfilesSettings, MessagesSettings):
+    email_queue_url: str = Field(alias="EMAIL_QUEUE_URL", min_length=1)
+    push_queue_url: str = Field(alias="PUSH_QUEUE_URL", min_length=1)
+
+    def queue_url(self, channel: str) -> str:
+        url: str = getattr(self, f"{channel}_queue_url")
+        return url
+
+
+class EmailSettings(MessagesSettings):
+    email_sender: str = Field(alias="EMAIL_SENDER", min_length=3)
+
+
+class PushSettings(MessagesSettings):
+    push_platform_application_arn: str = Field(alias="PUSH_PLATFORM_APPLICATION_ARN", min_length=1)
+
+
+S = TypeVar("S", bound=_Env)
+
+
+@cache
+def load(model: type[S]) -> S:
+    return model.model_validate(dict(os.environ))
+
+
+def reset() -> None:
+    """Forget loaded settings (the local runtime and tests change the environment)."""
+    load.cache_clear()

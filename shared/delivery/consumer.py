@@ -1,0 +1,23 @@
+"""What every channel function does with its SQS batch: send each message, report the failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared.delivery.service import Log, handle_outbound
+from shared.models.message import OutboundMessage
+
+
+def consume(event: dict[str, Any], context: Any, log: Log, send: Callable[[OutboundMessage], str]) -> dict[str, Any]:
+    """A failed message is reported back (partial batch response) and retried by SQS, then dead-lettered."""
+
+    def record_handler(record: SQSRecord) -> None:
+        handle_outbound(OutboundMessage.model_validate_json(record.body), log, send)
+
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=BatchProcessor(event_type=EventType.SQS), context=context
+    )

@@ -1,0 +1,44 @@
+"""The send gate: decide, against the live profile at send time, whether a journey's send happens.
+
+The journey router already stops a journey when its goal arrives; this re-check is the second,
+independent guard, so a race between a purchase and a reminder can never leak the reminder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.delivery.templates import render_content
+from shared.models.message import SendRequest
+from shared.models.profile import Profile
+
+# Where each channel finds its address on a profile.
+ADDRESS = {"email": "email", "push": "device_token"}
+
+
+@dataclass(frozen=True)
+class Drop:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Send:
+    to: str
+    content: dict[str, str]
+
+
+def decide(request: SendRequest, profile: Profile | None) -> Drop | Send:
+    if profile is None:
+        return Drop("profile_not_found")
+    if request.goal:
+        reached = profile.lastEvents.get(request.goal)
+        if reached is not None and reached >= request.enteredAt:
+            return Drop("goal_reached")
+    if profile.traits.get("unsubscribed") is True:
+        return Drop("unsubscribed")
+    addresses = profile.values_of(ADDRESS[request.channel])
+    if not addresses:
+        return Drop(f"no_{request.channel}_address")
+    context = {"profile": {"traits": profile.traits, "profileId": profile.profileId}, "trigger": request.trigger}
+    # The newest address is the one the customer last used.
+    return Send(to=addresses[-1], content=render_content(request.content, context))

@@ -1,0 +1,62 @@
+"""A journey's send step, the message queued for a channel, and the message log entry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.models.types import Channel, ProfileId
+
+
+class SendRequest(BaseModel):
+    """What a journey's send state hands the send gate (see shared/journeys/compiler.py)."""
+
+    journey: str
+    goal: str | None = None
+    step: str
+    channel: Channel
+    template: str
+    content: dict[str, str]
+    profileId: ProfileId
+    enteredAt: str
+    trigger: dict[str, Any] = Field(default_factory=dict)
+    executionId: str
+
+    @property
+    def message_key(self) -> str:
+        # Idempotency key: one message per execution and step, however often the step retries.
+        return f"{self.executionId}#{self.step}"
+
+
+class OutboundMessage(BaseModel):
+    """The body of a channel queue message: everything the channel needs to send."""
+
+    messageKey: str
+    channel: Channel
+    to: str
+    content: dict[str, str]
+    journey: str
+    template: str
+    profileId: ProfileId
+    userId: str | None = None
+
+
+MessageStatus = Literal["queued", "sent", "dropped"]
+
+
+class MessageLogEntry(BaseModel):
+    messageKey: str
+    status: MessageStatus
+    reason: str | None = None
+    channel: Channel
+    to: str | None = None
+    journey: str
+    step: str
+    template: str
+    profileId: ProfileId
+    userId: str | None = None
+    createdAt: str
+    sentAt: str | None = None
+    providerMessageId: str | None = None
+    content: dict[str, str] | None = None

@@ -1,0 +1,11 @@
+"""Reusable field types shared by wire, domain and storage models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+Channel = Literal["email", "push"]
+ProfileId = Annotated[str, Field(min_length=1, max_length=64)]
+EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

@@ -1,0 +1,86 @@
+"""The message log (every send and every drop, with its reason) and the channel queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.models.message import MessageLogEntry, OutboundMessage
+from shared.store.aws import client, error_code
+
+
+def _attributes(entry: MessageLogEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for name, value in entry.model_dump(exclude_none=True).items():
+        item[name] = {"M": {k: {"S": v} for k, v in value.items()}} if isinstance(value, dict) else {"S": value}
+    return item
+
+
+def _entry(item: dict[str, Any]) -> MessageLogEntry:
+    plain = {
+        name: {k: v["S"] for k, v in value["M"].items()} if "M" in value else value["S"]
+        for name, value in item.items()
+    }
+    return MessageLogEntry.model_validate(plain)
+
+
+class MessageLog:
+    def __init__(self, table: str, dynamodb: Any = None):
+        self._table = table
+        self._client = dynamodb
+
+    @property
+    def _db(self) -> Any:
+        return self._client or client("dynamodb")
+
+    def record(self, entry: MessageLogEntry) -> bool:
+        """Write the entry unless one with its key exists: False means this send was handled before."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_attributes(entry),
+                ConditionExpression="attribute_not_exists(messageKey)",
+            )
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get(self, message_key: str) -> MessageLogEntry | None:
+        item = self._db.get_item(
+            TableName=self._table, Key={"messageKey": {"S": message_key}}, ConsistentRead=True
+        ).get("Item")
+        return _entry(item) if item else None
+
+    def mark_sent(self, message_key: str, sent_at: str, provider_message_id: str) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key={"messageKey": {"S": message_key}},
+            UpdateExpression="SET #s = :sent, sentAt = :at, providerMessageId = :pid",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": {"S": "sent"},
+                ":at": {"S": sent_at},
+                ":pid": {"S": provider_message_id},
+            },
+        )
+
+    def scan(self) -> list[MessageLogEntry]:
+        """Every entry (the local runtime's inspection routes; never on a hot path)."""
+        entries: list[MessageLogEntry] = []
+        kwargs: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
+        while True:
+            response = self._db.scan(**kwargs)
+            entries.extend(_entry(item) for item in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return entries
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+class ChannelQueue:
+    def __init__(self, queue_url: str, sqs: Any = None):
+        self._url = queue_url
+        self._client = sqs
+
+    def send(self, message: OutboundMessage) -> None:
+        (self._client or client("sqs")).send_message(QueueUrl=self._url, MessageBody=message.model_dump_json())
