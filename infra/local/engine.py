@@ -395,16 +395,14 @@ class LocalEngine:
 
     # ---------------------------------------------------------------- time and idleness
 
-    def _running_executions(self) -> set[str]:
+    def _executions(self) -> list[Any]:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         backend = stepfunctions_parser_backends[ACCOUNT][REGION]
-        return {
-            execution.exec_arn
-            for machine in list(backend.state_machines)
-            for execution in list(machine.executions)
-            if getattr(execution.exec_status, "value", None) == "RUNNING"
-        }
+        return [execution for machine in list(backend.state_machines) for execution in list(machine.executions)]
+
+    def _running_executions(self) -> set[str]:
+        return {e.exec_arn for e in self._executions() if getattr(e.exec_status, "value", None) == "RUNNING"}
 
     def _queues_empty(self) -> bool:
         import boto3
@@ -454,6 +452,24 @@ class LocalEngine:
         entries = MessageLog(self._env[table_env("messages")]).scan()
         entries.sort(key=lambda e: (e.sentAt or e.createdAt, e.createdAt, e.messageKey))
         return [e.model_dump(exclude_none=True) for e in entries]
+
+    def executions(self) -> list[dict[str, Any]]:
+        """Every journey execution: which journey, for which profile, and how it stands."""
+        journeys = {arn: journey for journey, arn in self._state_machine_arns.items()}
+        listed = []
+        for execution in self._executions():
+            described = execution.to_describe_output()
+            listed.append(
+                {
+                    "journey": journeys.get(described["stateMachineArn"], described["stateMachineArn"]),
+                    "name": described["name"],
+                    "executionArn": described["executionArn"],
+                    "status": getattr(described["status"], "value", described["status"]),
+                    "input": json.loads(described.get("input") or "{}"),
+                    "error": described.get("error"),
+                }
+            )
+        return listed
 
     def messages(self) -> list[dict[str, Any]]:
         """Messages handed to the email / push provider, in the order they were sent."""

@@ -130,6 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, engine.messages())
         elif route == ("GET", "/_local/message-log"):
             self._send(200, engine.message_log())
+        elif route == ("GET", "/_local/executions"):
+            self._send(200, engine.executions(), default=str)
         elif route == ("GET", "/_local/events"):
             self._send(200, engine.bus_events, default=str)
         elif route == ("GET", "/_local/failures"):

@@ -1,0 +1,106 @@
+"""The local runtime as a user runs it: `python -m infra.local` in its own process, driven over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITE_KEY = "e2e-write-key"
+BOOT_SECONDS = 90
+
+
+class LocalRuntime:
+    def __init__(self, url: str, output: list[str]):
+        self.url = url
+        self.output = output
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def send(self, call: str, payload: dict[str, Any], write_key: str = WRITE_KEY) -> tuple[int, Any]:
+        auth = base64.b64encode(f"{write_key}:".encode()).decode()
+        headers = {"Authorization": f"Basic {auth}", "Content-Type": "application/json"}
+        return self.request("POST", f"/v1/{call}", payload, headers)
+
+    def advance(self, seconds: float) -> str:
+        status, body = self.request("POST", "/_local/clock/advance", {"seconds": seconds})
+        assert status == 200, body
+        return str(body["now"])
+
+    def messages(self, **match: str) -> list[dict[str, Any]]:
+        status, body = self.request("GET", "/_local/messages")
+        assert status == 200
+        return [m for m in body if all(m.get(k) == v for k, v in match.items())]
+
+    def message_log(self, **match: str) -> list[dict[str, Any]]:
+        status, body = self.request("GET", "/_local/message-log")
+        assert status == 200
+        return [m for m in body if all(m.get(k) == v for k, v in match.items())]
+
+    def executions(self) -> list[dict[str, Any]]:
+        status, body = self.request("GET", "/_local/executions")
+        assert status == 200
+        return list(body)
+
+    def failures(self) -> list[Any]:
+        return self.request("GET", "/_local/failures")[1]
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalRuntime]:
+    env = {**os.environ, "CONTINUUM_WRITE_KEY": WRITE_KEY, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if "endpoint" in line:
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        if not ready.wait(BOOT_SECONDS):
+            pytest.fail("local runtime did not start:\n" + "".join(output))
+        url = next(line for line in output if "endpoint" in line).split()[1]
+        runtime = LocalRuntime(url, output)
+        deadline = time.monotonic() + BOOT_SECONDS
+        while runtime.request("GET", "/_local/health")[0] != 200:
+            assert time.monotonic() < deadline, "".join(output)
+            time.sleep(0.1)
+        yield runtime
+        assert runtime.failures() == [], "functions failed for good during the tests"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
