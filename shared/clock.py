@@ -23,6 +23,10 @@ def install(source: Callable[[], datetime]) -> None:
     _source = source
 
 
+def reset() -> None:
+    install(_real_now)
+
+
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with milliseconds and a Z: sortable as a string."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -35,6 +35,7 @@ from infra.topology import (
     EVENT_BUS_ENV,
     JOURNEYS_ENV,
     TOPOLOGY,
+    Table,
     Topology,
     queue_env,
     table_env,
@@ -57,6 +58,30 @@ class Failure:
     function: str
     error: str
     event: dict[str, Any]
+
+
+def create_table(dynamodb: Any, table: Table, name: str) -> str:
+    """Create a topology table in moto as the CDK stack declares it (string keys, on-demand)."""
+    attributes = {table.partition_key, *(k for k in [table.sort_key] if k)}
+    keys = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+    if table.sort_key:
+        keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
+    indexes = []
+    for index in table.indexes:
+        index_keys = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
+        attributes.add(index.partition_key)
+        if index.sort_key:
+            index_keys.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
+            attributes.add(index.sort_key)
+        indexes.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=keys,
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+        BillingMode="PAY_PER_REQUEST",
+        **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
+    )
+    return name
 
 
 class _LambdaContext:
@@ -91,6 +116,7 @@ class LocalEngine:
         self._queue_urls: dict[str, str] = {}
         self._state_machine_arns: dict[str, str] = {}
         self._mock: Any = None
+        self._patches: list[Callable[[], None]] = []
         self._worker: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -118,6 +144,12 @@ class LocalEngine:
             patcher()
         if self._mock:
             self._mock.stop()
+        from shared import clock, config
+        from shared.store import aws
+
+        clock.reset()
+        config.reset()
+        aws.reset()
 
     def _set_process_environment(self) -> None:
         os.environ.update(
@@ -146,7 +178,6 @@ class LocalEngine:
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
         engine = self
-        self._patches: list[Callable[[], None]] = []
 
         def patch(owner: Any, name: str, replacement: Any) -> None:
             original = getattr(owner, name)
@@ -208,27 +239,7 @@ class LocalEngine:
 
         env: dict[str, str] = {}
         for table in self.topology.tables:
-            name = f"{PREFIX}-{table.name}"
-            attributes = {table.partition_key, *(k for k in [table.sort_key] if k)}
-            keys = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
-            if table.sort_key:
-                keys.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
-            indexes = []
-            for index in table.indexes:
-                index_keys = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
-                attributes.add(index.partition_key)
-                if index.sort_key:
-                    index_keys.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
-                    attributes.add(index.sort_key)
-                indexes.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
-            dynamodb.create_table(
-                TableName=name,
-                KeySchema=keys,
-                AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
-                BillingMode="PAY_PER_REQUEST",
-                **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
-            )
-            env[table_env(table.name)] = name
+            env[table_env(table.name)] = create_table(dynamodb, table, f"{PREFIX}-{table.name}")
 
         for queue in self.topology.queues:
             dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]

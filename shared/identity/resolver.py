@@ -146,9 +146,13 @@ def _resolve_once(
     elif len(user_ids) > 1:
         # Never two user ids on one profile: the event goes to its own user's profile, else to one
         # with no user id yet, else to the oldest; and it links nothing that would join two users.
+        # A user seen for the first time on a shared device gets a profile of their own.
         own = [p for p in live.values() if event_user and p.user_id == event_user]
-        free = [p for p in live.values() if not p.user_id]
-        target = (own or sorted(free, key=_age) or sorted(live.values(), key=_age))[0]
+        free = sorted((p for p in live.values() if not p.user_id), key=_age)
+        if own or free:
+            target = (own or free)[0]
+        else:
+            target = Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)
         changed = [target]
     else:
         target, *losers = sorted(live.values(), key=_age)

@@ -1,0 +1,74 @@
+"""Channel functions against moto SES / SNS / SQS: partial batch failures and dead-lettering."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from infra.local.engine import LocalEngine
+from shared import clock
+from shared.models.message import MessageLogEntry, OutboundMessage
+from shared.store.messages import MessageLog
+from tests.integration.conftest import client
+
+
+def _queued(to: str, channel: str = "email") -> OutboundMessage:
+    key = f"test-{uuid.uuid4().hex}"
+    content = {"subject": "Hi", "text": "Hello"} if channel == "email" else {"title": "Hi", "body": "Hello"}
+    MessageLog("continuum-messages").record(
+        MessageLogEntry(
+            messageKey=key, status="queued", channel=channel, to=to, journey="j", step="s", template="t",
+            profileId="p", createdAt=clock.iso(clock.now()), content=content,
+        )
+    )
+    return OutboundMessage(messageKey=key, channel=channel, to=to, content=content, journey="j", template="t", profileId="p")
+
+
+def _record(body: str) -> dict:
+    return {"messageId": uuid.uuid4().hex, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
+            "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+
+
+def test_a_bad_record_is_reported_as_a_batch_item_failure_and_the_good_one_is_sent(engine: LocalEngine) -> None:
+    good = _queued("good@example.com")
+    good_record, bad_record = _record(good.model_dump_json()), _record("{not json")
+
+    response = engine.invoke("channel-email", {"Records": [good_record, bad_record]})
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad_record["messageId"]}]}
+    entry = MessageLog("continuum-messages").get(good.messageKey)
+    assert entry is not None and entry.status == "sent" and entry.providerMessageId
+
+
+def test_a_redelivered_message_is_not_sent_twice(engine: LocalEngine) -> None:
+    message = _queued("twice@example.com")
+    engine.invoke("channel-email", {"Records": [_record(message.model_dump_json())]})
+    first = MessageLog("continuum-messages").get(message.messageKey)
+
+    engine.invoke("channel-email", {"Records": [_record(message.model_dump_json())]})
+
+    assert MessageLog("continuum-messages").get(message.messageKey) == first
+
+
+def test_a_push_goes_to_the_devices_platform_endpoint(engine: LocalEngine) -> None:
+    message = _queued("device-token-xyz", channel="push")
+    engine.invoke("channel-push", {"Records": [_record(message.model_dump_json())]})
+
+    entry = MessageLog("continuum-messages").get(message.messageKey)
+    assert entry is not None and entry.status == "sent"
+    endpoints = client("sns").list_endpoints_by_platform_application(
+        PlatformApplicationArn=os.environ["PUSH_PLATFORM_APPLICATION_ARN"]
+    )["Endpoints"]
+    assert "device-token-xyz" in [e["Attributes"]["Token"] for e in endpoints]
+
+
+def test_a_message_that_always_fails_ends_in_the_dead_letter_queue(engine: LocalEngine) -> None:
+    sqs = client("sqs")
+    queue = sqs.get_queue_url(QueueName="continuum-email")["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName="continuum-email-dlq")["QueueUrl"]
+
+    sqs.send_message(QueueUrl=queue, MessageBody="this is not a message")
+    engine.wait_idle()
+
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+    assert [m["Body"] for m in dead] == ["this is not a message"]
