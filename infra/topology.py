@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
 
 
-
 @dataclass(frozen=True)
 class Index:
     name: str

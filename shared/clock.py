@@ -28,7 +28,8 @@ def reset() -> None:
 
 
 def iso(moment: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and a Z: sortable as a string."""
+    """ISO-8601 in UTC with milliseconds and a Z: sortable as a string. A time without an offset is UTC."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

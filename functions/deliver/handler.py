@@ -33,5 +33,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     outcome = "Queued" if entry.status == "queued" else "Dropped"
     metrics.add_metric(name=f"{request.channel.capitalize()}{outcome}", unit=MetricUnit.Count, value=1)
-    logger.info("send step", extra={"status": entry.status, "reason": entry.reason, "journey": request.journey})
+    logger.info(
+        "send step", extra={"status": entry.status, "reason": entry.reason, "journey": request.journey}
+    )
     return {"status": entry.status, "reason": entry.reason, "messageKey": entry.messageKey}

@@ -24,7 +24,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
     incoming = Envelope.model_validate(event["detail"])
     logger.set_correlation_id(incoming.correlationId)
 
-    resolution = resolve(incoming.data, DynamoProfileStore(settings.profiles_table), clock.parse(incoming.data["timestamp"]))
+    resolution = resolve(
+        incoming.data, DynamoProfileStore(settings.profiles_table), clock.parse(incoming.data["timestamp"])
+    )
 
     profile = resolution.profile
     if resolution.merged:
@@ -36,6 +38,11 @@ def handler(event: dict[str, Any], context: Any) -> None:
         event=incoming.data,
     )
     outgoing = Envelope(
-        name=DETAIL_RESOLVED, correlationId=incoming.correlationId, time=clock.iso(clock.now()), data=resolved.model_dump()
+        name=DETAIL_RESOLVED,
+        correlationId=incoming.correlationId,
+        time=clock.iso(clock.now()),
+        data=resolved.model_dump(),
     )
-    EventPublisher(settings.event_bus_name).publish([BusEvent(source=SOURCE_IDENTITY, detail_type=DETAIL_RESOLVED, detail=outgoing)])
+    EventPublisher(settings.event_bus_name).publish(
+        [BusEvent(source=SOURCE_IDENTITY, detail_type=DETAIL_RESOLVED, detail=outgoing)]
+    )

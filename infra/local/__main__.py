@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CONTINUUM_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CONTINUUM_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     write_key = os.environ.get("CONTINUUM_WRITE_KEY", "dev-write-key")
 
@@ -27,15 +29,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = LocalServer((args.host, args.port), engine)
     except OSError as error:
-        print(f"cannot listen on {args.host}:{args.port}: {error.strerror}; choose another with PORT=…", file=sys.stderr)
+        print(
+            f"cannot listen on {args.host}:{args.port}: {error.strerror}; choose another with PORT=…",
+            file=sys.stderr,
+        )
         engine.stop()
         return 2
     signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"Continuum local runtime ready in {time.monotonic() - started:.1f}s", flush=True)
-    print(f"  endpoint   http://{host}:{port}   (Segment HTTP API: POST /v1/track, /v1/identify, /v1/batch)", flush=True)
+    print(
+        f"  endpoint   http://{host}:{port}   (Segment HTTP API: POST /v1/track, /v1/identify, /v1/batch)",
+        flush=True,
+    )
     print(f"  write key  {write_key}   (HTTP Basic username)", flush=True)
-    print(f"  messages   http://{host}:{port}/_local/messages   clock: POST /_local/clock/advance", flush=True)
+    print(
+        f"  messages   http://{host}:{port}/_local/messages   clock: POST /_local/clock/advance", flush=True
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -73,7 +73,9 @@ def create_table(dynamodb: Any, table: Table, name: str) -> str:
         if index.sort_key:
             index_keys.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
             attributes.add(index.sort_key)
-        indexes.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
+        indexes.append(
+            {"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}}
+        )
     dynamodb.create_table(
         TableName=name,
         KeySchema=keys,
@@ -175,7 +177,9 @@ class LocalEngine:
         from moto.awslambda.models import LambdaFunction
         from moto.events.models import Rule
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
 
         engine = self
 
@@ -202,10 +206,12 @@ class LocalEngine:
                     engine.bus_events.append(copy.deepcopy(event))
                 for target in rule.targets:
                     if ":function:" in target["Arn"]:
-                        engine.enqueue(target["Arn"].rsplit(":function:", 1)[1].removeprefix(f"{PREFIX}-"), event)
+                        engine.enqueue(
+                            target["Arn"].rsplit(":function:", 1)[1].removeprefix(f"{PREFIX}-"), event
+                        )
             others = copy.copy(rule)
             others.targets = [t for t in rule.targets if ":function:" not in t["Arn"]]
-            original_send(others, event, transform_input)
+            original_send(others, event, transform_input)  # type: ignore[arg-type]
 
         def wait_interval(wait: Any, env: Any, wait_seconds: int) -> None:
             execution = env.states.context_object.context_object_data["Execution"]["Id"]
@@ -243,12 +249,16 @@ class LocalEngine:
 
         for queue in self.topology.queues:
             dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
             url = sqs.create_queue(
                 QueueName=f"{PREFIX}-{queue.name}",
                 Attributes={
                     "VisibilityTimeout": str(queue.visibility_timeout_seconds),
-                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}),
+                    "RedrivePolicy": json.dumps(
+                        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}
+                    ),
                 },
             )["QueueUrl"]
             self._queue_urls[queue.name] = url
@@ -259,7 +269,11 @@ class LocalEngine:
         env[EVENT_BUS_ENV] = bus
         events.create_archive(ArchiveName=f"{PREFIX}-archive", EventSourceArn=bus_arn)
         # Everything on the bus, in order, for GET /_local/events (the archive's view, readable).
-        events.put_rule(Name=f"{PREFIX}-archive-recorder", EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+        events.put_rule(
+            Name=f"{PREFIX}-archive-recorder",
+            EventBusName=bus,
+            EventPattern=json.dumps({"source": [{"prefix": ""}]}),
+        )
 
         role = iam.create_role(RoleName=f"{PREFIX}-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         archive = io.BytesIO()
@@ -278,7 +292,9 @@ class LocalEngine:
             )["FunctionArn"]
 
         for route in self.topology.routes:
-            events.put_rule(Name=f"{PREFIX}-{route.name}", EventBusName=bus, EventPattern=json.dumps(route.pattern))
+            events.put_rule(
+                Name=f"{PREFIX}-{route.name}", EventBusName=bus, EventPattern=json.dumps(route.pattern)
+            )
             events.put_targets(
                 Rule=f"{PREFIX}-{route.name}",
                 EventBusName=bus,
@@ -289,12 +305,17 @@ class LocalEngine:
         journeys = []
         for journey in load_journeys(self.topology.journeys_dir):
             definition = json.dumps(compile_journey(journey)).replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
-            arn = sfn.create_state_machine(name=f"{PREFIX}-{journey.definition.id}", definition=definition, roleArn=role)[
-                "stateMachineArn"
-            ]
+            arn = sfn.create_state_machine(
+                name=f"{PREFIX}-{journey.definition.id}", definition=definition, roleArn=role
+            )["stateMachineArn"]
             self._state_machine_arns[journey.definition.id] = arn
             journeys.append(
-                {"id": journey.definition.id, "trigger": journey.definition.trigger, "goal": journey.definition.goal, "stateMachineArn": arn}
+                {
+                    "id": journey.definition.id,
+                    "trigger": journey.definition.trigger,
+                    "goal": journey.definition.goal,
+                    "stateMachineArn": arn,
+                }
             )
         env[JOURNEYS_ENV] = json.dumps(journeys)
 
@@ -372,11 +393,16 @@ class LocalEngine:
         for consumer in self.topology.consumers:
             url = self._queue_urls[consumer.queue]
             received = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=consumer.batch_size, WaitTimeSeconds=0, AttributeNames=["All"]
+                QueueUrl=url,
+                MaxNumberOfMessages=consumer.batch_size,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
             ).get("Messages", [])
             if not received:
                 continue
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
             records = [
                 {
                     "messageId": m["MessageId"],
@@ -400,7 +426,9 @@ class LocalEngine:
             for message in received:
                 if message["MessageId"] in failed:
                     # Back on the queue at once; after maxReceiveCount receives SQS dead-letters it.
-                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+                    sqs.change_message_visibility(
+                        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
                 else:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
@@ -410,7 +438,9 @@ class LocalEngine:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         backend = stepfunctions_parser_backends[ACCOUNT][REGION]
-        return [execution for machine in list(backend.state_machines) for execution in list(machine.executions)]
+        return [
+            execution for machine in list(backend.state_machines) for execution in list(machine.executions)
+        ]
 
     def _running_executions(self) -> set[str]:
         return {e.exec_arn for e in self._executions() if getattr(e.exec_status, "value", None) == "RUNNING"}
@@ -421,9 +451,12 @@ class LocalEngine:
         sqs = boto3.client("sqs", region_name=REGION)
         for url in self._queue_urls.values():
             attributes = sqs.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
             )["Attributes"]
-            if int(attributes["ApproximateNumberOfMessages"]) or int(attributes["ApproximateNumberOfMessagesNotVisible"]):
+            if int(attributes["ApproximateNumberOfMessages"]) or int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            ):
                 return False
         return True
 

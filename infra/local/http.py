@@ -140,7 +140,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": f"no local route {method} {path}"})
 
     def _send(self, status: int, payload: Any, default: Any = None) -> None:
-        self._send_raw(status, json.dumps(payload, default=default).encode(), {"Content-Type": "application/json"})
+        self._send_raw(
+            status, json.dumps(payload, default=default).encode(), {"Content-Type": "application/json"}
+        )
 
     def _send_raw(self, status: int, raw: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from shared.delivery.templates import render_content
 from shared.models.message import SendRequest
-from shared.models.profile import Profile
+from shared.models.profile import IdentifierType, Profile
 
 # Where each channel finds its address on a profile.
-ADDRESS = {"email": "email", "push": "device_token"}
+ADDRESS: dict[str, IdentifierType] = {"email": "email", "push": "device_token"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ def decide(request: SendRequest, profile: Profile | None) -> Drop | Send:
     addresses = profile.values_of(ADDRESS[request.channel])
     if not addresses:
         return Drop(f"no_{request.channel}_address")
-    context = {"profile": {"traits": profile.traits, "profileId": profile.profileId}, "trigger": request.trigger}
+    context = {
+        "profile": {"traits": profile.traits, "profileId": profile.profileId},
+        "trigger": request.trigger,
+    }
     # The newest address is the one the customer last used.
     return Send(to=addresses[-1], content=render_content(request.content, context))

@@ -17,6 +17,8 @@ from shared.identity.identifiers import identifiers_of
 from shared.models.profile import Identifier, Profile
 
 MAX_ATTEMPTS = 8
+# Which identifier decides where an event goes when its identifiers lead to different users.
+PRIORITY = ["user_id", "email", "device_token", "anonymous_id"]
 
 
 class ConcurrentChangeError(Exception):
@@ -144,15 +146,18 @@ def _resolve_once(
         target = Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)
         changed = [target]
     elif len(user_ids) > 1:
-        # Never two user ids on one profile: the event goes to its own user's profile, else to one
-        # with no user id yet, else to the oldest; and it links nothing that would join two users.
-        # A user seen for the first time on a shared device gets a profile of their own.
+        # Never two user ids on one profile. An event with a user id goes to that user's profile,
+        # else to one with no user id yet, else (a new user on a shared device) to a new profile.
+        # An event without one goes to the profile of its highest-priority identifier.
         own = [p for p in live.values() if event_user and p.user_id == event_user]
         free = sorted((p for p in live.values() if not p.user_id), key=_age)
-        if own or free:
+        if own or (event_user and free):
             target = (own or free)[0]
-        else:
+        elif event_user:
             target = Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)
+        else:
+            first = min(owners, key=lambda i: PRIORITY.index(i.type))
+            target = live[owners[first]]
         changed = [target]
     else:
         target, *losers = sorted(live.values(), key=_age)

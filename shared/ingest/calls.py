@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -36,6 +36,7 @@ class UnauthorizedError(IngestError):
 
 
 SINGLE_CALLS: dict[str, type[SegmentCall]] = {"track": TrackCall, "identify": IdentifyCall}
+CALL_TYPES = frozenset({*SINGLE_CALLS, "batch"})
 _BATCH = TypeAdapter(Batch)
 
 
@@ -58,7 +59,9 @@ def _json(body: str | None) -> Any:
     try:
         return json.loads(body)
     except json.JSONDecodeError as error:
-        raise BadRequestError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
+        raise BadRequestError(
+            f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from error
 
 
 def _details(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
@@ -96,8 +99,9 @@ def to_bus_events(calls: list[SegmentCall], received_at: datetime | None = None)
         if call.timestamp is None:
             call.timestamp = received
         elif call.sentAt is not None:
-            # The device's clock may be off: shift the timestamp by the gap between its sentAt and our receipt.
-            call.timestamp = received - (call.sentAt - call.timestamp)
+            sent, stamped = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (call.sentAt, call.timestamp))
+            # The device's clock may be off: shift the timestamp by the gap between sentAt and receipt.
+            call.timestamp = received - (sent - stamped)
         data = call.model_dump(mode="json", exclude_none=True)
         for name in ("timestamp", "sentAt", "receivedAt"):
             value = getattr(call, name)
@@ -109,10 +113,11 @@ def to_bus_events(calls: list[SegmentCall], received_at: datetime | None = None)
                 source=SOURCE_INGEST,
                 detail_type=f"segment.{call_type}",
                 detail=Envelope(
-                    name=f"segment.{call_type}", correlationId=call.messageId, time=clock.iso(received), data=data
+                    name=f"segment.{call_type}",
+                    correlationId=call.messageId,
+                    time=clock.iso(received),
+                    data=data,
                 ),
             )
         )
     return events
-
-

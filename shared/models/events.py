@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from shared.models.base import Model
 from shared.models.types import ProfileId
 
 # Sources and detail-types on the bus: handlers publish with these, routes (infra/topology.py) match them.
@@ -14,7 +15,7 @@ SOURCE_IDENTITY = "continuum.identity"
 DETAIL_RESOLVED = "event.resolved"
 
 
-class Envelope(BaseModel):
+class Envelope(Model):
     name: str
     version: int = 1
     correlationId: str
@@ -22,7 +23,7 @@ class Envelope(BaseModel):
     data: dict[str, Any]
 
 
-class BusEvent(BaseModel):
+class BusEvent(Model):
     """One entry for PutEvents: where it comes from, what it is, and its envelope."""
 
     source: str
@@ -30,7 +31,7 @@ class BusEvent(BaseModel):
     detail: Envelope
 
 
-class ResolvedEvent(BaseModel):
+class ResolvedEvent(Model):
     """`data` of an `event.resolved` envelope: a customer event and the profile it belongs to."""
 
     profileId: ProfileId

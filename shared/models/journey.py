@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
+from shared.models.base import Model
 from shared.models.types import Channel
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -30,7 +31,7 @@ TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 EventName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -103,9 +104,5 @@ class Journey(_Strict):
                 if template is None:
                     raise ValueError(f"send step uses template {step.send.template!r}, which does not exist")
                 if template.content_for(step.send.channel) is None:
-                    raise ValueError(
-                        f"template {step.send.template!r} has no {step.send.channel} content"
-                    )
+                    raise ValueError(f"template {step.send.template!r} has no {step.send.channel} content")
         return self
-
-

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from shared.models.base import Model
 from shared.models.types import Channel, ProfileId
 
 
-class SendRequest(BaseModel):
+class SendRequest(Model):
     """What a journey's send state hands the send gate (see shared/journeys/compiler.py)."""
 
     journey: str
@@ -29,7 +30,7 @@ class SendRequest(BaseModel):
         return f"{self.executionId}#{self.step}"
 
 
-class OutboundMessage(BaseModel):
+class OutboundMessage(Model):
     """The body of a channel queue message: everything the channel needs to send."""
 
     messageKey: str
@@ -45,7 +46,7 @@ class OutboundMessage(BaseModel):
 MessageStatus = Literal["queued", "sent", "dropped"]
 
 
-class MessageLogEntry(BaseModel):
+class MessageLogEntry(Model):
     messageKey: str
     status: MessageStatus
     reason: str | None = None

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from shared.models.base import Model
 from shared.models.types import ProfileId
 
 IdentifierType = Literal["user_id", "anonymous_id", "email", "device_token"]
 
 
-class Identifier(BaseModel):
+class Identifier(Model):
     model_config = ConfigDict(frozen=True)
 
     type: IdentifierType
     value: str = Field(min_length=1)
 
 
-class Profile(BaseModel):
+class Profile(Model):
     profileId: ProfileId
     identifiers: list[Identifier] = Field(default_factory=list)
     traits: dict[str, Any] = Field(default_factory=dict)

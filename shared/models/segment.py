@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.models.base import Model
 
 
 def _id_as_string(value: object) -> object:
@@ -18,7 +20,7 @@ def _id_as_string(value: object) -> object:
 SegmentId = Annotated[str | None, BeforeValidator(_id_as_string), Field(default=None, max_length=1024)]
 
 
-class SegmentCall(BaseModel):
+class SegmentCall(Model):
     # Fields the spec does not name are kept and passed along untouched.
     model_config = ConfigDict(extra="allow")
 
@@ -52,7 +54,7 @@ class IdentifyCall(SegmentCall):
 Call = Annotated[TrackCall | IdentifyCall, Field(discriminator="type")]
 
 
-class Batch(BaseModel):
+class Batch(Model):
     model_config = ConfigDict(extra="allow")
 
     batch: list[Call] = Field(min_length=1)

@@ -11,7 +11,9 @@ from shared.store.aws import client, error_code
 def _attributes(entry: MessageLogEntry) -> dict[str, Any]:
     item: dict[str, Any] = {}
     for name, value in entry.model_dump(exclude_none=True).items():
-        item[name] = {"M": {k: {"S": v} for k, v in value.items()}} if isinstance(value, dict) else {"S": value}
+        item[name] = (
+            {"M": {k: {"S": v} for k, v in value.items()}} if isinstance(value, dict) else {"S": value}
+        )
     return item
 
 
@@ -83,4 +85,6 @@ class ChannelQueue:
         self._client = sqs
 
     def send(self, message: OutboundMessage) -> None:
-        (self._client or client("sqs")).send_message(QueueUrl=self._url, MessageBody=message.model_dump_json())
+        (self._client or client("sqs")).send_message(
+            QueueUrl=self._url, MessageBody=message.model_dump_json()
+        )

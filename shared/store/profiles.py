@@ -37,7 +37,9 @@ class DynamoProfileStore:
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), _BATCH_GET):
-            request: dict[str, Any] = {self._table: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}}
+            request: dict[str, Any] = {
+                self._table: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}
+            }
             while request:
                 response = self._db.batch_get_item(RequestItems=request)
                 items.extend(response["Responses"].get(self._table, []))

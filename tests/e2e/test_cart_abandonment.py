@@ -14,7 +14,12 @@ HOUR = 3600
 
 def _customer() -> dict[str, str]:
     tag = uuid.uuid4().hex[:10]
-    return {"userId": f"user-{tag}", "email": f"shopper-{tag}@example.com", "token": f"token-{tag}", "tag": tag}
+    return {
+        "userId": f"user-{tag}",
+        "email": f"shopper-{tag}@example.com",
+        "token": f"token-{tag}",
+        "tag": tag,
+    }
 
 
 def _identify(local: LocalRuntime, customer: dict[str, str], **extra: object) -> None:
@@ -44,7 +49,9 @@ def test_reminds_by_email_after_an_hour_and_by_push_after_a_day(local: LocalRunt
 
     local.advance(60)
     first = _deliveries(local, customer)
-    assert [(m["channel"], m["to"], m["template"]) for m in first] == [("email", customer["email"], "cart-reminder")]
+    assert [(m["channel"], m["to"], m["template"]) for m in first] == [
+        ("email", customer["email"], "cart-reminder")
+    ]
     assert first[0]["journey"] == "cart_abandonment"
     assert first[0]["userId"] == customer["userId"]
     assert clock.parse(str(first[0]["sentAt"])) - started == timedelta(hours=1)
@@ -52,7 +59,10 @@ def test_reminds_by_email_after_an_hour_and_by_push_after_a_day(local: LocalRunt
 
     local.advance(23 * HOUR)
     both = _deliveries(local, customer)
-    assert [(m["channel"], m["to"]) for m in both] == [("email", customer["email"]), ("push", customer["token"])]
+    assert [(m["channel"], m["to"]) for m in both] == [
+        ("email", customer["email"]),
+        ("push", customer["token"]),
+    ]
     assert clock.parse(str(both[1]["sentAt"])) - started == timedelta(hours=24)
     assert both[1]["profileId"] == both[0]["profileId"]
     runs = [r for r in local.executions() if r["input"]["profileId"] == both[0]["profileId"]]
@@ -63,7 +73,12 @@ def test_a_purchase_on_another_device_ends_the_cart_journey_on_every_channel(loc
     customer = _customer()
     # The laptop: known by an anonymous id, an email and the phone's push token.
     laptop = {"anonymousId": f"anon-laptop-{customer['tag']}"}
-    identify = load("identify", **laptop, traits={"email": customer["email"]}, context={"device": {"token": customer["token"]}})
+    identify = load(
+        "identify",
+        **laptop,
+        traits={"email": customer["email"]},
+        context={"device": {"token": customer["token"]}},
+    )
     identify.pop("userId")
     assert local.send("identify", identify)[0] == 200
     added = load("track-product-added", **laptop, messageId=f"added-{customer['tag']}")
@@ -90,8 +105,12 @@ def test_a_purchase_on_another_device_ends_the_cart_journey_on_every_channel(loc
 def test_the_same_batch_sent_twice_sends_each_message_once(local: LocalRuntime) -> None:
     customer = _customer()
     batch = load("batch")
-    batch["batch"][0].update(userId=customer["userId"], messageId=f"identify-{customer['tag']}",
-                             traits={"email": customer["email"]}, context={"device": {"token": customer["token"]}})
+    batch["batch"][0].update(
+        userId=customer["userId"],
+        messageId=f"identify-{customer['tag']}",
+        traits={"email": customer["email"]},
+        context={"device": {"token": customer["token"]}},
+    )
     batch["batch"][1].update(userId=customer["userId"], messageId=f"track-{customer['tag']}")
 
     assert local.send("batch", batch)[0] == 200
@@ -113,7 +132,9 @@ def test_a_repeated_add_to_cart_during_the_journey_does_not_start_it_again(local
     assert sorted(m["channel"] for m in _deliveries(local, customer)) == ["email", "push"]
 
 
-def test_a_customer_without_a_device_token_gets_the_email_and_the_push_is_logged_as_dropped(local: LocalRuntime) -> None:
+def test_a_customer_without_a_device_token_gets_the_email_and_the_push_is_logged_as_dropped(
+    local: LocalRuntime,
+) -> None:
     customer = _customer()
     identify = load("identify", userId=customer["userId"], traits={"email": customer["email"]}, context={})
     identify.pop("anonymousId")

@@ -17,19 +17,40 @@ def _queued(to: str, channel: str = "email") -> OutboundMessage:
     content = {"subject": "Hi", "text": "Hello"} if channel == "email" else {"title": "Hi", "body": "Hello"}
     MessageLog("continuum-messages").record(
         MessageLogEntry(
-            messageKey=key, status="queued", channel=channel, to=to, journey="j", step="s", template="t",
-            profileId="p", createdAt=clock.iso(clock.now()), content=content,
+            messageKey=key,
+            status="queued",
+            channel=channel,
+            to=to,
+            journey="j",
+            step="s",
+            template="t",
+            profileId="p",
+            createdAt=clock.iso(clock.now()),
+            content=content,
         )
     )
-    return OutboundMessage(messageKey=key, channel=channel, to=to, content=content, journey="j", template="t", profileId="p")
+    return OutboundMessage(
+        messageKey=key, channel=channel, to=to, content=content, journey="j", template="t", profileId="p"
+    )
 
 
 def _record(body: str) -> dict:
-    return {"messageId": uuid.uuid4().hex, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
-            "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+    return {
+        "messageId": uuid.uuid4().hex,
+        "receiptHandle": "r",
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+        "awsRegion": "us-east-1",
+    }
 
 
-def test_a_bad_record_is_reported_as_a_batch_item_failure_and_the_good_one_is_sent(engine: LocalEngine) -> None:
+def test_a_bad_record_is_reported_as_a_batch_item_failure_and_the_good_one_is_sent(
+    engine: LocalEngine,
+) -> None:
     good = _queued("good@example.com")
     good_record, bad_record = _record(good.model_dump_json()), _record("{not json")
 

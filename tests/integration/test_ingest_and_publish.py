@@ -10,34 +10,52 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.local.engine import REGION, LocalEngine
-from shared.models.events import Envelope, BusEvent
+from shared.models.events import BusEvent, Envelope
 from shared.store.bus import EventPublisher, PublishError
 from tests.integration.conftest import http_event
 
 
 def _calls_of(engine: LocalEngine, message_ids: set[str]) -> list[dict]:
-    return [e for e in engine.bus_events if e["detail"]["correlationId"] in message_ids and e["source"] == "continuum.ingest"]
+    return [
+        e
+        for e in engine.bus_events
+        if e["detail"]["correlationId"] in message_ids and e["source"] == "continuum.ingest"
+    ]
 
 
 def test_a_batch_of_25_calls_reaches_the_bus_in_three_put_events_calls(engine: LocalEngine) -> None:
-    calls = [{"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"batch25-{i}"} for i in range(25)]
-    put_events = []
+    calls = [
+        {"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"batch25-{i}"}
+        for i in range(25)
+    ]
+    put_events: list[list[dict]] = []
+
+    def count(params: dict, **_: object) -> None:
+        # The identity function publishes on the same client from the engine's worker: count ingest's only.
+        if params["Entries"][0]["Source"] == "continuum.ingest":
+            put_events.append(params["Entries"])
+
     from shared.store.aws import client
 
-    client("events").meta.events.register("before-call.events.PutEvents", lambda **kw: put_events.append(kw))
+    client("events").meta.events.register("provide-client-params.events.PutEvents", count)
 
     response = engine.invoke("ingest", http_event("/v1/batch", {"batch": calls}))
 
     assert response["statusCode"] == 200
-    assert len(put_events) == 3
+    assert [len(entries) for entries in put_events] == [10, 10, 5]
     on_bus = _calls_of(engine, {c["messageId"] for c in calls})
     assert sorted(e["detail"]["data"]["userId"] for e in on_bus) == sorted(f"u{i}" for i in range(25))
     assert {e["detail-type"] for e in on_bus} == {"segment.track"}
-    client("events").meta.events.unregister("before-call.events.PutEvents")
+    client("events").meta.events.unregister("provide-client-params.events.PutEvents", count)
 
 
 def test_track_and_identify_reach_the_bus_with_their_fields_intact(engine: LocalEngine) -> None:
-    track = {"userId": "u-1", "event": "Product Added", "properties": {"price": 9.5, "tags": ["a"]}, "messageId": "m-track"}
+    track = {
+        "userId": "u-1",
+        "event": "Product Added",
+        "properties": {"price": 9.5, "tags": ["a"]},
+        "messageId": "m-track",
+    }
     identify = {"anonymousId": "a-1", "traits": {"email": "A@B.io"}, "messageId": "m-identify"}
 
     assert engine.invoke("ingest", http_event("/v1/track", track))["statusCode"] == 200
@@ -58,7 +76,9 @@ def test_track_and_identify_reach_the_bus_with_their_fields_intact(engine: Local
         ('{"userId": "u", "event": 5}', 400, "event"),
     ],
 )
-def test_bad_requests_are_answered_400_with_a_json_error(engine: LocalEngine, raw: str, status: int, fragment: str) -> None:
+def test_bad_requests_are_answered_400_with_a_json_error(
+    engine: LocalEngine, raw: str, status: int, fragment: str
+) -> None:
     response = engine.invoke("ingest", http_event("/v1/track", None, raw=raw))
     assert response["statusCode"] == status
     assert fragment in response["body"]
@@ -66,13 +86,17 @@ def test_bad_requests_are_answered_400_with_a_json_error(engine: LocalEngine, ra
 
 
 def test_a_wrong_write_key_is_answered_401_with_a_challenge(engine: LocalEngine) -> None:
-    response = engine.invoke("ingest", http_event("/v1/track", {"userId": "u", "event": "X"}, write_key="nope"))
+    response = engine.invoke(
+        "ingest", http_event("/v1/track", {"userId": "u", "event": "X"}, write_key="nope")
+    )
     assert response["statusCode"] == 401
     assert response["headers"]["WWW-Authenticate"].startswith("Basic")
 
 
 def _event(i: int) -> BusEvent:
-    return BusEvent(source="s", detail_type="d", detail=Envelope(name="n", correlationId=str(i), time="t", data={}))
+    return BusEvent(
+        source="s", detail_type="d", detail=Envelope(name="n", correlationId=str(i), time="t", data={})
+    )
 
 
 def test_the_publisher_retries_only_the_failed_entries() -> None:
@@ -80,14 +104,22 @@ def test_the_publisher_retries_only_the_failed_entries() -> None:
     with Stubber(events_client) as stub:
         stub.add_response(
             "put_events",
-            {"FailedEntryCount": 1, "Entries": [{"EventId": "1"}, {"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]},
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"EventId": "1"}, {"ErrorCode": "InternalFailure", "ErrorMessage": "x"}],
+            },
         )
         stub.add_response(
             "put_events",
             {"FailedEntryCount": 0, "Entries": [{"EventId": "2"}]},
             expected_params={
                 "Entries": [
-                    {"EventBusName": "bus", "Source": "s", "DetailType": "d", "Detail": _event(1).detail.model_dump_json()}
+                    {
+                        "EventBusName": "bus",
+                        "Source": "s",
+                        "DetailType": "d",
+                        "Detail": _event(1).detail.model_dump_json(),
+                    }
                 ]
             },
         )
@@ -97,7 +129,10 @@ def test_the_publisher_retries_only_the_failed_entries() -> None:
 
 def test_the_publisher_raises_when_entries_keep_failing() -> None:
     events_client = boto3.client("events", region_name=REGION)
-    failing = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}]}
+    failing = {
+        "FailedEntryCount": 1,
+        "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}],
+    }
     with Stubber(events_client) as stub:
         for _ in range(3):
             stub.add_response("put_events", failing)

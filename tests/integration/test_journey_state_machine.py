@@ -19,7 +19,8 @@ def _customer(engine: LocalEngine) -> dict[str, str]:
         "identify",
         userId=customer["userId"],
         anonymousId=f"anon-{tag}",
-        traits={"email": customer["email"]}, context={"device": {"token": customer["token"]}}
+        traits={"email": customer["email"]},
+        context={"device": {"token": customer["token"]}},
     )
     assert engine.invoke("ingest", http_event("/v1/identify", identify))["statusCode"] == 200
     engine.wait_idle()
@@ -27,11 +28,13 @@ def _customer(engine: LocalEngine) -> dict[str, str]:
 
 
 def _profile_id(engine: LocalEngine, user_id: str) -> str:
-    from shared.store.profiles import DynamoProfileStore
     from shared.models.profile import Identifier
+    from shared.store.profiles import DynamoProfileStore
 
     store = DynamoProfileStore("continuum-profiles")
-    return store.owners([Identifier(type="user_id", value=user_id)])[Identifier(type="user_id", value=user_id)]
+    return store.owners([Identifier(type="user_id", value=user_id)])[
+        Identifier(type="user_id", value=user_id)
+    ]
 
 
 def _start(engine: LocalEngine, profile_id: str) -> str:
@@ -39,7 +42,11 @@ def _start(engine: LocalEngine, profile_id: str) -> str:
     payload = {
         "profileId": profile_id,
         "enteredAt": clock.iso(engine.clock.now()),
-        "trigger": {"event": "Product Added", "properties": {"name": "Kettle"}, "messageId": uuid.uuid4().hex},
+        "trigger": {
+            "event": "Product Added",
+            "properties": {"name": "Kettle"},
+            "messageId": uuid.uuid4().hex,
+        },
     }
     execution: str = client("stepfunctions").start_execution(
         stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(payload)
@@ -48,7 +55,9 @@ def _start(engine: LocalEngine, profile_id: str) -> str:
 
 
 def _history(execution: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = client("stepfunctions").get_execution_history(executionArn=execution)["events"]
+    events: list[dict[str, Any]] = client("stepfunctions").get_execution_history(executionArn=execution)[
+        "events"
+    ]
     return events
 
 

@@ -1,0 +1,59 @@
+"""SQS queues: every queue Continuum creates, work queues and dead-letter queues alike, comes from here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.topology import Queue
+
+# Dead letters are kept as long as SQS allows, so a failure found late can still be replayed.
+DEAD_LETTER_RETENTION = Duration.days(14)
+
+
+def secure_queue(
+    scope: Construct,
+    construct_id: str,
+    *,
+    visibility_timeout: Duration | None = None,
+    dead_letter_queue: sqs.DeadLetterQueue | None = None,
+    retention_period: Duration | None = None,
+) -> sqs.Queue:
+    """A queue that only accepts TLS and encrypts at rest with SQS-managed keys (no KMS key to grant)."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        visibility_timeout=visibility_timeout,
+        dead_letter_queue=dead_letter_queue,
+        retention_period=retention_period,
+    )
+
+
+def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+    return secure_queue(scope, construct_id, retention_period=DEAD_LETTER_RETENTION)
+
+
+class Queues(Construct):
+    """The topology's work queues, each with its own dead-letter queue."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, specs: Sequence[Queue]) -> None:
+        super().__init__(scope, construct_id)
+        self._queues: dict[str, sqs.Queue] = {}
+        for spec in specs:
+            dead_letters = dead_letter_queue(self, f"{spec.name}-dead-letters")
+            self._queues[spec.name] = secure_queue(
+                self,
+                spec.name,
+                visibility_timeout=Duration.seconds(spec.visibility_timeout_seconds),
+                dead_letter_queue=sqs.DeadLetterQueue(
+                    queue=dead_letters, max_receive_count=spec.max_receive_count
+                ),
+            )
+
+    def __getitem__(self, name: str) -> sqs.Queue:
+        return self._queues[name]

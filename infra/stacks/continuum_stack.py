@@ -1,0 +1,110 @@
+"""The whole engine as one stack, composed from the topology: nothing here names a function or a table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.aws_lambda_event_sources import SqsEventSource
+from constructs import Construct
+
+from infra.constructs.channels import SETTING_GRANTS
+from infra.constructs.event_bus import EventBus
+from infra.constructs.function_factory import FunctionFactory
+from infra.constructs.http_api import IngestApi
+from infra.constructs.journeys import JourneyStateMachines
+from infra.constructs.queues import Queues
+from infra.constructs.tables import Tables
+from infra.topology import EVENT_BUS_ENV, JOURNEYS_ENV, Topology, queue_env, table_env
+from shared.journeys.loader import load_journeys
+
+TAGS = {"project": "continuum"}
+
+
+class ContinuumStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        topology: Topology,
+        settings: Mapping[str, str],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope, construct_id, description="Continuum omnichannel customer-engagement engine", **kwargs
+        )
+        for key, value in TAGS.items():
+            Tags.of(self).add(key, value)
+
+        tables = Tables(self, "Tables", specs=topology.tables)
+        queues = Queues(self, "Queues", specs=topology.queues)
+        bus = EventBus(self, "Events")
+        factory = FunctionFactory(self, "Functions")
+
+        # Functions a rule invokes run asynchronously and so get their own dead-letter queue.
+        routed = {route.function for route in topology.routes}
+        functions: dict[str, lambda_.Function] = {}
+        for spec in topology.functions:
+            missing = [name for name in spec.settings if name not in settings]
+            if missing:
+                raise ValueError(f"function {spec.name} needs deployment settings {missing}")
+            function = factory.build(
+                spec,
+                invoked_async=spec.name in routed,
+                environment={name: settings[name] for name in spec.settings},
+            )
+            for table_access in spec.tables:
+                tables.grant(table_access, function)
+                function.add_environment(table_env(table_access.table), tables[table_access.table].table_name)
+            for queue_access in spec.queues:
+                queue = queues[queue_access.queue]
+                queue.grant_send_messages(function)
+                function.add_environment(queue_env(queue_access.queue), queue.queue_url)
+            if spec.publishes:
+                bus.bus.grant_put_events_to(function)
+                function.add_environment(EVENT_BUS_ENV, bus.bus.event_bus_name)
+            for name in spec.settings:
+                if name in SETTING_GRANTS:
+                    SETTING_GRANTS[name](function, settings[name])
+            functions[spec.name] = function
+
+        for route in topology.routes:
+            target = functions[route.function]
+            assert target.dead_letter_queue is not None  # routed functions are built with one
+            # A rule's undeliverable events and the function's failed invocations share one queue:
+            # everything this function never processed, in one place to inspect and replay.
+            bus.route(route, target, dead_letters=target.dead_letter_queue)
+
+        for consumer in topology.consumers:
+            spec = topology.function(consumer.function)
+            queue_spec = next(q for q in topology.queues if q.name == consumer.queue)
+            if queue_spec.visibility_timeout_seconds < spec.timeout_seconds:
+                # Lambda refuses the mapping at deploy time; say so at synth time instead.
+                raise ValueError(
+                    f"queue {consumer.queue}: visibility timeout {queue_spec.visibility_timeout_seconds}s is "
+                    f"shorter than its consumer {spec.name}'s timeout {spec.timeout_seconds}s"
+                )
+            functions[consumer.function].add_event_source(
+                SqsEventSource(
+                    queues[consumer.queue], batch_size=consumer.batch_size, report_batch_item_failures=True
+                )
+            )
+
+        journeys = JourneyStateMachines(
+            self,
+            "Journeys",
+            journeys=load_journeys(topology.journeys_dir),
+            send_gate=functions[topology.journey_task_function],
+        )
+        for spec in topology.functions:
+            if spec.controls_journeys:
+                controller = functions[spec.name]
+                journeys.grant_control(controller)
+                controller.add_environment(JOURNEYS_ENV, journeys.catalogue())
+
+        api = IngestApi(self, "Ingest", handler=functions[topology.api_function])
+        CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")
+        CfnOutput(self, "EventBusName", value=bus.bus.event_bus_name)
