@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("CONTINUUM_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     write_key = os.environ.get("CONTINUUM_WRITE_KEY", "dev-write-key")
 
     started = time.monotonic()

@@ -41,7 +41,7 @@ from infra.topology import (
     table_env,
 )
 
-log = logging.getLogger("continuum.local")
+log = logging.getLogger("infra.local")
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

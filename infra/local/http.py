@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from infra.local.engine import LocalEngine
 from shared import clock
 
-log = logging.getLogger("continuum.local")
+log = logging.getLogger("infra.local")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 
 

@@ -22,3 +22,15 @@ def error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
     code: str = response.get("Error", {}).get("Code", "")
     return code
+
+
+class TableStore:
+    """Base of the stores over one DynamoDB table: the table name, and a client (given, or the shared one)."""
+
+    def __init__(self, table: str, dynamodb: Any = None):
+        self._table = table
+        self._client = dynamodb
+
+    @property
+    def _db(self) -> Any:
+        return self._client or client("dynamodb")

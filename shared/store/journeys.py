@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.store.aws import client, error_code
+from shared.store.aws import TableStore, client, error_code
 
 
-class JourneyRunStore:
+class JourneyRunStore(TableStore):
     """One item per execution under its profile: `runKey` = `<journeyId>#<executionName>`."""
-
-    def __init__(self, table: str, dynamodb: Any = None):
-        self._table = table
-        self._client = dynamodb
-
-    @property
-    def _db(self) -> Any:
-        return self._client or client("dynamodb")
 
     def active(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
         response = self._db.query(

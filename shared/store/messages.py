@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.models.message import MessageLogEntry, OutboundMessage
-from shared.store.aws import client, error_code
+from shared.store.aws import TableStore, client, error_code
 
 
 def _attributes(entry: MessageLogEntry) -> dict[str, Any]:
@@ -25,15 +25,7 @@ def _entry(item: dict[str, Any]) -> MessageLogEntry:
     return MessageLogEntry.model_validate(plain)
 
 
-class MessageLog:
-    def __init__(self, table: str, dynamodb: Any = None):
-        self._table = table
-        self._client = dynamodb
-
-    @property
-    def _db(self) -> Any:
-        return self._client or client("dynamodb")
-
+class MessageLog(TableStore):
     def record(self, entry: MessageLogEntry) -> bool:
         """Write the entry unless one with its key exists: False means this send was handled before."""
         try:

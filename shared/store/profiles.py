@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.identity.resolver import ConcurrentChangeError
 from shared.models.profile import Identifier, Profile
-from shared.store.aws import client, error_code
+from shared.store.aws import TableStore, error_code
 
 _BATCH_GET = 100  # BatchGetItem's limit
 
@@ -25,15 +25,7 @@ def _identifier_key(identifier: Identifier) -> dict[str, Any]:
     return {"pk": {"S": f"identifier#{identifier.type}#{identifier.value}"}}
 
 
-class DynamoProfileStore:
-    def __init__(self, table: str, dynamodb: Any = None):
-        self._table = table
-        self._client = dynamodb
-
-    @property
-    def _db(self) -> Any:
-        return self._client or client("dynamodb")
-
+class DynamoProfileStore(TableStore):
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), _BATCH_GET):
