@@ -112,7 +112,7 @@ class Topology:
 # Deployment settings: values that differ per deployment, not per resource. The CDK app reads them
 # from context (cdk.json or `-c key=value`), the local runtime from its own configuration.
 SETTINGS = {
-    "WRITE_KEY_SHA256": "SHA-256 hex digests of the accepted write keys, comma separated",
+    "DEDUPE_WINDOW_SECONDS": "seconds a messageId is remembered per source to drop repeats (Segment: 7 days)",
     "EMAIL_SENDER": "verified SES sender address for the email channel",
     "PUSH_PLATFORM_APPLICATION_ARN": "SNS platform application (FCM / APNs) for the push channel",
 }
@@ -133,6 +133,8 @@ def queue_env(queue: str) -> str:
 PROFILES = "profiles"
 JOURNEY_RUNS = "journey-runs"
 MESSAGES = "messages"
+SOURCES = "sources"
+SEEN_MESSAGES = "seen-messages"
 
 TOPOLOGY = Topology(
     tables=(
@@ -141,6 +143,10 @@ TOPOLOGY = Topology(
         Table(PROFILES, partition_key="pk"),
         # One item per journey execution, under the profile it runs for.
         Table(JOURNEY_RUNS, partition_key="profileId", sort_key="runKey"),
+        # Sources by the SHA-256 of their write key (the key itself is never stored).
+        Table(SOURCES, partition_key="keyHash"),
+        # `<sourceId>#<messageId>` of every published call, until `expiresAt` (the dedupe window).
+        Table(SEEN_MESSAGES, partition_key="dedupeKey", ttl_attribute="expiresAt"),
         # The message log: every send and every drop, keyed by its idempotency key.
         Table(
             MESSAGES,
@@ -153,9 +159,10 @@ TOPOLOGY = Topology(
         Function(
             "ingest",
             "functions.ingest.handler",
-            "Segment HTTP Tracking API: authenticate, validate, publish to the bus",
+            "Segment HTTP Tracking API: authenticate, validate, dedupe, publish to the bus",
+            tables=(TableAccess(SOURCES), TableAccess(SEEN_MESSAGES, write=True)),
             publishes=True,
-            settings=("WRITE_KEY_SHA256",),
+            settings=("DEDUPE_WINDOW_SECONDS",),
         ),
         Function(
             "identity",

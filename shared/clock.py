@@ -4,7 +4,9 @@ so that a journey's one-hour wait takes no real time and message times are virtu
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_ZERO = timedelta(0)
 
 
 def _real_now() -> datetime:
@@ -29,8 +31,9 @@ def reset() -> None:
 
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with milliseconds and a Z: sortable as a string. A time without an offset is UTC."""
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is None or moment.utcoffset() == _ZERO:
+        return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse(value: str) -> datetime:

@@ -38,14 +38,11 @@ class JourneyRef(Model):
 
 class IngestSettings(_Env):
     event_bus_name: EventBusName
-    write_key_sha256: frozenset[str] = Field(alias="WRITE_KEY_SHA256")
-
-    @field_validator("write_key_sha256", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
-        return value
+    sources_table: str = Field(alias="SOURCES_TABLE", min_length=1)
+    seen_messages_table: str = Field(alias="SEEN_MESSAGES_TABLE", min_length=1)
+    dedupe_window_seconds: int = Field(alias="DEDUPE_WINDOW_SECONDS", gt=0)
+    # How long ingest trusts its cached answer for a write key: a revoked key stops within this time.
+    write_key_cache_seconds: float = Field(alias="WRITE_KEY_CACHE_SECONDS", default=60, ge=0)
 
 
 class IdentitySettings(_Env):

@@ -29,6 +29,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
     )
 
     profile = resolution.profile
+    metrics.add_metric(name="EventsResolved", unit=MetricUnit.Count, value=1)
     if resolution.merged:
         metrics.add_metric(name="ProfilesMerged", unit=MetricUnit.Count, value=len(resolution.merged))
     resolved = ResolvedEvent(
@@ -43,6 +44,4 @@ def handler(event: dict[str, Any], context: Any) -> None:
         time=clock.iso(clock.now()),
         data=resolved.model_dump(),
     )
-    EventPublisher(settings.event_bus_name).publish(
-        [BusEvent(source=SOURCE_IDENTITY, detail_type=DETAIL_RESOLVED, detail=outgoing)]
-    )
+    EventPublisher(settings.event_bus_name).publish([BusEvent.of(SOURCE_IDENTITY, DETAIL_RESOLVED, outgoing)])

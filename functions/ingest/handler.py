@@ -1,13 +1,12 @@
-"""POST /v1/{track,identify,batch}: authenticate the write key, validate, put the calls on the bus.
+"""The Segment HTTP Tracking API: authenticate the write key, validate, dedupe, put the calls on the bus.
 
-API Gateway's HTTP API (payload 2.0) routes here. The event is read directly rather than through
-Powertools' resolver: one route does not need a router, and the resolver's import costs this, the
-most latency-sensitive function, ~40 ms on every cold start.
+API Gateway's HTTP API (payload 2.0) sends every request here. The event is read directly rather
+than through Powertools' resolver: a handful of fixed paths need no router, and the resolver's
+import costs this, the most latency-sensitive function, ~40 ms on every cold start.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -16,49 +15,81 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
-from shared.ingest.calls import CALL_TYPES, IngestError, authenticate, parse, to_bus_events
+from shared.ingest.calls import CORS, IngestError, call_type_of, decode_body, parse, to_bus_events
+from shared.ingest.service import accept
+from shared.ingest.sources import SourceResolver, presented_key
 from shared.store.bus import EventPublisher, PublishError
+from shared.store.sources import SeenMessageStore, SourceStore
 
 logger = Logger()
 metrics = Metrics()
+_sources: SourceResolver | None = None
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    call_type = event.get("rawPath", "").removeprefix("/v1/")
-    if method != "POST" or call_type not in CALL_TYPES:
-        return _json(404, {"error": f"no route {method} {event.get('rawPath')}"})
-    settings = config.load(config.IngestSettings)
+    path = event.get("rawPath", "")
+    call_type = call_type_of(path)
+    if method == "OPTIONS":
+        return _response(204, "")
+    if method == "GET" and path in ("/openapi.json", "/docs"):
+        return _describe(path)
+    if method != "POST" or call_type is None:
+        return _json(404, {"error": f"no route {method} {path}"})
     try:
-        authenticate((event.get("headers") or {}).get("authorization"), settings.write_key_sha256)
-        events = to_bus_events(parse(call_type, _body(event)))
-        EventPublisher(settings.event_bus_name).publish(events)
+        return _ingest(call_type, event)
     except IngestError as error:
         headers = {"WWW-Authenticate": 'Basic realm="Continuum"'} if error.status == 401 else {}
-        return _json(error.status, {"error": error.message, "details": error.details}, headers)
+        return _json(error.status, error.body(), headers)
     except PublishError:
-        # Nothing acknowledged is lost: the SDK retries a 5xx.
+        # Nothing acknowledged is lost: the SDK retries a 5xx, and only what reached the bus counts as seen.
         logger.exception("publish failed")
-        return _json(503, {"error": "events could not be stored; retry"}, {"Retry-After": "1"})
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(events))
+        return _json(503, {"error": "the events could not be stored; retry"}, {"Retry-After": "1"})
+
+
+def _ingest(call_type: str, event: dict[str, Any]) -> dict[str, Any]:
+    global _sources
+    settings = config.load(config.IngestSettings)
+    if _sources is None:
+        _sources = SourceResolver(SourceStore(settings.sources_table).find, settings.write_key_cache_seconds)
+    headers = event.get("headers") or {}
+    text = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), headers.get("content-encoding"))
+    authorization = headers.get("authorization")
+    # A key in the header is checked before the body is read; one in the body (analytics.js) after.
+    source = _sources.source_for(presented_key(authorization, None)) if authorization else None
+    calls, body_key = parse(call_type, text)
+    source = source or _sources.source_for(presented_key(None, body_key))
+
+    accepted = accept(
+        to_bus_events(calls, source.sourceId),
+        source.sourceId,
+        SeenMessageStore(settings.seen_messages_table),
+        EventPublisher(settings.event_bus_name),
+        settings.dedupe_window_seconds,
+    )
+
+    metrics.add_metric(name="CallsPublished", unit=MetricUnit.Count, value=accepted.published)
+    metrics.add_metric(name="CallsDuplicate", unit=MetricUnit.Count, value=accepted.duplicates)
     return _json(200, {"success": True})
 
 
-def _body(event: dict[str, Any]) -> str | None:
-    body = event.get("body")
-    if body and event.get("isBase64Encoded"):
-        try:
-            return base64.b64decode(body).decode("utf-8")
-        except (ValueError, UnicodeDecodeError) as error:
-            raise IngestError("the body is not UTF-8 text") from error
-    return body
+def _describe(path: str) -> dict[str, Any]:
+    from shared.ingest import openapi  # imported on demand: nothing of it at cold start
+
+    if path == "/docs":
+        return _response(200, openapi.SWAGGER_UI, {"Content-Type": "text/html; charset=utf-8"})
+    return _json(200, openapi.document())
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
-    }
+    return _response(
+        status,
+        json.dumps(body, separators=(",", ":")),
+        {"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def _response(status: int, body: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {**CORS, **(headers or {})}, "body": body}

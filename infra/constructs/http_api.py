@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import jsii
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -13,8 +13,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from shared.ingest.calls import CORS
+
 # Segment SDKs POST to /v1/track, /v1/identify, /v1/batch, ...; the handler decides which it serves.
 INGEST_PATH = "/v1/{proxy+}"
+# The API's description, generated from the request models, and its Swagger UI.
+DOCUMENT_PATHS = ("/openapi.json", "/docs")
 # Stage-wide limits that shield the ingest function and the bus behind it from a flood of calls.
 THROTTLE = apigwv2.ThrottleSettings(rate_limit=1000, burst_limit=500)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -62,14 +66,37 @@ class IngestApi(Construct):
             "Api",
             description="Continuum ingest (Segment HTTP Tracking API)",
             create_default_stage=False,
-        )
-        routes = self.api.add_routes(
-            path=INGEST_PATH,
-            methods=[apigwv2.HttpMethod.POST],
-            integration=integrations.HttpLambdaIntegration(
-                "Ingest", handler, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
+            # Browsers' preflights are answered by API Gateway itself, with what the handler answers locally.
+            cors_preflight=apigwv2.CorsPreflightOptions(
+                allow_origins=[CORS["Access-Control-Allow-Origin"]],
+                allow_methods=[
+                    apigwv2.CorsHttpMethod(m.strip()) for m in CORS["Access-Control-Allow-Methods"].split(",")
+                ],
+                allow_headers=[h.strip() for h in CORS["Access-Control-Allow-Headers"].split(",")],
+                max_age=Duration.seconds(int(CORS["Access-Control-Max-Age"])),
             ),
         )
+        integration = integrations.HttpLambdaIntegration(
+            "Ingest", handler, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
+        )
+        routes = self.api.add_routes(
+            path=INGEST_PATH, methods=[apigwv2.HttpMethod.POST], integration=integration
+        )
+        documents = [
+            route
+            for path in DOCUMENT_PATHS
+            for route in self.api.add_routes(
+                path=path, methods=[apigwv2.HttpMethod.GET], integration=integration
+            )
+        ]
+        for route in documents:
+            Validations.of(route).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-APIG4",
+                    reason="The API's public description (OpenAPI document and Swagger UI page) carries no "
+                    "data and is meant to be read without credentials.",
+                )
+            )
         for route in routes:
             Validations.of(route).acknowledge(
                 Acknowledgment(

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from infra.local.engine import LocalEngine
+from infra.local.engine import DEDUPE_WINDOW_SECONDS, LocalEngine
 from infra.local.http import LocalServer
 
 
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     write_key = os.environ.get("CONTINUUM_WRITE_KEY", "dev-write-key")
 
     started = time.monotonic()
-    engine = LocalEngine(write_key=write_key).start()
+    window = int(os.environ.get("CONTINUUM_DEDUPE_WINDOW_SECONDS", DEDUPE_WINDOW_SECONDS))
+    engine = LocalEngine(write_key=write_key, dedupe_window_seconds=window).start()
     try:
         server = LocalServer((args.host, args.port), engine)
     except OSError as error:
@@ -39,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"Continuum local runtime ready in {time.monotonic() - started:.1f}s", flush=True)
     print(
-        f"  endpoint   http://{host}:{port}   (Segment HTTP API: POST /v1/track, /v1/identify, /v1/batch)",
+        f"  endpoint   http://{host}:{port}   (Segment HTTP API; docs at /docs)",
         flush=True,
     )
-    print(f"  write key  {write_key}   (HTTP Basic username)", flush=True)
+    print(f"  write key  {write_key}   (source 'default'; HTTP Basic username)", flush=True)
     print(
         f"  messages   http://{host}:{port}/_local/messages   clock: POST /_local/clock/advance", flush=True
     )

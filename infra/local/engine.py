@@ -13,7 +13,6 @@ moto covers the AWS APIs; what it does not do, this module does, in the way AWS 
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import logging
@@ -34,12 +33,15 @@ from infra.local.clock import VirtualClock
 from infra.topology import (
     EVENT_BUS_ENV,
     JOURNEYS_ENV,
+    SOURCES,
     TOPOLOGY,
     Table,
     Topology,
     queue_env,
     table_env,
 )
+from shared.ingest.sources import new_source
+from shared.store.sources import SourceStore
 
 log = logging.getLogger("infra.local")
 
@@ -49,6 +51,7 @@ PREFIX = "continuum"
 EMAIL_SENDER = "no-reply@continuum.local"
 ASYNC_ATTEMPTS = 3  # EventBridge → Lambda is an async invoke: Lambda tries it three times in all
 IDLE_TIMEOUT_SECONDS = 120.0
+DEDUPE_WINDOW_SECONDS = 7 * 86400  # Segment's
 
 
 @dataclass
@@ -102,9 +105,16 @@ class _LambdaContext:
 
 
 class LocalEngine:
-    def __init__(self, write_key: str, topology: Topology = TOPOLOGY, start: datetime | None = None):
+    def __init__(
+        self,
+        write_key: str,
+        topology: Topology = TOPOLOGY,
+        start: datetime | None = None,
+        dedupe_window_seconds: int = DEDUPE_WINDOW_SECONDS,
+    ):
         self.topology = topology
         self.write_key = write_key
+        self.dedupe_window_seconds = dedupe_window_seconds
         self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
         self.failures: list[Failure] = []
         self.bus_events: list[dict[str, Any]] = []
@@ -325,9 +335,12 @@ class LocalEngine:
         )
         env["EMAIL_SENDER"] = EMAIL_SENDER
         env["PUSH_PLATFORM_APPLICATION_ARN"] = platform["PlatformApplicationArn"]
-        env["WRITE_KEY_SHA256"] = hashlib.sha256(self.write_key.encode()).hexdigest()
+        env["DEDUPE_WINDOW_SECONDS"] = str(self.dedupe_window_seconds)
+        # Locally a revoked key stops at once (the cloud default trusts a cached answer for 60 s).
+        env["WRITE_KEY_CACHE_SECONDS"] = "0"
         self._env = env
         os.environ.update(env)
+        self.sources.add(new_source("default", self.write_key)[0])
 
     def _install_handlers(self) -> None:
         from shared import clock, config
@@ -489,6 +502,10 @@ class LocalEngine:
         return self.clock.now()
 
     # ---------------------------------------------------------------- inspection
+
+    @property
+    def sources(self) -> SourceStore:
+        return SourceStore(self._env[table_env(SOURCES)])
 
     def message_log(self) -> list[dict[str, Any]]:
         from shared.store.messages import MessageLog

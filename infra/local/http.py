@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from infra.local.engine import LocalEngine
 from shared import clock
+from shared.ingest.sources import new_source
+from shared.store.sources import SourceNotFoundError
 
 log = logging.getLogger("infra.local")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -134,6 +136,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, engine.executions(), default=str)
         elif route == ("GET", "/_local/events"):
             self._send(200, engine.bus_events, default=str)
+        elif route == ("GET", "/_local/sources"):
+            self._send(200, [source.model_dump(exclude={"keyHash"}) for source in engine.sources.all()])
+        elif route == ("POST", "/_local/sources"):
+            name = _field(body, "name")
+            if not isinstance(name, str) or not name.strip():
+                self._send(400, {"error": 'send {"name": "…"}'})
+                return
+            source, key = new_source(name.strip())
+            engine.sources.add(source)
+            self._send(201, {"source": source.model_dump(exclude={"keyHash"}), "writeKey": key})
+        elif method == "DELETE" and path.startswith("/_local/sources/"):
+            try:
+                revoked = engine.sources.revoke(path.removeprefix("/_local/sources/"))
+            except SourceNotFoundError:
+                self._send(404, {"error": "no such source"})
+                return
+            self._send(200, {"source": revoked.model_dump(exclude={"keyHash"})})
         elif route == ("GET", "/_local/failures"):
             self._send(200, [vars(f) for f in engine.failures], default=str)
         else:
@@ -153,11 +172,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
 
-def _seconds(body: bytes) -> float | None:
+def _field(body: bytes, name: str) -> Any:
     try:
-        seconds = json.loads(body or b"{}").get("seconds")
-    except (json.JSONDecodeError, AttributeError):
+        return json.loads(body or b"{}").get(name)
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
         return None
+
+
+def _seconds(body: bytes) -> float | None:
+    seconds = _field(body, "seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         return None
     return float(seconds)

@@ -17,7 +17,7 @@ from infra.constructs.http_api import IngestApi
 from infra.constructs.journeys import JourneyStateMachines
 from infra.constructs.queues import Queues
 from infra.constructs.tables import Tables
-from infra.topology import EVENT_BUS_ENV, JOURNEYS_ENV, Topology, queue_env, table_env
+from infra.topology import EVENT_BUS_ENV, JOURNEYS_ENV, SOURCES, Topology, queue_env, table_env
 from shared.journeys.loader import load_journeys
 
 TAGS = {"project": "continuum"}
@@ -108,3 +108,5 @@ class ContinuumStack(Stack):
         api = IngestApi(self, "Ingest", handler=functions[topology.api_function])
         CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")
         CfnOutput(self, "EventBusName", value=bus.bus.event_bus_name)
+        # `python -m infra.sources --stack <name>` finds the sources table here.
+        CfnOutput(self, "SourcesTable", value=tables[SOURCES].table_name)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
-from shared.identity.identifiers import identifiers_of
+from shared.identity.identifiers import identifiers_of, user_traits
 from shared.models.profile import Identifier, Profile
 
 MAX_ATTEMPTS = 8
@@ -79,7 +79,7 @@ def _live(store: ProfileStore, profile_ids: Iterable[str]) -> tuple[dict[str, Pr
 def _apply(profile: Profile, call: dict[str, Any], at: datetime) -> None:
     """What an event tells about its profile: traits, and when it last did this event."""
     when = clock.iso(at)
-    traits = {**((call.get("context") or {}).get("traits") or {}), **(call.get("traits") or {})}
+    traits = {**((call.get("context") or {}).get("traits") or {}), **user_traits(call)}
     profile.traits.update(traits)
     if call.get("type") == "track" and call.get("event"):
         previous = profile.lastEvents.get(call["event"])

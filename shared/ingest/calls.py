@@ -1,30 +1,70 @@
-"""From an HTTP request body to the events put on the bus: parse, validate, stamp."""
+"""From an HTTP request to the events put on the bus: decode, check limits, parse, validate, stamp.
+
+Limits are Segment's: 32 KB per call, 500 KB and 2,500 calls per batch. Every problem is an
+`IngestError` carrying its HTTP status and a JSON body that says what is wrong and where.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import uuid
-from datetime import UTC, datetime
+import zlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from shared import clock
-from shared.models.events import SOURCE_INGEST, BusEvent, Envelope
-from shared.models.segment import Batch, IdentifyCall, SegmentCall, TrackCall
+from shared.models.events import SOURCE_INGEST, BusEvent
+from shared.models.segment import SINGLE_CALLS, Batch, SegmentCall
+
+MAX_CALL_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_CALLS = 2500
+BATCH_CALLS = frozenset({"batch", "import"})  # /v1/import is Segment's synonym of /v1/batch
+CALL_TYPES = frozenset({*SINGLE_CALLS, *BATCH_CALLS})
+# analytics.js posts to one-letter paths (/v1/t, /v1/i, …, /v1/b for its batches).
+SHORT_PATHS = {
+    "t": "track",
+    "i": "identify",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+    "b": "batch",
+}
+
+
+def call_type_of(path: str) -> str | None:
+    """The call type a request path names (`/v1/track` or analytics.js's `/v1/t`), or None."""
+    name = path.removeprefix("/v1/")
+    name = SHORT_PATHS.get(name, name)
+    return name if name in CALL_TYPES and path.startswith("/v1/") else None
+
+
+# Browsers (analytics.js) call from any site; these answer their preflight and go on every response.
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
 
 
 class IngestError(Exception):
     status = 400
 
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None, **fields: Any):
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.fields = fields  # extra keys of the JSON body, e.g. the limit and the offending index
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "details": self.details, **self.fields}
 
 
 class BadRequestError(IngestError):
@@ -35,89 +75,216 @@ class UnauthorizedError(IngestError):
     status = 401
 
 
-SINGLE_CALLS: dict[str, type[SegmentCall]] = {"track": TrackCall, "identify": IdentifyCall}
-CALL_TYPES = frozenset({*SINGLE_CALLS, "batch"})
+class PayloadTooLargeError(IngestError):
+    status = 413
+
+
 _BATCH = TypeAdapter(Batch)
 
 
-def authenticate(authorization: str | None, accepted_sha256: frozenset[str]) -> None:
-    """HTTP Basic with the write key as the username (Segment's scheme); keys are compared as hashes."""
-    if not authorization or not authorization.lower().startswith("basic "):
-        raise UnauthorizedError("missing write key: send it as the HTTP Basic username")
+def decode_body(body: str | None, is_base64: bool, content_encoding: str | None) -> str:
+    """The request body as text: base64 undone (API Gateway's binary bodies), gzip undone, size checked."""
+    raw = (body or "").encode("utf-8")
+    if is_base64:
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except binascii.Error as error:
+            raise BadRequestError("the body is not valid base64") from error
+    encoding = (content_encoding or "").strip().lower()
+    if encoding == "gzip":
+        raw = _gunzip(raw)
+    elif encoding not in ("", "identity"):
+        raise BadRequestError(f"unsupported Content-Encoding {content_encoding!r}: send gzip or none")
+    if len(raw) > MAX_BATCH_BYTES:
+        raise PayloadTooLargeError(
+            f"the body is {len(raw)} bytes, over the limit of {MAX_BATCH_BYTES}", limit="batch_bytes"
+        )
     try:
-        username = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8").split(":", 1)[0]
-    except (binascii.Error, UnicodeDecodeError) as error:
-        raise UnauthorizedError("malformed HTTP Basic credentials") from error
-    digest = hashlib.sha256(username.encode("utf-8")).hexdigest()
-    if not any(hmac.compare_digest(digest, accepted) for accepted in accepted_sha256):
-        raise UnauthorizedError("unknown write key")
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequestError("the body is not UTF-8 text") from error
 
 
-def _json(body: str | None) -> Any:
-    if not body:
+def _gunzip(raw: bytes) -> bytes:
+    # Bounded: a small compressed body may expand enormously, so stop just past the limit. A gzip
+    # stream may hold several members (RFC 1952): each is inflated in turn.
+    out = b""
+    while raw:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(raw, MAX_BATCH_BYTES + 1 - len(out))
+        except zlib.error as error:
+            raise BadRequestError(f"the body is not valid gzip: {error}") from error
+        if len(out) > MAX_BATCH_BYTES or inflater.unconsumed_tail:
+            raise PayloadTooLargeError(
+                f"the decompressed body is over the limit of {MAX_BATCH_BYTES} bytes", limit="batch_bytes"
+            )
+        if not inflater.eof:
+            raise BadRequestError("the body is not valid gzip: it is truncated")
+        raw = inflater.unused_data
+    return out
+
+
+def _json(text: str) -> Any:
+    if not text.strip():
         raise BadRequestError("empty body: send a JSON object")
     try:
-        return json.loads(body)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise BadRequestError(
             f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from error
+    except RecursionError as error:
+        raise BadRequestError("malformed JSON: nested too deeply") from error
 
 
 def _details(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
     return [
         {"loc": ".".join(str(part) for part in (*prefix, *item["loc"])), "error": item["msg"]}
-        for item in error.errors(include_url=False, include_input=False)
+        for item in error.errors(include_url=False, include_input=False, include_context=False)
     ]
 
 
-def parse(call_type: str, body: str | None) -> list[SegmentCall]:
-    """The calls in a request to /v1/<call_type>; `batch` holds several."""
-    payload = _json(body)
+def _write_key(extra: dict[str, Any] | None) -> str | None:
+    """The `writeKey` a body carries, taken out of it: it never reaches the bus."""
+    write_key = (extra or {}).pop("writeKey", None)
+    if write_key is not None and not isinstance(write_key, str):
+        raise BadRequestError("writeKey must be a string", [{"loc": "writeKey", "error": "not a string"}])
+    return write_key
+
+
+def _parse_batch(call_type: str, text: str) -> tuple[list[SegmentCall], str | None]:
+    # pydantic parses and validates the JSON in one pass (in Rust): ingest's hot path.
+    try:
+        batch = _BATCH.validate_json(text)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        if problems and problems[0]["type"] == "json_invalid":
+            raise BadRequestError(f"malformed JSON: {problems[0]['msg']}") from error
+        raise BadRequestError(f"invalid {call_type} call", _details(error)) from error
+    if len(batch.batch) > MAX_BATCH_CALLS:
+        raise PayloadTooLargeError(
+            f"the batch has {len(batch.batch)} calls, over the limit of {MAX_BATCH_CALLS}",
+            limit="batch_calls",
+            index=MAX_BATCH_CALLS,
+        )
+    write_key = _write_key(batch.__pydantic_extra__)
+    for call in batch.batch:
+        # analytics.js also puts the key in every call of its batches: it never reaches the bus either.
+        if call.__pydantic_extra__ and "writeKey" in call.__pydantic_extra__:
+            write_key = write_key or _write_key(call.__pydantic_extra__)
+            call.__pydantic_extra__.pop("writeKey", None)
+    if batch.context or batch.integrations or batch.sentAt:
+        # Batch-level context, integrations and sentAt (analytics.js sends one sentAt per batch)
+        # apply to every call that does not set its own.
+        for call in batch.batch:
+            call.__dict__["context"] = {**batch.context, **call.context}
+            call.__dict__["integrations"] = {**batch.integrations, **call.integrations}
+            if call.sentAt is None:
+                call.__dict__["sentAt"] = batch.sentAt
+    return list(batch.batch), write_key
+
+
+def _parse_single(call_type: str, text: str) -> tuple[list[SegmentCall], str | None]:
+    payload = _json(text)
     if not isinstance(payload, dict):
         raise BadRequestError("the body must be a JSON object")
+    write_key = _write_key(payload)
     try:
-        if call_type == "batch":
-            batch = _BATCH.validate_python(payload)
-            # Batch-level context and integrations apply to every call that does not set its own.
-            for call in batch.batch:
-                call.context = {**batch.context, **call.context}
-                call.integrations = {**batch.integrations, **call.integrations}
-            return list(batch.batch)
-        return [SINGLE_CALLS[call_type].model_validate({**payload, "type": call_type})]
+        return [SINGLE_CALLS[call_type].model_validate({**payload, "type": call_type})], write_key
     except ValidationError as error:
         raise BadRequestError(f"invalid {call_type} call", _details(error)) from error
 
 
-def to_bus_events(calls: list[SegmentCall], received_at: datetime | None = None) -> list[BusEvent]:
-    """Stamp each call as Segment does (messageId, receivedAt, clock-skew-corrected timestamp)."""
+def parse(call_type: str, text: str) -> tuple[list[SegmentCall], str | None]:
+    """The calls in a request to /v1/<call_type> (a batch holds several), and the body's write key."""
+    if not text.strip():
+        raise BadRequestError("empty body: send a JSON object")
+    if call_type in BATCH_CALLS:
+        return _parse_batch(call_type, text)
+    return _parse_single(call_type, text)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(name: str, moment: datetime) -> str:
+    try:
+        return clock.iso(moment)
+    except OverflowError as error:  # e.g. 0001-01-01T00:00+05:00 has no UTC equivalent
+        raise BadRequestError(f"{name} is out of range", [{"loc": name, "error": "out of range"}]) from error
+
+
+def to_bus_events(
+    calls: list[SegmentCall], source_id: str, received_at: datetime | None = None
+) -> list[BusEvent]:
+    """Stamp each call as Segment does (messageId, receivedAt, clock-skew-corrected timestamp) and with
+    the source it came from, and check each against the per-call size limit as it will be stored.
+    The calls are stamped in place: a call is stamped once.
+
+    This is ingest's hot path: the call's data is read straight from the validated model (its fields
+    and the extra fields the SDK sent, both already JSON values) and serialized once, into the envelope.
+    """
     received = received_at or clock.now()
+    received_iso = clock.iso(received)
+    # An SDK stamps a whole batch with one sentAt: its text and its clock's offset are worked out once.
+    sent: dict[datetime, tuple[str, timedelta]] = {}
     events = []
-    for call in calls:
-        call.messageId = call.messageId or str(uuid.uuid4())
-        call.receivedAt = received
+    for index, call in enumerate(calls):
+        fields = call.__dict__
+        message_id = call.messageId or str(uuid.uuid4())
+        fields["messageId"] = message_id
+        if call.sentAt is not None and call.sentAt not in sent:
+            sent[call.sentAt] = (_iso("sentAt", call.sentAt), _offset(received, call.sentAt))
         if call.timestamp is None:
-            call.timestamp = received
-        elif call.sentAt is not None:
-            sent, stamped = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (call.sentAt, call.timestamp))
+            timestamp = received_iso
+        elif call.sentAt is None:
+            timestamp = _iso("timestamp", call.timestamp)
+        else:
             # The device's clock may be off: shift the timestamp by the gap between sentAt and receipt.
-            call.timestamp = received - (sent - stamped)
-        data = call.model_dump(mode="json", exclude_none=True)
-        for name in ("timestamp", "sentAt", "receivedAt"):
-            value = getattr(call, name)
-            if value is not None:
-                data[name] = clock.iso(value)
-        call_type = data["type"]
-        events.append(
-            BusEvent(
-                source=SOURCE_INGEST,
-                detail_type=f"segment.{call_type}",
-                detail=Envelope(
-                    name=f"segment.{call_type}",
-                    correlationId=call.messageId,
-                    time=clock.iso(received),
-                    data=data,
-                ),
+            timestamp = _iso("timestamp", _shift(call.timestamp, sent[call.sentAt][1]))
+        # The stamped values go straight into the validated model (they are ours, already checked),
+        # which then serializes itself, extra fields included, in one pass of pydantic-core.
+        fields["timestamp"] = timestamp
+        fields["receivedAt"] = received_iso
+        if call.sentAt is not None:
+            fields["sentAt"] = sent[call.sentAt][0]
+        extra = call.__pydantic_extra__
+        if extra is not None:
+            extra["sourceId"] = source_id
+        data_json = call.__pydantic_serializer__.to_json(call, exclude_none=True, warnings=False)
+        if len(data_json) > MAX_CALL_BYTES:
+            raise PayloadTooLargeError(
+                f"call {index} is {len(data_json)} bytes, over the limit of {MAX_CALL_BYTES} per call",
+                limit="call_bytes",
+                index=index,
             )
+        name = f"segment.{fields['type']}"
+        envelope = b'{"name":"%s","version":1,"correlationId":%s,"time":"%s","data":%s}' % (
+            name.encode(),
+            to_json(message_id),
+            received_iso.encode(),
+            data_json,
         )
+        events.append(BusEvent(SOURCE_INGEST, name, envelope.decode("utf-8"), message_id))
     return events
+
+
+def _offset(received: datetime, sent_at: datetime) -> timedelta:
+    try:
+        return received - _utc(sent_at)
+    except OverflowError as error:
+        raise BadRequestError(
+            "sentAt is out of range", [{"loc": "sentAt", "error": "out of range"}]
+        ) from error
+
+
+def _shift(timestamp: datetime, offset: timedelta) -> datetime:
+    try:
+        return _utc(timestamp) + offset
+    except OverflowError as error:
+        raise BadRequestError(
+            "timestamp and sentAt are too far apart to correct the device's clock",
+            [{"loc": "timestamp", "error": "out of range"}],
+        ) from error

@@ -17,7 +17,7 @@ def _id_as_string(value: object) -> object:
     return value
 
 
-SegmentId = Annotated[str | None, BeforeValidator(_id_as_string), Field(default=None, max_length=1024)]
+SegmentId = Annotated[Annotated[str, Field(max_length=1024)] | None, BeforeValidator(_id_as_string)]
 
 
 class SegmentCall(Model):
@@ -41,17 +41,77 @@ class SegmentCall(Model):
 
 
 class TrackCall(SegmentCall):
+    """What the user did."""
+
     type: Literal["track"] = "track"
     event: str = Field(min_length=1, max_length=200)
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
 class IdentifyCall(SegmentCall):
+    """Who the user is."""
+
     type: Literal["identify"] = "identify"
     traits: dict[str, Any] = Field(default_factory=dict)
 
 
-Call = Annotated[TrackCall | IdentifyCall, Field(discriminator="type")]
+class PageCall(SegmentCall):
+    """A page the user viewed (websites)."""
+
+    type: Literal["page"] = "page"
+    name: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScreenCall(SegmentCall):
+    """A screen the user viewed (mobile apps)."""
+
+    type: Literal["screen"] = "screen"
+    name: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class GroupCall(SegmentCall):
+    """The account / organisation the user belongs to; `traits` are the group's, not the user's."""
+
+    type: Literal["group"] = "group"
+    groupId: SegmentId = Field(min_length=1)
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_group(self) -> GroupCall:
+        if not self.groupId:
+            raise ValueError("groupId is required")
+        return self
+
+
+class AliasCall(SegmentCall):
+    """The same user under a previous id (e.g. the anonymous id before sign-up)."""
+
+    type: Literal["alias"] = "alias"
+    previousId: SegmentId = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _has_both_ids(self) -> AliasCall:
+        if not (self.previousId and self.userId):
+            raise ValueError("alias needs previousId and userId")
+        return self
+
+
+SINGLE_CALLS: dict[str, type[SegmentCall]] = {
+    "identify": IdentifyCall,
+    "track": TrackCall,
+    "page": PageCall,
+    "screen": ScreenCall,
+    "group": GroupCall,
+    "alias": AliasCall,
+}
+
+Call = Annotated[
+    TrackCall | IdentifyCall | PageCall | ScreenCall | GroupCall | AliasCall, Field(discriminator="type")
+]
 
 
 class Batch(Model):
@@ -60,3 +120,4 @@ class Batch(Model):
     batch: list[Call] = Field(min_length=1)
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
+    sentAt: datetime | None = None

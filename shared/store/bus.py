@@ -10,16 +10,19 @@ from typing import Any
 from shared.models.events import BusEvent
 from shared.store.aws import client
 
-BATCH = 10  # PutEvents' limit per call
+BATCH = 10  # PutEvents' limit of entries per call
+BATCH_BYTES = 256 * 1024  # PutEvents' limit of the entries' total size per call
 ATTEMPTS = 3
 
 
 class PublishError(Exception):
-    """Some events could not be put on the bus after retries."""
+    """Some events could not be put on the bus after retries. `published` lists the indices (in the
+    order given) of those that were."""
 
-    def __init__(self, failed: int, reason: str):
+    def __init__(self, failed: int, reason: str, published: list[int]):
         super().__init__(f"{failed} event(s) not published: {reason}")
         self.failed = failed
+        self.published = published
 
 
 class EventPublisher:
@@ -34,26 +37,61 @@ class EventPublisher:
                 "EventBusName": self._bus,
                 "Source": event.source,
                 "DetailType": event.detail_type,
-                "Detail": event.detail.model_dump_json(),
+                "Detail": event.detail_json,
             }
             for event in events
         ]
-        for start in range(0, len(entries), BATCH):
-            self._put(entries[start : start + BATCH])
+        published: list[int] = []
+        failed: list[int] = []
+        reasons: set[str] = set()
+        for chunk in _chunks([event.entry_size for event in events]):
+            ok, lost, why = self._put(entries, chunk)
+            published += ok
+            failed += lost
+            reasons |= why
+        if failed:
+            raise PublishError(len(failed), json.dumps(sorted(reasons)), sorted(published))
 
-    def _put(self, entries: list[dict[str, Any]]) -> None:
+    def _put(
+        self, entries: list[dict[str, Any]], pending: list[int]
+    ) -> tuple[list[int], list[int], set[str]]:
+        """Put entries[i] for i in pending, retrying failed entries; (published, failed, reasons)."""
         events_client = self._client or client("events")
-        reason = ""
+        published: list[int] = []
+        reasons: set[str] = set()
         for attempt in range(ATTEMPTS):
-            response = events_client.put_events(Entries=entries)
-            if not response.get("FailedEntryCount"):
-                return
-            failed = [
-                (entry, result)
-                for entry, result in zip(entries, response["Entries"], strict=True)
-                if result.get("ErrorCode")
+            try:
+                response = events_client.put_events(Entries=[entries[i] for i in pending])
+            except Exception as error:  # throttled or unreachable after botocore's own retries
+                reasons.add(type(error).__name__)
+                time.sleep(self._backoff * (2**attempt))
+                continue
+            results = response["Entries"]
+            published += [
+                i for i, result in zip(pending, results, strict=True) if not result.get("ErrorCode")
             ]
-            entries = [entry for entry, _ in failed]
-            reason = json.dumps(sorted({result["ErrorCode"] for _, result in failed}))
+            still = [
+                (i, result) for i, result in zip(pending, results, strict=True) if result.get("ErrorCode")
+            ]
+            pending = [i for i, _ in still]
+            reasons |= {result["ErrorCode"] for _, result in still}
+            if not pending:
+                return published, [], set()
             time.sleep(self._backoff * (2**attempt))
-        raise PublishError(len(entries), reason)
+        return published, pending, reasons
+
+
+def _chunks(sizes: list[int]) -> list[list[int]]:
+    """Indices grouped into PutEvents calls: at most 10 entries and 256 KB each, in order."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if current and (len(current) == BATCH or total + size > BATCH_BYTES):
+            chunks.append(current)
+            current, total = [], 0
+        current.append(index)
+        total += size
+    if current:
+        chunks.append(current)
+    return chunks

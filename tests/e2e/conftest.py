@@ -22,6 +22,10 @@ WRITE_KEY = "e2e-write-key"
 BOOT_SECONDS = 90
 
 
+def basic(write_key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+
+
 class LocalRuntime:
     def __init__(self, url: str, output: list[str]):
         self.url = url
@@ -31,17 +35,29 @@ class LocalRuntime:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
+        status, _, raw = self.raw(method, path, data, headers)
+        return status, json.loads(raw or b"null")
+
+    def raw(
+        self, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, dict(response.headers.items()), response.read()
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            return error.code, dict(error.headers.items()), error.read()
+
+    def events(self) -> list[dict[str, Any]]:
+        """What reached the bus, in order."""
+        status, body = self.request("GET", "/_local/events")
+        assert status == 200
+        return list(body)
 
     def send(self, call: str, payload: dict[str, Any], write_key: str = WRITE_KEY) -> tuple[int, Any]:
-        auth = base64.b64encode(f"{write_key}:".encode()).decode()
-        headers = {"Authorization": f"Basic {auth}", "Content-Type": "application/json"}
-        return self.request("POST", f"/v1/{call}", payload, headers)
+        return self.request(
+            "POST", f"/v1/{call}", payload, {**basic(write_key), "Content-Type": "application/json"}
+        )
 
     def advance(self, seconds: float) -> str:
         status, body = self.request("POST", "/_local/clock/advance", {"seconds": seconds})

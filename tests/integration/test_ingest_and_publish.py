@@ -94,9 +94,7 @@ def test_a_wrong_write_key_is_answered_401_with_a_challenge(engine: LocalEngine)
 
 
 def _event(i: int) -> BusEvent:
-    return BusEvent(
-        source="s", detail_type="d", detail=Envelope(name="n", correlationId=str(i), time="t", data={})
-    )
+    return BusEvent.of("s", "d", Envelope(name="n", correlationId=str(i), time="t", data={}))
 
 
 def test_the_publisher_retries_only_the_failed_entries() -> None:
@@ -118,7 +116,7 @@ def test_the_publisher_retries_only_the_failed_entries() -> None:
                         "EventBusName": "bus",
                         "Source": "s",
                         "DetailType": "d",
-                        "Detail": _event(1).detail.model_dump_json(),
+                        "Detail": _event(1).detail_json,
                     }
                 ]
             },
@@ -138,3 +136,62 @@ def test_the_publisher_raises_when_entries_keep_failing() -> None:
             stub.add_response("put_events", failing)
         with pytest.raises(PublishError, match="ThrottlingException"):
             EventPublisher("bus", events_client, backoff_seconds=0).publish([_event(0)])
+
+
+def test_a_publish_failure_answers_503_and_the_clients_retry_is_accepted(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.store.aws import client
+
+    events_client = client("events")
+    real_put_events = events_client.put_events
+
+    def bus_down(**kwargs: object) -> dict:
+        entries = kwargs["Entries"]
+        assert isinstance(entries, list)
+        return {
+            "FailedEntryCount": len(entries),
+            "Entries": [{"ErrorCode": "InternalFailure"} for _ in entries],
+        }
+
+    call = {"userId": "u-retry", "event": "Order Completed", "messageId": "m-retry-after-outage"}
+    monkeypatch.setattr(events_client, "put_events", bus_down)
+    failed = engine.invoke("ingest", http_event("/v1/track", call))
+    assert failed["statusCode"] == 503
+    assert failed["headers"]["Retry-After"] == "1"
+    assert _calls_of(engine, {"m-retry-after-outage"}) == []
+
+    monkeypatch.setattr(events_client, "put_events", real_put_events)
+    retried = engine.invoke("ingest", http_event("/v1/track", call))
+    assert retried["statusCode"] == 200
+    assert len(_calls_of(engine, {"m-retry-after-outage"})) == 1
+
+
+def test_after_a_partial_publish_failure_the_retry_publishes_only_what_was_lost(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.store.aws import client
+
+    events_client = client("events")
+    real_put_events = events_client.put_events
+    calls = [{"type": "track", "userId": "u", "event": "E", "messageId": f"partial-{i}"} for i in range(15)]
+
+    def second_chunk_fails(**kwargs: object) -> dict:
+        entries = kwargs["Entries"]
+        assert isinstance(entries, list)
+        ids = {json.loads(e["Detail"])["correlationId"] for e in entries}
+        if ids & {f"partial-{i}" for i in range(10, 15)}:
+            return {
+                "FailedEntryCount": len(entries),
+                "Entries": [{"ErrorCode": "InternalFailure"} for _ in entries],
+            }
+        return real_put_events(**kwargs)
+
+    monkeypatch.setattr(events_client, "put_events", second_chunk_fails)
+    assert engine.invoke("ingest", http_event("/v1/batch", {"batch": calls}))["statusCode"] == 503
+    assert len(_calls_of(engine, {c["messageId"] for c in calls})) == 10
+
+    monkeypatch.setattr(events_client, "put_events", real_put_events)
+    assert engine.invoke("ingest", http_event("/v1/batch", {"batch": calls}))["statusCode"] == 200
+    on_bus = _calls_of(engine, {c["messageId"] for c in calls})
+    assert sorted(e["detail"]["correlationId"] for e in on_bus) == sorted(c["messageId"] for c in calls)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shared.identity.resolver import ConcurrentChangeError
+from shared.models.events import BusEvent
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, Profile
+from shared.store.bus import PublishError
 
 
 class FakeProfileStore:
@@ -189,3 +192,89 @@ class FakeQueue:
 
     def send(self, message: OutboundMessage) -> None:
         self.messages.append(message)
+
+
+class FakeSeenMessages:
+    """`shared.ingest.service.SeenMessages`: the dedupe keys remembered, each with its window.
+    `seen` answers with a new set, as a read from the table would."""
+
+    def __init__(self, *already: str, window_seconds: int = 86400) -> None:
+        self.remembered: dict[str, int] = dict.fromkeys(already, window_seconds)
+        self.remember_calls: list[list[str]] = []
+
+    def seen(self, keys: set[str]) -> set[str]:
+        return {key for key in keys if key in self.remembered}
+
+    def remember(self, keys: list[str], window_seconds: int) -> None:
+        self.remember_calls.append(list(keys))
+        for key in keys:
+            self.remembered[key] = window_seconds
+
+
+class FakePublisher:
+    """`shared.ingest.service.Publisher` (EventPublisher's contract): puts every event on `bus`
+    except those at the positions in `failing`, then, if any failed, raises `PublishError` whose
+    `published` lists the positions (in the list given) that made it."""
+
+    def __init__(self, failing: Iterable[int] = ()) -> None:
+        self.failing = set(failing)
+        self.bus: list[BusEvent] = []
+        self.calls: list[list[BusEvent]] = []
+
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        self.calls.append(list(events))
+        published = [i for i in range(len(events)) if i not in self.failing]
+        self.bus += [events[i] for i in published]
+        if len(published) < len(events):
+            raise PublishError(len(events) - len(published), '["InternalFailure"]', published)
+
+    def message_ids(self) -> list[str]:
+        return [event.detail.correlationId for event in self.bus]
+
+
+class FakeValidationError(Exception):
+    """What EventBridge answers to a PutEvents request it refuses as a whole."""
+
+
+# PutEvents' limits on one request: entries, and their total size (Source, DetailType and Detail in
+# UTF-8; https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html).
+PUT_EVENTS_MAX_ENTRIES = 10
+PUT_EVENTS_MAX_BYTES = 256 * 1024
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    return sum(len(entry.get(name, "").encode("utf-8")) for name in ("Source", "DetailType", "Detail"))
+
+
+class FakeEventsClient:
+    """The EventBridge client's `put_events`, scripted. Each call takes the next outcome of `script`
+    (after the script, every entry succeeds): an exception, raised as the call's error; or the
+    positions, in that call's entries, that fail with an ErrorCode. Requests over PutEvents' limits
+    are refused whole, as EventBridge does. What succeeded is on `bus`, in order."""
+
+    def __init__(self, *script: Exception | set[int]) -> None:
+        self.script = list(script)
+        self.calls: list[list[dict[str, Any]]] = []
+        self.bus: list[dict[str, Any]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(list(Entries))
+        if len(Entries) > PUT_EVENTS_MAX_ENTRIES:
+            raise FakeValidationError(f"{len(Entries)} entries: at most {PUT_EVENTS_MAX_ENTRIES}")
+        if sum(entry_size(entry) for entry in Entries) > PUT_EVENTS_MAX_BYTES:
+            raise FakeValidationError("Total size of the entries in the request is over the limit.")
+        outcome = self.script.pop(0) if self.script else set()
+        if isinstance(outcome, Exception):
+            raise outcome
+        results: list[dict[str, Any]] = []
+        for position, entry in enumerate(Entries):
+            if position in outcome:
+                results.append({"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"})
+            else:
+                self.bus.append(entry)
+                results.append({"EventId": f"evt-{len(self.bus)}"})
+        return {"FailedEntryCount": len(outcome & set(range(len(Entries)))), "Entries": results}
+
+    def details(self) -> list[dict[str, Any]]:
+        """The envelopes on the bus, parsed."""
+        return [json.loads(entry["Detail"]) for entry in self.bus]

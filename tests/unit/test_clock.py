@@ -13,6 +13,15 @@ def test_iso_is_utc_with_milliseconds_and_z() -> None:
     assert clock.iso(moment) == "2024-05-01T12:00:00.123Z"
 
 
+def test_iso_has_a_four_digit_year_even_before_1000() -> None:
+    # Without the zero padding "83-..." would sort after "2024-..."
+    assert clock.iso(datetime(83, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0083-01-02T03:04:05.000Z"
+
+
+def test_a_time_without_offset_is_utc() -> None:
+    assert clock.iso(datetime(2024, 5, 1, 12, 0, 0)) == "2024-05-01T12:00:00.000Z"
+
+
 def test_iso_strings_sort_as_their_times() -> None:
     base = datetime(2024, 5, 1, 9, 59, 59, 999000, tzinfo=UTC)
     moments = [base + timedelta(milliseconds=n) for n in (0, 1, 1000, 3_600_000)]

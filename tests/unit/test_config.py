@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 
@@ -15,43 +14,83 @@ from shared.config import DeliverSettings, IngestSettings, JourneyRef, RouterSet
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
 
 
+INGEST = {
+    "EVENT_BUS_NAME": "continuum-bus",
+    "SOURCES_TABLE": "sources",
+    "SEEN_MESSAGES_TABLE": "seen-messages",
+    "DEDUPE_WINDOW_SECONDS": "86400",
+}
+
+
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("EVENT_BUS_NAME", "WRITE_KEY_SHA256", "JOURNEY_RUNS_TABLE", "JOURNEYS"):
+    for name in (*INGEST, "WRITE_KEY_CACHE_SECONDS", "JOURNEY_RUNS_TABLE", "JOURNEYS"):
         monkeypatch.delenv(name, raising=False)
     config.reset()
     yield
     config.reset()
 
 
-def test_a_missing_variable_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EVENT_BUS_NAME", "continuum-bus")
+def _ingest_env(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> None:
+    for name, value in {**INGEST, **overrides}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize("missing", sorted(INGEST))
+def test_a_missing_variable_fails_naming_it(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    _ingest_env(monkeypatch)
+    monkeypatch.delenv(missing)
 
     with pytest.raises(ValidationError) as caught:
         config.load(IngestSettings)
 
     [error] = caught.value.errors()
-    assert error["loc"] == ("WRITE_KEY_SHA256",)
-    assert "WRITE_KEY_SHA256" in str(caught.value)
+    assert error["loc"] == (missing,)
+    assert missing in str(caught.value)
 
 
 def test_an_empty_resource_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EVENT_BUS_NAME", "")
-    monkeypatch.setenv("WRITE_KEY_SHA256", "abc")
+    _ingest_env(monkeypatch, EVENT_BUS_NAME="")
 
     with pytest.raises(ValidationError, match="EVENT_BUS_NAME"):
         config.load(IngestSettings)
 
 
-def test_write_key_hashes_split_on_commas_trimmed_and_lower_cased(monkeypatch: pytest.MonkeyPatch) -> None:
-    first, second = hashlib.sha256(b"one").hexdigest(), hashlib.sha256(b"two").hexdigest()
-    monkeypatch.setenv("EVENT_BUS_NAME", "continuum-bus")
-    monkeypatch.setenv("WRITE_KEY_SHA256", f" {first.upper()} ,{second},,")
+def test_ingest_settings_read_the_bus_tables_and_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ingest_env(monkeypatch, WRITE_KEY_CACHE_SECONDS="5")
 
     settings = config.load(IngestSettings)
 
-    assert settings.write_key_sha256 == frozenset({first, second})
-    assert settings.event_bus_name == "continuum-bus"
+    assert (settings.event_bus_name, settings.sources_table, settings.seen_messages_table) == (
+        "continuum-bus",
+        "sources",
+        "seen-messages",
+    )
+    assert settings.dedupe_window_seconds == 86400
+    assert settings.write_key_cache_seconds == 5
+
+
+def test_the_write_key_cache_lasts_a_minute_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ingest_env(monkeypatch)
+
+    assert config.load(IngestSettings).write_key_cache_seconds == 60
+
+
+@pytest.mark.parametrize("window", ["0", "-1", "a day", "1.5"])
+def test_the_dedupe_window_is_a_positive_whole_number_of_seconds(
+    monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    _ingest_env(monkeypatch, DEDUPE_WINDOW_SECONDS=window)
+
+    with pytest.raises(ValidationError, match="DEDUPE_WINDOW_SECONDS"):
+        config.load(IngestSettings)
+
+
+def test_a_negative_write_key_cache_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ingest_env(monkeypatch, WRITE_KEY_CACHE_SECONDS="-1")
+
+    with pytest.raises(ValidationError, match="WRITE_KEY_CACHE_SECONDS"):
+        config.load(IngestSettings)
 
 
 def test_journeys_parse_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,8 +128,7 @@ def test_journeys_that_are_not_json_are_rejected(monkeypatch: pytest.MonkeyPatch
 
 
 def test_settings_are_read_once_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EVENT_BUS_NAME", "first-bus")
-    monkeypatch.setenv("WRITE_KEY_SHA256", "abc")
+    _ingest_env(monkeypatch, EVENT_BUS_NAME="first-bus")
     first = config.load(IngestSettings)
     monkeypatch.setenv("EVENT_BUS_NAME", "second-bus")
 

@@ -51,6 +51,14 @@ def identify(**fields: Any) -> dict[str, Any]:
     return {"type": "identify", **fields}
 
 
+def group(**fields: Any) -> dict[str, Any]:
+    return {"type": "group", **fields}
+
+
+def alias(**fields: Any) -> dict[str, Any]:
+    return {"type": "alias", **fields}
+
+
 @pytest.fixture
 def store() -> FakeProfileStore:
     return FakeProfileStore()
@@ -152,6 +160,82 @@ def test_new_traits_update_the_known_ones(store: FakeProfileStore) -> None:
     resolve(identify(userId="u-1", traits={"plan": "pro"}), store, EVENT_TIME, new_profile_id=ids())
 
     assert store.docs["p-1"].traits == {"firstName": "Ada", "plan": "pro"}
+
+
+def test_a_groups_traits_are_not_copied_to_the_users_profile(store: FakeProfileStore) -> None:
+    store.seed("p-1", user("u-1"), created_at=OLD, traits={"firstName": "Ada"})
+    call = group(userId="u-1", groupId="acme", traits={"email": "billing@acme.com", "name": "Acme"})
+
+    resolve(call, store, EVENT_TIME, new_profile_id=ids())
+
+    assert store.docs["p-1"].traits == {"firstName": "Ada"}
+
+
+def test_a_groups_email_is_neither_claimed_nor_linking(store: FakeProfileStore) -> None:
+    # Given Ada's and Bob's profiles, Bob's known by the email Acme's billing uses
+    store.seed("p-ada", user("u-ada"), created_at=OLD)
+    store.seed("p-bob", email("billing@acme.com"), created_at=NEWER)
+
+    # When Ada joins the Acme group
+    call = group(userId="u-ada", groupId="acme", traits={"email": "billing@acme.com"})
+    resolution = resolve(call, store, EVENT_TIME, new_profile_id=ids())
+
+    # Then her profile neither takes the group's email nor merges Bob's
+    assert resolution.merged == []
+    assert store.docs["p-ada"].identifiers == [user("u-ada")]
+    assert store.index[email("billing@acme.com")] == "p-bob"
+
+
+def test_the_users_traits_in_a_groups_context_are_recorded(store: FakeProfileStore) -> None:
+    call = group(userId="u-1", groupId="acme", context={"traits": {"firstName": "Ada"}})
+
+    resolve(call, store, EVENT_TIME, new_profile_id=lambda: "p-1")
+
+    assert store.docs["p-1"].traits == {"firstName": "Ada"}
+
+
+# -- alias -----------------------------------------------------------------------------------------
+
+
+def test_an_alias_links_the_previous_ids_profile_with_the_users(store: FakeProfileStore) -> None:
+    # Given the visitor's anonymous profile and, separately, the user's profile
+    store.seed("p-anon", anon("a-1"), created_at=OLD, lastEvents={"Product Added": OLD})
+    store.seed("p-user", user("u-1"), created_at=NEWER, traits={"plan": "pro"})
+
+    # When the site aliases the anonymous id to the user id
+    resolution = resolve(alias(previousId="a-1", userId="u-1"), store, EVENT_TIME, new_profile_id=ids())
+
+    # Then both ids lead to one profile holding what each knew
+    assert resolution.merged == ["p-user"]
+    survivor = store.owner_of(anon("a-1"))
+    assert survivor is not None and survivor == store.owner_of(user("u-1"))
+    assert (survivor.traits, survivor.lastEvents) == ({"plan": "pro"}, {"Product Added": OLD})
+
+
+def test_an_alias_gives_an_anonymous_profile_its_user_id(store: FakeProfileStore) -> None:
+    store.seed("p-anon", anon("a-1"), created_at=OLD)
+
+    resolution = resolve(alias(previousId="a-1", userId="u-1"), store, EVENT_TIME, new_profile_id=ids())
+
+    assert resolution.profile.profileId == "p-anon"
+    assert store.index[user("u-1")] == "p-anon"
+
+
+def test_an_alias_of_an_unknown_previous_id_claims_it_for_the_user(store: FakeProfileStore) -> None:
+    store.seed("p-user", user("u-1"), created_at=OLD)
+
+    resolve(alias(previousId="a-1", userId="u-1"), store, EVENT_TIME, new_profile_id=ids())
+
+    assert store.index[anon("a-1")] == "p-user"
+
+
+def test_an_alias_never_joins_two_users(two_users: FakeProfileStore) -> None:
+    call = alias(previousId="a-bob", userId="u-ada")
+
+    resolution = resolve(call, two_users, EVENT_TIME, new_profile_id=ids())
+
+    assert resolution.merged == []
+    assert two_users.index[anon("a-bob")] == "p-bob"
 
 
 # -- merging ---------------------------------------------------------------------------------------
@@ -333,7 +417,7 @@ def test_an_anonymous_event_naming_two_users_profiles_creates_no_unreachable_pro
     two_users: FakeProfileStore,
 ) -> None:
     # Given Ada's browser, where someone (not logged in) types Bob's email
-    call = track(anonymousId="a-ada", traits={"email": "bob@example.com"})
+    call = track(anonymousId="a-ada", context={"traits": {"email": "bob@example.com"}})
 
     # When the event is resolved
     resolution = resolve(call, two_users, EVENT_TIME, new_profile_id=lambda: "p-orphan")
@@ -398,17 +482,25 @@ def test_resolution_gives_up_after_repeated_lost_races(store: FakeProfileStore) 
 
 
 def _random_call(rng: random.Random) -> dict[str, Any]:
-    call: dict[str, Any] = {
-        "type": rng.choice(["track", "identify"]),
-        "event": rng.choice(["Product Added", "Order Completed"]),
-    }
-    if rng.random() < 0.4:
+    call_type = rng.choice(["track", "identify", "group", "alias"])
+    call: dict[str, Any] = {"type": call_type, "event": rng.choice(["Product Added", "Order Completed"])}
+    if rng.random() < 0.4 or call_type == "alias":
         call["userId"] = rng.choice(["u-1", "u-2", "u-3"])
     if rng.random() < 0.8 or "userId" not in call:
         call["anonymousId"] = rng.choice(["a-1", "a-2", "a-3", "a-4"])
+    if call_type == "alias":
+        call["previousId"] = rng.choice(["a-1", "a-2", "a-3", "a-4"])
     context: dict[str, Any] = {}
     if rng.random() < 0.3:
-        call["traits"] = {"email": rng.choice(["x@example.com", "y@example.com", "z@example.com"])}
+        # The user's email: in an identify's traits, else in context.traits (a group's traits are its own)
+        traits = {"email": rng.choice(["x@example.com", "y@example.com", "z@example.com"])}
+        if call_type == "identify":
+            call["traits"] = traits
+        else:
+            context["traits"] = traits
+    if call_type == "group":
+        call["groupId"] = "acme"
+        call["traits"] = {"email": "billing@acme.com"}
     if rng.random() < 0.2:
         context["device"] = {"token": rng.choice(["tok-1", "tok-2"])}
     call["context"] = context
@@ -441,7 +533,8 @@ def _racing(
 @pytest.mark.parametrize("seed", range(12))
 def test_random_event_streams_keep_profiles_consistent(seed: int) -> None:
     # Every live profile has at most one user id; every identifier resolves to exactly the live profile
-    # that lists it; merged ids resolve to their survivor -- also when resolutions race.
+    # that lists it; merged ids resolve to their survivor -- also when resolutions race, and whatever
+    # mix of track, identify, group and alias calls arrives.
     rng = random.Random(seed)
     store = FakeProfileStore()
     new_id = ids(f"p{seed}")
@@ -453,3 +546,4 @@ def test_random_event_streams_keep_profiles_consistent(seed: int) -> None:
         assert resolution.profile.mergedInto is None
         assert store.profile(resolution.profile.profileId).profileId == resolution.profile.profileId  # type: ignore[union-attr]
         _assert_consistent(store)
+    assert email("billing@acme.com") not in store.index  # a group's email is never the user's

@@ -1,0 +1,74 @@
+"""The ingest API's OpenAPI document (shared/ingest/openapi.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.ingest.calls import CALL_TYPES
+from shared.ingest.openapi import document
+
+PATHS = [f"/v1/{t}" for t in ("identify", "track", "page", "screen", "group", "alias", "batch", "import")]
+
+
+def _refs(node: Any) -> Iterator[str]:
+    """Every `$ref` in the document, and the targets of discriminator mappings."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            elif key == "discriminator":
+                yield from value.get("mapping", {}).values()
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _target(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), f"{ref} points outside the document"
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def test_every_call_type_has_a_path() -> None:
+    assert sorted(document()["paths"]) == sorted(PATHS)
+    assert {p.removeprefix("/v1/") for p in PATHS} == CALL_TYPES
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_each_path_takes_json_or_plain_text_bodies_described_by_a_component(path: str) -> None:
+    post = document()["paths"][path]["post"]
+
+    content = post["requestBody"]["content"]
+    assert set(content) == {"application/json", "text/plain"}
+    assert content["application/json"]["schema"] == content["text/plain"]["schema"]
+    assert content["application/json"]["schema"]["$ref"].startswith("#/components/schemas/")
+    assert set(post["responses"]) == {"200", "400", "401", "413", "503"}
+    assert post["security"] == [{"writeKey": []}]
+
+
+def test_the_write_key_is_described_as_http_basic() -> None:
+    scheme = document()["components"]["securitySchemes"]["writeKey"]
+
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+
+
+def test_every_reference_resolves_inside_the_document() -> None:
+    doc = document()
+
+    refs = set(_refs(doc))
+    missing = []
+    for ref in refs:
+        try:
+            _target(doc, ref)
+        except KeyError:
+            missing.append(ref)
+
+    assert len(refs) > 5
+    assert missing == []
