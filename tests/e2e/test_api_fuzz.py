@@ -31,7 +31,9 @@ def _fuzz(operation: Any, statuses: list[int]) -> Callable[[], None]:
     def call(case: Any) -> None:
         response = case.call(headers=basic(WRITE_KEY))
         statuses.append(response.status_code)
-        assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text}"
+        assert response.status_code < 500, (
+            f"{case.method} {case.path}: {response.status_code} {response.text}"
+        )
         if response.status_code >= 400:
             content_type = {k.lower(): v for k, v in response.headers.items()}["content-type"]
             assert content_type[0].startswith("application/json"), content_type
