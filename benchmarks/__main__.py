@@ -8,5 +8,5 @@ import sys
 
 if __name__ == "__main__":
     # Each in its own interpreter: the ingest benchmark replaces boto3's clients with fakes.
-    for module in ("benchmarks.cold_start", "benchmarks.ingest"):
+    for module in ("benchmarks.cold_start", "benchmarks.ingest", "benchmarks.identity"):
         subprocess.run([sys.executable, "-m", module], check=True)

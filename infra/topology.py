@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY, SOURCE_INGEST
+from shared.models.events import DETAIL_MERGED, DETAIL_RESOLVED, SOURCE_IDENTITY, SOURCE_INGEST
 
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
@@ -92,15 +92,57 @@ class QueueConsumer:
 
 
 @dataclass(frozen=True)
+class HttpRoute:
+    """A route of the public HTTP API. `{name}` is a path parameter, `{proxy+}` the rest of the path."""
+
+    method: str
+    path: str
+    function: str
+    public: bool = False  # true: no credentials (the API's own description); else the function checks them
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method:
+            return None
+        wanted, given = self.path.strip("/").split("/"), path.strip("/").split("/")
+        params: dict[str, str] = {}
+        for i, part in enumerate(wanted):
+            if part == "{proxy+}":
+                rest = given[i:]
+                return {**params, "proxy": "/".join(rest)} if rest and rest != [""] else None
+            if i >= len(given):
+                return None
+            if part.startswith("{") and part.endswith("}"):
+                params[part[1:-1]] = given[i]
+            elif part != given[i]:
+                return None
+        return params if len(given) == len(wanted) else None
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        parts = self.path.strip("/").split("/")
+        return ("{proxy+}" not in parts, sum(not p.startswith("{") for p in parts))
+
+
+@dataclass(frozen=True)
 class Topology:
     tables: tuple[Table, ...]
     queues: tuple[Queue, ...]
     functions: tuple[Function, ...]
     routes: tuple[Route, ...]
     consumers: tuple[QueueConsumer, ...]
-    api_function: str  # the function behind the HTTP API
+    http_routes: tuple[HttpRoute, ...]
+    api_function: str  # the function behind the Segment API
     journey_task_function: str  # the function journeys' send steps invoke
     journeys_dir: Path = field(default=JOURNEYS_DIR)
+
+    def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        """The route API Gateway would pick (the most specific match), with its path parameters."""
+        matches = [
+            (route, params) for route in self.http_routes if (params := route.match(method, path)) is not None
+        ]
+        if not matches:
+            return None
+        return max(matches, key=lambda m: m[0].specificity)
 
     def function(self, name: str) -> Function:
         return next(f for f in self.functions if f.name == name)
@@ -112,6 +154,8 @@ class Topology:
 # Deployment settings: values that differ per deployment, not per resource. The CDK app reads them
 # from context (cdk.json or `-c key=value`), the local runtime from its own configuration.
 SETTINGS = {
+    "IDENTITY_RULES": "identity resolution rules as JSON; {} keeps the documented defaults",
+    "ADMIN_TOKEN_SHA256": "SHA-256 hex of the Profile API's bearer token (the admin credential)",
     "DEDUPE_WINDOW_SECONDS": "seconds a messageId is remembered per source to drop repeats (Segment: 7 days)",
     "EMAIL_SENDER": "verified SES sender address for the email channel",
     "PUSH_PLATFORM_APPLICATION_ARN": "SNS platform application (FCM / APNs) for the push channel",
@@ -138,9 +182,9 @@ SEEN_MESSAGES = "seen-messages"
 
 TOPOLOGY = Topology(
     tables=(
-        # Profiles and the identifier index share one table: `pk` is `profile#<id>` or
-        # `identifier#<type>#<value>`, so a claim and a profile change commit in one transaction.
-        Table(PROFILES, partition_key="pk"),
+        # Profiles, the identifier index, timelines, merge log and suppressions share one table, so
+        # that a claim, a merge and a profile change commit in one transaction (shared/store/profiles.py).
+        Table(PROFILES, partition_key="pk", sort_key="sk"),
         # One item per journey execution, under the profile it runs for.
         Table(JOURNEY_RUNS, partition_key="profileId", sort_key="runKey"),
         # Sources by the SHA-256 of their write key (the key itself is never stored).
@@ -165,11 +209,24 @@ TOPOLOGY = Topology(
             settings=("DEDUPE_WINDOW_SECONDS",),
         ),
         Function(
+            "profiles",
+            "functions.profiles.handler",
+            "Profile API: look up, erase (GDPR), unmerge; admin credential only",
+            tables=(
+                TableAccess(PROFILES, write=True),
+                TableAccess(MESSAGES, write=True),
+                TableAccess(JOURNEY_RUNS, write=True),
+            ),
+            publishes=True,
+            settings=("ADMIN_TOKEN_SHA256", "IDENTITY_RULES"),
+        ),
+        Function(
             "identity",
             "functions.identity.handler",
             "Resolve an event's identifiers to one profile and publish the resolved event",
             tables=(TableAccess(PROFILES, write=True),),
             publishes=True,
+            settings=("IDENTITY_RULES",),
         ),
         Function(
             "journey-router",
@@ -206,13 +263,23 @@ TOPOLOGY = Topology(
         Route("customer-events", {"source": [SOURCE_INGEST]}, "identity"),
         Route(
             "resolved-events",
-            {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED]},
+            {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED, DETAIL_MERGED]},
             "journey-router",
         ),
     ),
     consumers=(
         QueueConsumer("email", "channel-email"),
         QueueConsumer("push", "channel-push"),
+    ),
+    http_routes=(
+        HttpRoute("POST", "/v1/{proxy+}", "ingest"),
+        HttpRoute("GET", "/openapi.json", "ingest", public=True),
+        HttpRoute("GET", "/docs", "ingest", public=True),
+        HttpRoute("GET", "/v1/profiles", "profiles"),
+        HttpRoute("GET", "/v1/profiles/{profileId}", "profiles"),
+        HttpRoute("DELETE", "/v1/profiles/{profileId}", "profiles"),
+        HttpRoute("POST", "/v1/profiles/{profileId}/unmerge", "profiles"),
+        HttpRoute("DELETE", "/v1/profiles/{profileId}/identifiers/{type}/{value}", "profiles"),
     ),
     api_function="ingest",
     journey_task_function="deliver",

@@ -50,6 +50,14 @@ class IdentitySettings(_Env):
     profiles_table: ProfilesTable
 
 
+class ProfilesApiSettings(_Env):
+    event_bus_name: EventBusName
+    profiles_table: ProfilesTable
+    messages_table: MessagesTable
+    journey_runs_table: JourneyRunsTable
+    admin_token_sha256: str = Field(alias="ADMIN_TOKEN_SHA256", pattern=r"^[0-9a-fA-F]{64}$")
+
+
 class RouterSettings(_Env):
     journey_runs_table: JourneyRunsTable
     journeys: list[JourneyRef] = Field(alias="JOURNEYS")

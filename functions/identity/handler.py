@@ -1,4 +1,5 @@
-"""Customer event → the profile it belongs to (found, created or merged) → `event.resolved` on the bus."""
+"""Customer event → the profile it belongs to (found, created or merged) → `event.resolved` on the bus
+(and `profile.merged` when it linked profiles)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
 from shared.identity.resolver import resolve
-from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY, BusEvent, Envelope, ResolvedEvent
+from shared.identity.rules import load_rules
+from shared.models.events import (
+    DETAIL_MERGED,
+    DETAIL_RESOLVED,
+    SOURCE_IDENTITY,
+    BusEvent,
+    Envelope,
+    ProfilesMerged,
+    ResolvedEvent,
+)
 from shared.store.bus import EventPublisher
 from shared.store.profiles import DynamoProfileStore
 
@@ -23,25 +33,34 @@ def handler(event: dict[str, Any], context: Any) -> None:
     settings = config.load(config.IdentitySettings)
     incoming = Envelope.model_validate(event["detail"])
     logger.set_correlation_id(incoming.correlationId)
+    call = incoming.data
 
     resolution = resolve(
-        incoming.data, DynamoProfileStore(settings.profiles_table), clock.parse(incoming.data["timestamp"])
+        call, DynamoProfileStore(settings.profiles_table), load_rules(), clock.parse(call["timestamp"])
     )
 
-    profile = resolution.profile
+    for warning in resolution.warnings:
+        logger.warning(warning)
+    if resolution.suppressed:
+        # An erased person's old device or address: dropped, so they are not silently re-created.
+        metrics.add_metric(name="EventsSuppressed", unit=MetricUnit.Count, value=1)
+        return
+    if resolution.profile_id is None:
+        metrics.add_metric(name="EventsWithoutIdentifier", unit=MetricUnit.Count, value=1)
+        return
     metrics.add_metric(name="EventsResolved", unit=MetricUnit.Count, value=1)
+    now, correlation = clock.iso(clock.now()), incoming.correlationId
+    outgoing = [
+        BusEvent.publishing(
+            SOURCE_IDENTITY,
+            DETAIL_RESOLVED,
+            correlation,
+            now,
+            ResolvedEvent(profileId=resolution.profile_id, userId=call.get("userId"), event=call),
+        )
+    ]
     if resolution.merged:
         metrics.add_metric(name="ProfilesMerged", unit=MetricUnit.Count, value=len(resolution.merged))
-    resolved = ResolvedEvent(
-        profileId=profile.profileId,
-        profileIds=[profile.profileId, *profile.mergedFrom],
-        userId=profile.user_id,
-        event=incoming.data,
-    )
-    outgoing = Envelope(
-        name=DETAIL_RESOLVED,
-        correlationId=incoming.correlationId,
-        time=clock.iso(clock.now()),
-        data=resolved.model_dump(),
-    )
-    EventPublisher(settings.event_bus_name).publish([BusEvent.of(SOURCE_IDENTITY, DETAIL_RESOLVED, outgoing)])
+        merged = ProfilesMerged(survivor=resolution.profile_id, merged=resolution.merged)
+        outgoing.insert(0, BusEvent.publishing(SOURCE_IDENTITY, DETAIL_MERGED, correlation, now, merged))
+    EventPublisher(settings.event_bus_name).publish(outgoing)

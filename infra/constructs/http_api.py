@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 import jsii
 from aws_cdk import Acknowledgment, Duration, Validations
@@ -13,12 +14,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.topology import HttpRoute
 from shared.ingest.calls import CORS
 
-# Segment SDKs POST to /v1/track, /v1/identify, /v1/batch, ...; the handler decides which it serves.
-INGEST_PATH = "/v1/{proxy+}"
-# The API's description, generated from the request models, and its Swagger UI.
-DOCUMENT_PATHS = ("/openapi.json", "/docs")
 # Stage-wide limits that shield the ingest function and the bus behind it from a flood of calls.
 THROTTLE = apigwv2.ThrottleSettings(rate_limit=1000, burst_limit=500)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -57,14 +55,35 @@ class _AccessLogs:
         return self._format
 
 
+# Why no API Gateway authorizer guards a route (cdk-nag APIG4): who checks what instead.
+_NO_AUTHORIZER = {
+    "ingest": "Segment SDKs authenticate with HTTP Basic auth carrying the write key; the ingest function "
+    "checks it against the sources table (hashed keys) before doing anything else. An authorizer would "
+    "add a second invocation per call to repeat it.",
+    "profiles": "The Profile API's function checks the admin bearer token (compared as a SHA-256 digest) "
+    "before anything else; the write key never opens it.",
+    "public": "The API's public description (OpenAPI document and Swagger UI page) carries no data and "
+    "is meant to be read without credentials.",
+}
+
+
 class IngestApi(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, handler: lambda_.IFunction) -> None:
+    """The public HTTP API: every route of the topology, each to its function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        routes: Sequence[HttpRoute],
+        functions: Mapping[str, lambda_.IFunction],
+    ) -> None:
         super().__init__(scope, construct_id)
         # The default stage is declared below, to give it throttling and access logs.
         self.api = apigwv2.HttpApi(
             self,
             "Api",
-            description="Continuum ingest (Segment HTTP Tracking API)",
+            description="Continuum: the Segment HTTP Tracking API and the Profile API",
             create_default_stage=False,
             # Browsers' preflights are answered by API Gateway itself, with what the handler answers locally.
             cors_preflight=apigwv2.CorsPreflightOptions(
@@ -76,37 +95,23 @@ class IngestApi(Construct):
                 max_age=Duration.seconds(int(CORS["Access-Control-Max-Age"])),
             ),
         )
-        integration = integrations.HttpLambdaIntegration(
-            "Ingest", handler, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
-        )
-        routes = self.api.add_routes(
-            path=INGEST_PATH, methods=[apigwv2.HttpMethod.POST], integration=integration
-        )
-        documents = [
-            route
-            for path in DOCUMENT_PATHS
+        integrations_by_function: dict[str, integrations.HttpLambdaIntegration] = {}
+        for spec in routes:
+            integration = integrations_by_function.setdefault(
+                spec.function,
+                integrations.HttpLambdaIntegration(
+                    f"{spec.function}-integration",
+                    functions[spec.function],
+                    payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+                ),
+            )
             for route in self.api.add_routes(
-                path=path, methods=[apigwv2.HttpMethod.GET], integration=integration
-            )
-        ]
-        for route in documents:
-            Validations.of(route).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions::AwsSolutions-APIG4",
-                    reason="The API's public description (OpenAPI document and Swagger UI page) carries no "
-                    "data and is meant to be read without credentials.",
+                path=spec.path, methods=[apigwv2.HttpMethod(spec.method)], integration=integration
+            ):
+                reason = _NO_AUTHORIZER["public" if spec.public else spec.function]
+                Validations.of(route).acknowledge(
+                    Acknowledgment(id="AwsSolutions::AwsSolutions-APIG4", reason=reason)
                 )
-            )
-        for route in routes:
-            Validations.of(route).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions::AwsSolutions-APIG4",
-                    reason="Segment SDKs authenticate with HTTP Basic auth carrying the write key; the "
-                    "ingest function verifies it against the configured SHA-256 digests before doing "
-                    "anything else. An API Gateway authorizer would add a second invocation per call "
-                    "to repeat it.",
-                )
-            )
         access_logs = logs.LogGroup(self, "AccessLogs", retention=LOG_RETENTION)
         self.stage = apigwv2.HttpStage(
             self,

@@ -26,7 +26,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     window = int(os.environ.get("CONTINUUM_DEDUPE_WINDOW_SECONDS", DEDUPE_WINDOW_SECONDS))
-    engine = LocalEngine(write_key=write_key, dedupe_window_seconds=window).start()
+    admin_token = os.environ.get("CONTINUUM_ADMIN_TOKEN", "dev-admin-token")
+    engine = LocalEngine(
+        write_key=write_key,
+        dedupe_window_seconds=window,
+        admin_token=admin_token,
+        identity_rules=os.environ.get("CONTINUUM_IDENTITY_RULES", "{}"),
+    ).start()
     try:
         server = LocalServer((args.host, args.port), engine)
     except OSError as error:

@@ -13,6 +13,7 @@ moto covers the AWS APIs; what it does not do, this module does, in the way AWS 
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -111,10 +112,14 @@ class LocalEngine:
         topology: Topology = TOPOLOGY,
         start: datetime | None = None,
         dedupe_window_seconds: int = DEDUPE_WINDOW_SECONDS,
+        admin_token: str = "dev-admin-token",
+        identity_rules: str = "{}",
     ):
         self.topology = topology
         self.write_key = write_key
         self.dedupe_window_seconds = dedupe_window_seconds
+        self.admin_token = admin_token
+        self.identity_rules = identity_rules
         self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
         self.failures: list[Failure] = []
         self.bus_events: list[dict[str, Any]] = []
@@ -336,6 +341,8 @@ class LocalEngine:
         env["EMAIL_SENDER"] = EMAIL_SENDER
         env["PUSH_PLATFORM_APPLICATION_ARN"] = platform["PlatformApplicationArn"]
         env["DEDUPE_WINDOW_SECONDS"] = str(self.dedupe_window_seconds)
+        env["ADMIN_TOKEN_SHA256"] = hashlib.sha256(self.admin_token.encode()).hexdigest()
+        env["IDENTITY_RULES"] = self.identity_rules
         # Locally a revoked key stops at once (the cloud default trusts a cached answer for 60 s).
         env["WRITE_KEY_CACHE_SECONDS"] = "0"
         self._env = env
@@ -344,10 +351,12 @@ class LocalEngine:
 
     def _install_handlers(self) -> None:
         from shared import clock, config
+        from shared.identity.rules import load_rules
         from shared.store import aws
 
         config.reset()
         aws.reset()
+        load_rules.cache_clear()
         clock.install(self.clock.now)
         for function in self.topology.functions:
             self._handlers[function.name] = import_module(function.module).handler
@@ -396,7 +405,7 @@ class LocalEngine:
                 return
             except Exception as error:
                 log.warning("%s failed (attempt %d/%d): %s", function_name, attempt, ASYNC_ATTEMPTS, error)
-                last = f"{type(error).__name__}: {error}"
+                last = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}"
         self.failures.append(Failure(function_name, last, event))
 
     def _poll_queues(self) -> None:

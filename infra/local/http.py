@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from infra.local.engine import LocalEngine
 from shared import clock
@@ -36,6 +36,7 @@ def api_gateway_event(method: str, target: str, headers: dict[str, str], body: b
         "routeKey": "$default",
         "rawPath": url.path,
         "rawQueryString": url.query,
+        "queryStringParameters": {k: ",".join(v) for k, v in parse_qs(url.query).items()} or None,
         "headers": {name.lower(): value for name, value in headers.items()},
         "requestContext": {
             "accountId": "local",
@@ -107,8 +108,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, {"error": f"{type(error).__name__}: {error}"})
 
     def _api(self, method: str, body: bytes) -> None:
+        topology = self.server.engine.topology
+        found = topology.route_for(method, urlsplit(self.path).path)
+        if method == "OPTIONS":  # API Gateway answers browsers' preflights itself; locally, ingest does
+            found = topology.route_for("POST", "/v1/track")
+        if found is None:
+            self._send(404, {"message": "Not Found"})
+            return
+        route, parameters = found
         event = api_gateway_event(method, self.path, dict(self.headers.items()), body)
-        response = self.server.engine.invoke(self.server.engine.topology.api_function, event)
+        event["routeKey"] = f"{route.method} {route.path}"
+        event["pathParameters"] = parameters
+        response = self.server.engine.invoke(route.function, event)
         payload = response.get("body") or ""
         raw = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
         self._send_raw(response.get("statusCode", 200), raw, response.get("headers") or {})

@@ -105,7 +105,7 @@ class ContinuumStack(Stack):
                 journeys.grant_control(controller)
                 controller.add_environment(JOURNEYS_ENV, journeys.catalogue())
 
-        api = IngestApi(self, "Ingest", handler=functions[topology.api_function])
+        api = IngestApi(self, "Ingest", routes=topology.http_routes, functions=functions)
         CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")
         CfnOutput(self, "EventBusName", value=bus.bus.event_bus_name)
         # `python -m infra.sources --stack <name>` finds the sources table here.

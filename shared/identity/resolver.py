@@ -1,186 +1,268 @@
-"""Identity resolution: find or create the profile an event belongs to, merging when it links two.
+"""Identity resolution: find or create the profile an event belongs to, merging profiles it links.
 
 The domain decides; the store (a `ProfileStore`, implemented in shared/store/profiles.py) reads and
-commits atomically. Every commit is conditional, so two events racing on the same customer make
-one of them fail with `ConcurrentChangeError`; resolution then starts again from fresh reads.
+commits atomically. Every commit is conditional, so two events racing on one customer make one of
+them fail with `ConcurrentChangeError`; resolution then starts again from fresh reads.
+
+Two paths:
+- fast: every identifier of the event is unknown or already this profile's, and the event is the
+  newest the profile has seen. One conditional write records it (traits, last events, timeline, new
+  identifiers within their limits) without reading the profile: a known customer costs one batched
+  read and one write. If any condition fails the event takes the full path.
+- full: read the profiles, decide (create, attach, merge, refuse what would break a limit), commit
+  every change in one transaction, each profile conditional on its version.
+
+Rules (shared/identity/rules.py): identifiers are considered strongest first (priority). Each
+identifier that leads to another profile merges that profile in, unless the union would break a
+limit (at most one user_id, so two users never merge); then that profile and its identifier stay
+apart. The survivor of a merge is the oldest profile (ties: the smaller id). Traits merge per trait,
+the value set by the most recent event winning. A merged profile's identifiers are repointed to the
+survivor and the merged id keeps resolving to it (`mergedInto`); the merge is logged with what the
+merged profile was, so that it can be undone.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
 from shared.identity.identifiers import identifiers_of, user_traits
-from shared.models.profile import Identifier, Profile
+from shared.identity.rules import IdentityRules
+from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 
 MAX_ATTEMPTS = 8
-# Which identifier decides where an event goes when its identifiers lead to different users.
-PRIORITY = ["user_id", "email", "device_token", "anonymous_id"]
 
 
 class ConcurrentChangeError(Exception):
     """A conditional write lost a race: read again and decide again."""
 
 
+class FullPathNeededError(Exception):
+    """The fast path's conditions do not hold (limit, out-of-order event, merged profile)."""
+
+
 class ResolutionError(Exception):
     """Resolution kept losing races; the event is retried by its queue or bus."""
 
 
+@dataclass
+class Lookup:
+    owners: dict[Identifier, str]  # identifier → the profile id it points to
+    suppressed: set[Identifier]  # identifiers of erased people
+
+
+@dataclass
+class EventChange:
+    """What one event records on its profile."""
+
+    at: str  # the event's time (ISO)
+    traits: dict[str, Any]
+    track_event: str | None
+    call: dict[str, Any]
+
+    def timeline_for(self, profile_id: str) -> TimelineEntry:
+        return _timeline(self.call, profile_id, self.at)
+
+
+@dataclass
+class Pointer:
+    """Point `identifier` at `to`, if it still points at `expected` (None: nowhere)."""
+
+    identifier: Identifier
+    expected: str | None
+    to: str
+
+
 class ProfileStore(Protocol):
-    def owners(self, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
-        """Profile id each known identifier points to."""
+    def lookup(self, identifiers: Iterable[Identifier]) -> Lookup: ...
+
+    def record(
+        self, profile_id: str, change: EventChange, claims: list[Identifier], rules: IdentityRules
+    ) -> None:
+        """Fast path: one conditional write. `FullPathNeededError` when a condition on the profile
+        fails, `ConcurrentChangeError` when a claim was lost."""
         ...
 
     def profiles(self, profile_ids: Iterable[str]) -> dict[str, Profile]: ...
 
-    def commit(self, changed: list[Profile], claims: dict[Identifier, str | None]) -> None:
-        """Write the changed profiles (each conditional on its version) and point each claimed
-        identifier at its profile (conditional on it still pointing where it did: None = nowhere)."""
+    def commit(
+        self,
+        changed: list[Profile],
+        pointers: list[Pointer],
+        timeline: list[TimelineEntry],
+        merges: list[MergeRecord],
+    ) -> None:
+        """Full path: all of it in one transaction; each profile conditional on its version (0: must
+        not exist), each pointer on its expected owner."""
         ...
 
 
+@dataclass
 class Resolution:
-    def __init__(self, profile: Profile, merged: list[str]):
-        self.profile = profile
-        self.merged = merged  # profile ids merged into it by this event
+    profile_id: str | None
+    merged: list[str] = field(default_factory=list)  # profile ids merged into it by this event
+    suppressed: bool = False  # the event names an erased person's identifier: dropped
+    warnings: list[str] = field(default_factory=list)
 
 
-def _live(store: ProfileStore, profile_ids: Iterable[str]) -> tuple[dict[str, Profile], dict[str, str]]:
-    """The surviving profiles behind `profile_ids` (merge pointers followed), and for each id asked
-    for, the id of the profile it now resolves to."""
-    live: dict[str, Profile] = {}
-    points_to: dict[str, str] = {}
-    pending = set(profile_ids)
-    for _ in range(MAX_ATTEMPTS):
-        if not pending:
-            break
-        fetched = store.profiles(pending)
-        pending = set()
-        for profile in fetched.values():
-            if profile.mergedInto:
-                points_to[profile.profileId] = profile.mergedInto
-                if profile.mergedInto not in live:
-                    pending.add(profile.mergedInto)
-            else:
-                live[profile.profileId] = profile
-    canonical = {}
-    for profile_id in profile_ids:
-        current = profile_id
-        while current in points_to:
-            current = points_to[current]
-        if current in live:
-            canonical[profile_id] = current
-    return live, canonical
+def _timeline(call: dict[str, Any], profile_id: str, at: str) -> TimelineEntry:
+    kind = str(call.get("type", ""))
+    data = call.get("properties") if kind in ("track", "page", "screen") else call.get("traits")
+    return TimelineEntry(
+        profileId=profile_id,
+        type=kind,
+        name=call.get("event") or call.get("name"),
+        timestamp=at,
+        messageId=str(call.get("messageId", "")),
+        data=data if isinstance(data, dict) else {},
+    )
 
 
-def _apply(profile: Profile, call: dict[str, Any], at: datetime) -> None:
-    """What an event tells about its profile: traits, and when it last did this event."""
-    when = clock.iso(at)
-    traits = {**((call.get("context") or {}).get("traits") or {}), **user_traits(call)}
-    profile.traits.update(traits)
-    if call.get("type") == "track" and call.get("event"):
-        previous = profile.lastEvents.get(call["event"])
-        profile.lastEvents[call["event"]] = max(previous, when) if previous else when
+def _change(call: dict[str, Any], at: str) -> EventChange:
+    # A trait needs a name: DynamoDB (and every destination) refuses an empty one.
+    traits = {name: value for name, value in user_traits(call).items() if name}
+    track_event = call.get("event") if call.get("type") == "track" else None
+    return EventChange(at=at, traits=traits, track_event=track_event, call=call)
+
+
+def apply_change(profile: Profile, change: EventChange) -> None:
+    """An event's change on a profile, per trait and per event name: the most recent time wins."""
+    for name, value in change.traits.items():
+        if profile.traitTimes.get(name, "") <= change.at:
+            profile.traits[name] = value
+            profile.traitTimes[name] = change.at
+    if change.track_event and profile.lastEvents.get(change.track_event, "") < change.at:
+        profile.lastEvents[change.track_event] = change.at
+    profile.latestEventAt = max(profile.latestEventAt or change.at, change.at)
     profile.updatedAt = clock.iso(clock.now())
 
 
-def _merge(survivor: Profile, losers: list[Profile]) -> None:
-    for loser in sorted(losers, key=lambda p: p.updatedAt):
-        for identifier in loser.identifiers:
-            if identifier not in survivor.identifiers:
-                survivor.identifiers.append(identifier)
-        # The most recently updated profile's traits win.
-        if loser.updatedAt > survivor.updatedAt:
-            survivor.traits = {**survivor.traits, **loser.traits}
-        else:
-            survivor.traits = {**loser.traits, **survivor.traits}
-        for name, when in loser.lastEvents.items():
-            survivor.lastEvents[name] = max(when, survivor.lastEvents.get(name, when))
-        survivor.mergedFrom = list(dict.fromkeys([*survivor.mergedFrom, loser.profileId, *loser.mergedFrom]))
-        loser.mergedInto = survivor.profileId
+def merge_into(survivor: Profile, loser: Profile) -> None:
+    for identifier in loser.identifiers:
+        if identifier not in survivor.identifiers:
+            survivor.identifiers.append(identifier)
+    for name, value in loser.traits.items():
+        when = loser.traitTimes.get(name, "")
+        if survivor.traitTimes.get(name, "") < when or name not in survivor.traits:
+            survivor.traits[name] = value
+            survivor.traitTimes[name] = when
+    for name, when in loser.lastEvents.items():
+        survivor.lastEvents[name] = max(when, survivor.lastEvents.get(name, when))
+    if loser.latestEventAt:
+        survivor.latestEventAt = max(survivor.latestEventAt or loser.latestEventAt, loser.latestEventAt)
+    survivor.mergedFrom = list(dict.fromkeys([*survivor.mergedFrom, loser.profileId, *loser.mergedFrom]))
+    loser.mergedInto = survivor.profileId
+
+
+def fits(rules: IdentityRules, base: Iterable[Identifier], extra: Iterable[Identifier] = ()) -> bool:
+    """Whether `extra` may join `base` within the limits. A type `base` already holds past its limit
+    (a limit lowered since) may stay so, but not grow."""
+
+    def counts(identifiers: set[Identifier]) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for identifier in identifiers:
+            result[identifier.type] = result.get(identifier.type, 0) + 1
+        return result
+
+    before_set = set(base)
+    before, after = counts(before_set), counts(before_set | set(extra))
+    return all(count <= max(rules.limit(kind), before.get(kind, 0)) for kind, count in after.items())
+
+
+def age(profile: Profile) -> tuple[str, str]:
+    # The survivor of a merge is the oldest profile; ties go to the smaller id. Deterministic.
+    return (profile.createdAt, profile.profileId)
 
 
 def resolve(
     call: dict[str, Any],
     store: ProfileStore,
+    rules: IdentityRules,
     event_time: datetime,
     new_profile_id: Callable[[], str] = lambda: str(uuid.uuid4()),
 ) -> Resolution:
-    identifiers = identifiers_of(call)
+    identifiers, warnings = identifiers_of(call, rules)
     if not identifiers:
-        raise ValueError("the event names no identifier")
+        return Resolution(None, warnings=[*warnings, "the event names no usable identifier: dropped"])
+    change = _change(call, clock.iso(event_time))
     for _ in range(MAX_ATTEMPTS):
-        raw_owners = store.owners(identifiers)
-        live, canonical = _live(store, set(raw_owners.values()))
-        owners = {i: canonical[p] for i, p in raw_owners.items() if p in canonical}
+        lookup = store.lookup(identifiers)
+        if lookup.suppressed:
+            return Resolution(None, suppressed=True, warnings=warnings)
+        owners = lookup.owners
+        distinct = set(owners.values())
         try:
-            return _resolve_once(call, store, event_time, identifiers, owners, live, new_profile_id)
+            if len(distinct) == 1:
+                profile_id = next(iter(distinct))
+                unowned = [i for i in identifiers if i not in owners]
+                try:
+                    store.record(profile_id, change, unowned, rules)
+                    return Resolution(profile_id, warnings=warnings)
+                except FullPathNeededError:
+                    pass
+            return _full_path(identifiers, owners, store, rules, change, new_profile_id, list(warnings))
         except ConcurrentChangeError:
             continue
     raise ResolutionError(f"gave up after {MAX_ATTEMPTS} conflicting attempts")
 
 
-def _resolve_once(
-    call: dict[str, Any],
-    store: ProfileStore,
-    event_time: datetime,
+def _full_path(
     identifiers: list[Identifier],
     owners: dict[Identifier, str],
-    live: dict[str, Profile],
+    store: ProfileStore,
+    rules: IdentityRules,
+    change: EventChange,
     new_profile_id: Callable[[], str],
+    warnings: list[str],
 ) -> Resolution:
-    """One attempt. `owners` maps each known identifier of the event to its live profile id.
-    Identifiers of merged profiles keep pointing at the merged id: lookups follow `mergedInto`,
-    so a merge writes only the profiles and never has to repoint a customer's whole history."""
-    now = clock.iso(clock.now())
-    merged: list[str] = []
-    event_user = next((i.value for i in identifiers if i.type == "user_id"), None)
-    user_ids = {p.user_id for p in live.values() if p.user_id}
-    if event_user:
-        user_ids.add(event_user)
+    live = store.profiles(set(owners.values()))
+    if any(p.mergedInto for p in live.values()) or set(live) != set(owners.values()):
+        raise ConcurrentChangeError("a profile was merged or removed since the identifiers were read")
 
-    if not live:
-        target = Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)
-        changed = [target]
-    elif len(user_ids) > 1:
-        # Never two user ids on one profile. An event with a user id goes to that user's profile,
-        # else to one with no user id yet, else (a new user on a shared device) to a new profile.
-        # An event without one goes to the profile of its highest-priority identifier.
-        own = [p for p in live.values() if event_user and p.user_id == event_user]
-        free = sorted((p for p in live.values() if not p.user_id), key=_age)
-        if own or (event_user and free):
-            target = (own or free)[0]
-        elif event_user:
-            target = Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)
-        else:
-            first = min(owners, key=lambda i: PRIORITY.index(i.type))
-            target = live[owners[first]]
-        changed = [target]
-    else:
-        target, *losers = sorted(live.values(), key=_age)
-        _merge(target, losers)
-        merged = [p.profileId for p in losers]
-        changed = [target, *losers]
-
-    claims: dict[Identifier, str | None] = {}
-    for identifier in identifiers:
+    accepted: list[Identifier] = []  # the event's unowned identifiers that will be attached
+    group: list[Profile] = []
+    for identifier in sorted(identifiers, key=lambda i: rules.rank(i.type)):
         owner = owners.get(identifier)
-        if owner is not None and owner != target.profileId and owner not in merged:
-            continue  # it belongs to another user's profile
-        if identifier.type == "user_id" and target.user_id not in (None, identifier.value):
-            continue
-        if identifier not in target.identifiers:
-            target.identifiers.append(identifier)
+        on_group = [i for p in group for i in p.identifiers]
         if owner is None:
-            claims[identifier] = None
-    _apply(target, call, event_time)
-    store.commit(changed, claims)
-    return Resolution(target, merged)
+            if fits(rules, [*on_group, *accepted], [identifier]):
+                accepted.append(identifier)
+            else:
+                warnings.append(f"{identifier.type} not attached: the profile is at its limit")
+        elif owner not in {p.profileId for p in group}:
+            candidate = live[owner]
+            # The first profile is taken as it is (even past a limit lowered since); others must fit.
+            base, extra = (
+                (candidate.identifiers, accepted)
+                if not group
+                else ([*on_group, *accepted], candidate.identifiers)
+            )
+            if fits(rules, base, extra):
+                group.append(candidate)
+            else:
+                warnings.append(f"not merged with the profile of its {identifier.type}: a limit would break")
 
-
-def _age(profile: Profile) -> tuple[str, str]:
-    # The survivor of a merge is the oldest profile; ties go to the smaller id. Deterministic.
-    return (profile.createdAt, profile.profileId)
+    now = clock.iso(clock.now())
+    if not group:
+        group = [Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)]
+    survivor, *losers = sorted(group, key=age)
+    merges = [
+        MergeRecord(survivor=survivor.profileId, merged=loser.model_copy(deep=True), at=now)
+        for loser in losers
+    ]
+    pointers = [
+        Pointer(i, loser.profileId, survivor.profileId) for loser in losers for i in loser.identifiers
+    ]
+    for loser in losers:
+        merge_into(survivor, loser)
+    for identifier in accepted:
+        if identifier not in survivor.identifiers:
+            survivor.identifiers.append(identifier)
+        pointers.append(Pointer(identifier, None, survivor.profileId))
+    apply_change(survivor, change)
+    store.commit([survivor, *losers], pointers, [change.timeline_for(survivor.profileId)], merges)
+    return Resolution(survivor.profileId, merged=[p.profileId for p in losers], warnings=warnings)

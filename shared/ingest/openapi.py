@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 from pydantic.json_schema import models_json_schema
 
+from shared.identity.profile_api import LOOKUP_PARAMETERS, ProfileView
 from shared.ingest.calls import BATCH_CALLS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_CALL_BYTES
 from shared.models.base import Model
 from shared.models.segment import SINGLE_CALLS, Batch
@@ -81,6 +82,10 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json_response("accepted", "Accepted"), **errors},
             }
         }
+    paths.update(_profile_paths())
+    _, profile_definitions = models_json_schema(
+        [(ProfileView, "serialization"), (Error, "serialization")], ref_template=_REF
+    )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -94,9 +99,14 @@ def document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": definitions["$defs"],
+            "schemas": {**profile_definitions["$defs"], **definitions["$defs"]},
             "securitySchemes": {
-                "writeKey": {"type": "http", "scheme": "basic", "description": "the write key as username"}
+                "writeKey": {"type": "http", "scheme": "basic", "description": "the write key as username"},
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the Profile API's admin token",
+                },
             },
         },
     }
@@ -110,3 +120,77 @@ SWAGGER_UI = """<!doctype html>
 <script>window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});</script>
 </body></html>
 """
+
+
+def _profile_paths() -> dict[str, Any]:
+    """The Profile API (admin token only; a write key never opens it)."""
+    profile = _json_response("the profile (a merged profile's id answers with the survivor)", "ProfileView")
+    errors = {
+        "400": _json_response("a malformed lookup", "Error"),
+        "401": _json_response("missing or wrong admin token", "Error"),
+        "404": _json_response("no such profile (or it was erased)", "Error"),
+        "409": _json_response("the profile changed meanwhile; retry", "Error"),
+    }
+    profile_id = {"name": "profileId", "in": "path", "required": True, "schema": {"type": "string"}}
+    lookups = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in LOOKUP_PARAMETERS
+    ]
+
+    def operation(operation_id: str, summary: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["profiles"],
+            "security": [{"adminToken": []}],
+            "responses": {"200": ok, **errors},
+            **extra,
+        }
+
+    erased = {"description": "erased: profile, identifiers and timeline removed, identifiers suppressed"}
+    return {
+        "/v1/profiles": {
+            "get": operation(
+                "lookupProfile",
+                "Find a profile by one identifier (exactly one parameter)",
+                profile,
+                parameters=lookups,
+            )
+        },
+        "/v1/profiles/{profileId}": {
+            "get": operation("getProfile", "A profile by id", profile, parameters=[profile_id]),
+            "delete": operation("eraseProfile", "Erase a person (GDPR)", erased, parameters=[profile_id]),
+        },
+        "/v1/profiles/{profileId}/unmerge": {
+            "post": operation(
+                "unmergeProfile",
+                "Split a past merge: the merged profile comes back with the identifiers it brought",
+                {"description": "the survivor and the restored profile"},
+                parameters=[profile_id],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"mergedProfileId": {"type": "string"}},
+                                "required": ["mergedProfileId"],
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/v1/profiles/{profileId}/identifiers/{type}/{value}": {
+            "delete": operation(
+                "removeIdentifier",
+                "Remove one identifier from a profile",
+                profile,
+                parameters=[
+                    profile_id,
+                    {"name": "type", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "value", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+            )
+        },
+    }

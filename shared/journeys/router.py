@@ -1,9 +1,9 @@
 """Which journeys a resolved event starts or ends.
 
-A goal event stops every active run of its journey for the profile, under any id the profile was
-ever known by. A trigger starts a run unless the profile is already in that journey: one run per
-profile and journey at a time. Execution names are derived from the profile and the triggering
-event, so the same event seen twice starts nothing new.
+A goal event stops every active run of its journey for the profile; when profiles merge, their runs
+move under the survivor (`follow_merge`). A trigger starts a run unless the profile is already in
+that journey: one run per profile and journey at a time. Execution names are derived from the
+profile and the triggering event, so the same event seen twice starts nothing new.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.config import JourneyRef
-from shared.models.events import ResolvedEvent
+from shared.models.events import ProfilesMerged, ResolvedEvent
 
 
 class RunStore(Protocol):
@@ -59,11 +59,10 @@ def route(
     name = call.get("event")
     for journey in journeys:
         if journey.goal == name:
-            for profile_id in resolved.profileIds:
-                for run in runs.active(profile_id, journey.id):
-                    executions.stop(run["executionArn"], cause=f"goal '{name}' reached")
-                    runs.close(profile_id, run["runKey"], "goal_reached", now)
-                    routing.exited.append(run["executionArn"])
+            for run in runs.active(resolved.profileId, journey.id):
+                executions.stop(run["executionArn"], cause=f"goal '{name}' reached")
+                runs.close(resolved.profileId, run["runKey"], "goal_reached", now)
+                routing.exited.append(run["executionArn"])
     for journey in journeys:
         if journey.trigger == name and not _in_journey(resolved, journey, runs, executions, now):
             run_name = execution_name(resolved.profileId, str(call["messageId"]))
@@ -83,9 +82,35 @@ def route(
 def _in_journey(
     resolved: ResolvedEvent, journey: JourneyRef, runs: RunStore, executions: Executions, now: str
 ) -> bool:
-    for profile_id in resolved.profileIds:
-        for run in runs.active(profile_id, journey.id):
-            if executions.is_running(run["executionArn"]):
-                return True
-            runs.close(profile_id, run["runKey"], "completed", now)
+    for run in runs.active(resolved.profileId, journey.id):
+        if executions.is_running(run["executionArn"]):
+            return True
+        runs.close(resolved.profileId, run["runKey"], "completed", now)
     return False
+
+
+def follow_merge(
+    merged: ProfilesMerged, journeys: list[JourneyRef], runs: RunStore, executions: Executions, now: str
+) -> list[str]:
+    """Journeys in flight for merged profiles continue on the survivor: their runs move under it,
+    so that the survivor's goal event (under any of its identifiers) finds and exits them. A journey
+    the survivor is already in keeps only the survivor's run: one run per profile and journey."""
+    moved = []
+    for journey in journeys:
+        survivor_in_it = any(
+            executions.is_running(r["executionArn"]) for r in runs.active(merged.survivor, journey.id)
+        )
+        for profile_id in merged.merged:
+            for run in runs.active(profile_id, journey.id):
+                if survivor_in_it:
+                    executions.stop(
+                        run["executionArn"], cause=f"merged into {merged.survivor}, already in the journey"
+                    )
+                    runs.close(profile_id, run["runKey"], "merged_duplicate", now)
+                    continue
+                name = run["runKey"].split("#", 1)[1]
+                runs.add(merged.survivor, journey.id, name, run["executionArn"], run["enteredAt"])
+                runs.close(profile_id, run["runKey"], "merged", now)
+                moved.append(run["executionArn"])
+                survivor_in_it = True
+    return moved

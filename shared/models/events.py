@@ -13,6 +13,10 @@ from shared.models.types import ProfileId
 SOURCE_INGEST = "continuum.ingest"
 SOURCE_IDENTITY = "continuum.identity"
 DETAIL_RESOLVED = "event.resolved"
+DETAIL_MERGED = "profile.merged"
+DETAIL_UNMERGED = "profile.unmerged"
+DETAIL_IDENTIFIER_REMOVED = "profile.identifier_removed"
+DETAIL_ERASED = "profile.erased"
 
 
 class Envelope(Model):
@@ -36,6 +40,14 @@ class BusEvent(NamedTuple):
     def of(cls, source: str, detail_type: str, envelope: Envelope) -> BusEvent:
         return cls(source, detail_type, envelope.model_dump_json(), envelope.correlationId)
 
+    @classmethod
+    def publishing(cls, source: str, name: str, correlation_id: str, time: str, data: Model) -> BusEvent:
+        """An event named `name` (its detail-type too) carrying `data`."""
+        envelope = Envelope(
+            name=name, correlationId=correlation_id, time=time, data=data.model_dump(mode="json")
+        )
+        return cls.of(source, name, envelope)
+
     @property
     def detail(self) -> Envelope:
         return Envelope.model_validate_json(self.detail_json)
@@ -54,8 +66,12 @@ class ResolvedEvent(Model):
     """`data` of an `event.resolved` envelope: a customer event and the profile it belongs to."""
 
     profileId: ProfileId
-    # Every profile id that now resolves to profileId (itself first, then those merged into it):
-    # journeys started under a merged id still exit on the survivor's goal event.
-    profileIds: list[ProfileId] = Field(min_length=1)
-    userId: str | None = None
+    userId: str | None = None  # the event's own userId, if it has one
     event: dict[str, Any]
+
+
+class ProfilesMerged(Model):
+    """`data` of a `profile.merged` envelope: these profiles now resolve to the survivor."""
+
+    survivor: ProfileId
+    merged: list[ProfileId] = Field(min_length=1)

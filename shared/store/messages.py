@@ -59,6 +59,27 @@ class MessageLog(TableStore):
             },
         )
 
+    def delete_for_profiles(self, profile_ids: list[str]) -> int:
+        """Delete every entry of these profiles (erasure: the log holds addresses and content)."""
+        deleted = 0
+        for profile_id in profile_ids:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "byProfile",
+                "KeyConditionExpression": "profileId = :p",
+                "ExpressionAttributeValues": {":p": {"S": profile_id}},
+                "ProjectionExpression": "messageKey",
+            }
+            while True:
+                response = self._db.query(**kwargs)
+                for item in response["Items"]:
+                    self._db.delete_item(TableName=self._table, Key={"messageKey": item["messageKey"]})
+                    deleted += 1
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return deleted
+
     def scan(self) -> list[MessageLogEntry]:
         """Every entry (the local runtime's inspection routes; never on a hot path)."""
         entries: list[MessageLogEntry] = []

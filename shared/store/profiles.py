@@ -1,31 +1,130 @@
-"""Profiles and the identifier index in DynamoDB (one table, see infra/topology.py).
+"""Profiles, the identifier index, timelines, merge log and suppressions, in one DynamoDB table.
 
-Items: `profile#<id>` holds the profile as JSON in `doc` with its `version`; `identifier#<type>#<value>`
-holds the `profileId` the identifier was first claimed by. Merged profiles stay, with `mergedInto`.
+Items (`pk`, `sk`):
+- `profile#<id>`, `profile`: the profile as native attributes (`traits`, `traitTimes`, `lastEvents`
+  maps; one list attribute `ids_<type>` per identifier type, in the order they were attached;
+  `version`, `latestEventAt`, `mergedInto`, `mergedFrom`).
+- `identifier#<type>#<value>`, `identifier`: the `profileId` the identifier resolves to.
+- `profile#<id>`, `event#<timestamp>#<messageId>`: one timeline entry.
+- `profile#<id>`, `merge#<at>#<merged id>`: a merge, with what the merged profile was.
+- `suppressed#<type>#<sha256 of value>`, `suppressed`: an erased person's identifier (no value kept).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
 
-from shared.identity.resolver import ConcurrentChangeError
-from shared.models.profile import Identifier, Profile
+from shared import clock
+from shared.identity.resolver import (
+    ConcurrentChangeError,
+    EventChange,
+    FullPathNeededError,
+    Lookup,
+    Pointer,
+)
+from shared.identity.rules import IdentityRules
+from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.store.aws import TableStore, error_code
 
-_BATCH_GET = 100  # BatchGetItem's limit
+_BATCH_GET = 100
+_TRANSACTION = 100
 
 
-def _profile_key(profile_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"profile#{profile_id}"}}
+def _strings(values: dict[str, str]) -> dict[str, Any]:
+    return {"M": {k: {"S": v} for k, v in values.items()}}
 
 
-def _identifier_key(identifier: Identifier) -> dict[str, Any]:
-    return {"pk": {"S": f"identifier#{identifier.type}#{identifier.value}"}}
+def _json_values(values: dict[str, Any]) -> dict[str, Any]:
+    # Trait values are kept as JSON text: any JSON number fits (DynamoDB numbers stop at 38 digits
+    # and 1E+126), and one trait is still set on its own by the fast path.
+    return {"M": {k: {"S": json.dumps(v, separators=(",", ":"))} for k, v in values.items()}}
+
+
+def _from_strings(attribute: dict[str, Any]) -> dict[str, str]:
+    return {k: v["S"] for k, v in attribute["M"].items()}
+
+
+def _from_json_values(attribute: dict[str, Any]) -> dict[str, Any]:
+    return {k: json.loads(v["S"]) for k, v in attribute["M"].items()}
+
+
+def profile_key(profile_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"profile#{profile_id}"}, "sk": {"S": "profile"}}
+
+
+def identifier_key(identifier: Identifier) -> dict[str, Any]:
+    return {"pk": {"S": f"identifier#{identifier.type}#{identifier.value}"}, "sk": {"S": "identifier"}}
+
+
+def suppression_key(identifier: Identifier) -> dict[str, Any]:
+    digest = hashlib.sha256(identifier.value.encode("utf-8")).hexdigest()
+    return {"pk": {"S": f"suppressed#{identifier.type}#{digest}"}, "sk": {"S": "suppressed"}}
+
+
+def profile_item(profile: Profile) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **profile_key(profile.profileId),
+        "profileId": {"S": profile.profileId},
+        "createdAt": {"S": profile.createdAt},
+        "updatedAt": {"S": profile.updatedAt},
+        "version": {"N": str(profile.version + 1)},
+        "traits": _json_values(profile.traits),
+        "traitTimes": _strings(profile.traitTimes),
+        "lastEvents": _strings(profile.lastEvents),
+        "mergedFrom": {"L": [{"S": p} for p in profile.mergedFrom]},
+    }
+    if profile.latestEventAt:
+        item["latestEventAt"] = {"S": profile.latestEventAt}
+    if profile.mergedInto:
+        item["mergedInto"] = {"S": profile.mergedInto}
+    for kind in dict.fromkeys(i.type for i in profile.identifiers):
+        item[f"ids_{kind}"] = {"L": [{"S": v} for v in profile.values_of(kind)]}
+    return item
+
+
+def profile_from_item(item: dict[str, Any]) -> Profile:
+    identifiers = [
+        Identifier(type=name.removeprefix("ids_"), value=value["S"])
+        for name, attribute in item.items()
+        if name.startswith("ids_")
+        for value in attribute["L"]
+    ]
+    return Profile(
+        profileId=item["profileId"]["S"],
+        identifiers=identifiers,
+        traits=_from_json_values(item["traits"]),
+        traitTimes=_from_strings(item["traitTimes"]),
+        lastEvents=_from_strings(item["lastEvents"]),
+        latestEventAt=item.get("latestEventAt", {}).get("S"),
+        mergedInto=item.get("mergedInto", {}).get("S"),
+        mergedFrom=[p["S"] for p in item["mergedFrom"]["L"]],
+        createdAt=item["createdAt"]["S"],
+        updatedAt=item["updatedAt"]["S"],
+        version=int(item["version"]["N"]),
+    )
+
+
+def timeline_item(entry: TimelineEntry) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"profile#{entry.profileId}"},
+        "sk": {"S": f"event#{entry.timestamp}#{entry.messageId}"},
+        "entry": {"S": entry.model_dump_json()},
+    }
+
+
+def merge_item(record: MergeRecord) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"profile#{record.survivor}"},
+        "sk": {"S": f"merge#{record.at}#{record.merged.profileId}"},
+        "record": {"S": record.model_dump_json()},
+    }
 
 
 class DynamoProfileStore(TableStore):
+    # -- reads -----------------------------------------------------------------------------------
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), _BATCH_GET):
@@ -38,19 +137,25 @@ class DynamoProfileStore(TableStore):
                 request = response.get("UnprocessedKeys") or {}
         return items
 
-    def owners(self, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
-        by_key = {_identifier_key(i)["pk"]["S"]: i for i in identifiers}
-        items = self._batch_get([{"pk": {"S": key}} for key in by_key])
-        return {by_key[item["pk"]["S"]]: item["profileId"]["S"] for item in items}
+    def lookup(self, identifiers: Iterable[Identifier]) -> Lookup:
+        """Owners and suppressions of the identifiers, in one batched read."""
+        wanted = list(dict.fromkeys(identifiers))
+        by_pk: dict[str, tuple[str, Identifier]] = {}
+        for identifier in wanted:
+            by_pk[identifier_key(identifier)["pk"]["S"]] = ("owner", identifier)
+            by_pk[suppression_key(identifier)["pk"]["S"]] = ("suppressed", identifier)
+        lookup = Lookup(owners={}, suppressed=set())
+        for item in self._batch_get([{"pk": {"S": pk}, "sk": {"S": pk.split("#", 1)[0]}} for pk in by_pk]):
+            kind, identifier = by_pk[item["pk"]["S"]]
+            if kind == "owner":
+                lookup.owners[identifier] = item["profileId"]["S"]
+            else:
+                lookup.suppressed.add(identifier)
+        return lookup
 
     def profiles(self, profile_ids: Iterable[str]) -> dict[str, Profile]:
-        items = self._batch_get([_profile_key(p) for p in sorted(set(profile_ids))])
-        found = {}
-        for item in items:
-            profile = Profile.model_validate_json(item["doc"]["S"])
-            profile.version = int(item["version"]["N"])
-            found[profile.profileId] = profile
-        return found
+        items = self._batch_get([profile_key(p) for p in sorted(set(profile_ids))])
+        return {(p := profile_from_item(item)).profileId: p for item in items}
 
     def profile(self, profile_id: str) -> Profile | None:
         """The live profile `profile_id` resolves to, following merges."""
@@ -61,42 +166,243 @@ class DynamoProfileStore(TableStore):
             profile_id = found.mergedInto
         return None
 
-    def commit(self, changed: list[Profile], claims: dict[Identifier, str | None]) -> None:
-        actions: list[dict[str, Any]] = []
-        for profile in changed:
-            doc = profile.model_dump(mode="json", exclude={"version"})
-            item = {
-                **_profile_key(profile.profileId),
-                "doc": {"S": json.dumps(doc, separators=(",", ":"))},
-                "version": {"N": str(profile.version + 1)},
-            }
-            if profile.version == 0:
-                condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-            else:
-                condition = {
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(profile.version)}},
-                }
-            actions.append({"Put": {"TableName": self._table, "Item": item, **condition}})
-        target = changed[0].profileId
-        for identifier in claims:
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {**_identifier_key(identifier), "profileId": {"S": target}},
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
+    def items_of(
+        self, profile_id: str, prefix: str, newest_first: bool = True, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": f"profile#{profile_id}"}, ":prefix": {"S": prefix}},
+            "ScanIndexForward": not newest_first,
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(items)
+            response = self._db.query(**kwargs)
+            items += response["Items"]
+            if "LastEvaluatedKey" not in response or (limit is not None and len(items) >= limit):
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def timeline(self, profile_ids: Iterable[str], limit: int) -> list[TimelineEntry]:
+        entries = [
+            TimelineEntry.model_validate_json(item["entry"]["S"])
+            for profile_id in profile_ids
+            for item in self.items_of(profile_id, "event#", limit=limit)
+        ]
+        return sorted(entries, key=lambda e: (e.timestamp, e.messageId), reverse=True)[:limit]
+
+    def merges(self, profile_id: str) -> list[MergeRecord]:
+        return [
+            MergeRecord.model_validate_json(i["record"]["S"]) for i in self.items_of(profile_id, "merge#")
+        ]
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _transact(self, actions: list[dict[str, Any]]) -> None:
+        if len(actions) > _TRANSACTION:
+            raise ValueError(f"{len(actions)} writes do not fit one transaction of {_TRANSACTION}")
         try:
-            if len(actions) == 1:
-                self._db.put_item(**actions[0]["Put"])
-            else:
-                self._db.transact_write_items(TransactItems=actions)
+            self._db.transact_write_items(TransactItems=actions)
         except Exception as error:
-            if error_code(error) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            if error_code(error) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
                 raise ConcurrentChangeError(str(error)) from error
             raise
+
+    def record(
+        self, profile_id: str, change: EventChange, claims: list[Identifier], rules: IdentityRules
+    ) -> None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {
+            ":at": {"S": change.at},
+            ":updated": {"S": clock.iso(clock.now())},
+            ":one": {"N": "1"},
+            ":empty": {"L": []},
+        }
+        sets = ["latestEventAt = :at", "updatedAt = :updated"]
+        conditions = [
+            "attribute_exists(pk)",
+            "attribute_not_exists(mergedInto)",
+            "(attribute_not_exists(latestEventAt) OR latestEventAt <= :at)",
+        ]
+        for n, (name, value) in enumerate(change.traits.items()):
+            names[f"#t{n}"] = name
+            values[f":t{n}"] = {"S": json.dumps(value, separators=(",", ":"))}
+            sets += [f"traits.#t{n} = :t{n}", f"traitTimes.#t{n} = :at"]
+        if change.track_event:
+            names["#event"] = change.track_event
+            sets.append("lastEvents.#event = :at")
+        by_type: dict[str, list[Identifier]] = {}
+        for identifier in claims:
+            by_type.setdefault(identifier.type, []).append(identifier)
+        for n, (kind, new) in enumerate(by_type.items()):
+            if len(new) > rules.limit(kind):
+                raise FullPathNeededError(f"{len(new)} new {kind} identifiers exceed its limit")
+            names[f"#ids{n}"] = f"ids_{kind}"
+            values[f":ids{n}"] = {"L": [{"S": i.value} for i in new]}
+            values[f":room{n}"] = {"N": str(rules.limit(kind) - len(new))}
+            sets.append(f"#ids{n} = list_append(if_not_exists(#ids{n}, :empty), :ids{n})")
+            conditions.append(f"(attribute_not_exists(#ids{n}) OR size(#ids{n}) <= :room{n})")
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": profile_key(profile_id),
+            "UpdateExpression": "SET " + ", ".join(sets) + " ADD version :one",
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "NONE",
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        actions = [
+            {"Update": update},
+            {"Put": {"TableName": self._table, "Item": timeline_item(change.timeline_for(profile_id))}},
+            *(self._claim(identifier, None, profile_id) for identifier in claims),
+        ]
+        try:
+            self._db.transact_write_items(TransactItems=actions)
+        except Exception as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            reasons = getattr(error, "response", {}).get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise FullPathNeededError(str(error)) from error
+            if not reasons:  # the cause is not reported: let the full path find out
+                raise FullPathNeededError(str(error)) from error
+            raise ConcurrentChangeError(str(error)) from error
+
+    def _claim(self, identifier: Identifier, expected: str | None, to: str) -> dict[str, Any]:
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {**identifier_key(identifier), "profileId": {"S": to}},
+        }
+        if expected is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "profileId = :expected"
+            put["ExpressionAttributeValues"] = {":expected": {"S": expected}}
+        return {"Put": put}
+
+    def commit(
+        self,
+        changed: list[Profile],
+        pointers: list[Pointer],
+        timeline: list[TimelineEntry],
+        merges: list[MergeRecord],
+    ) -> None:
+        actions: list[dict[str, Any]] = []
+        for profile in changed:
+            put: dict[str, Any] = {"TableName": self._table, "Item": profile_item(profile)}
+            if profile.version == 0:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            else:
+                put["ConditionExpression"] = "version = :v AND attribute_not_exists(mergedInto)"
+                put["ExpressionAttributeValues"] = {":v": {"N": str(profile.version)}}
+            actions.append({"Put": put})
+        actions += [self._claim(p.identifier, p.expected, p.to) for p in pointers]
+        actions += [{"Put": {"TableName": self._table, "Item": timeline_item(e)}} for e in timeline]
+        actions += [{"Put": {"TableName": self._table, "Item": merge_item(m)}} for m in merges]
+        self._transact(actions)
         for profile in changed:
             profile.version += 1
+
+
+class ProfileAdmin(DynamoProfileStore):
+    """The Profile API's writes: erasure, unmerge, removing an identifier. Rare, and each is checked
+    against concurrent changes like every other profile write."""
+
+    def _delete_all(self, keys: list[dict[str, Any]]) -> None:
+        for start in range(0, len(keys), 25):
+            requests = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
+            while requests:
+                response = self._db.batch_write_item(RequestItems={self._table: requests})
+                requests = (response.get("UnprocessedItems") or {}).get(self._table, [])
+
+    def _all_items_of(self, profile_id: str) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"profile#{profile_id}"}},
+            "ProjectionExpression": "pk, sk",
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._db.query(**kwargs)
+            keys += response["Items"]
+            if "LastEvaluatedKey" not in response:
+                return keys
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def erase(self, profile: Profile) -> list[str]:
+        """Suppress the person's identifiers (hashed, first: an event arriving meanwhile is dropped),
+        then delete the profile, every profile merged into
+        it, their timelines and merge log, and the identifier index. The profile ids erased."""
+        for start in range(0, len(profile.identifiers), 25):
+            puts = [
+                {"PutRequest": {"Item": suppression_key(i)}} for i in profile.identifiers[start : start + 25]
+            ]
+            self._db.batch_write_item(RequestItems={self._table: puts})
+        erased = [profile.profileId, *profile.mergedFrom]
+        keys = [key for profile_id in erased for key in self._all_items_of(profile_id)]
+        self._delete_all([*keys, *(identifier_key(i) for i in profile.identifiers)])
+        return erased
+
+    def unmerge(self, survivor: Profile, record: MergeRecord) -> Profile:
+        """Split a past merge: the merged profile comes back as it was, with the identifiers it brought."""
+        current = self.profiles([record.merged.profileId]).get(record.merged.profileId)
+        if current is None or current.mergedInto != survivor.profileId:
+            raise ConcurrentChangeError(f"{record.merged.profileId} is not merged into {survivor.profileId}")
+        restored = record.merged.model_copy(deep=True)
+        restored.mergedInto = None
+        restored.version = current.version
+        restored.updatedAt = clock.iso(clock.now())
+        moved = [i for i in restored.identifiers if i in survivor.identifiers]
+        restored.identifiers = moved
+        survivor.identifiers = [i for i in survivor.identifiers if i not in moved]
+        gone = {restored.profileId, *restored.mergedFrom}
+        survivor.mergedFrom = [p for p in survivor.mergedFrom if p not in gone]
+        survivor.updatedAt = restored.updatedAt
+        actions = [
+            {"Put": self._versioned(survivor, "attribute_not_exists(mergedInto)")},
+            {
+                "Put": self._versioned(
+                    restored, "mergedInto = :survivor", {":survivor": {"S": survivor.profileId}}
+                )
+            },
+            *(self._claim(i, survivor.profileId, restored.profileId) for i in moved),
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": {k: v for k, v in merge_item(record).items() if k in ("pk", "sk")},
+                }
+            },
+        ]
+        self._transact(actions)
+        survivor.version += 1
+        restored.version += 1
+        return restored
+
+    def remove_identifier(self, profile: Profile, identifier: Identifier) -> None:
+        profile.identifiers = [i for i in profile.identifiers if i != identifier]
+        profile.updatedAt = clock.iso(clock.now())
+        delete = {
+            "TableName": self._table,
+            "Key": identifier_key(identifier),
+            "ConditionExpression": "profileId = :owner",
+            "ExpressionAttributeValues": {":owner": {"S": profile.profileId}},
+        }
+        self._transact(
+            [{"Put": self._versioned(profile, "attribute_not_exists(mergedInto)")}, {"Delete": delete}]
+        )
+        profile.version += 1
+
+    def _versioned(
+        self, profile: Profile, condition: str, values: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Item": profile_item(profile),
+            "ConditionExpression": f"version = :v AND {condition}",
+            "ExpressionAttributeValues": {":v": {"N": str(profile.version)}, **(values or {})},
+        }

@@ -115,7 +115,10 @@ def local() -> Iterator[LocalRuntime]:
             assert time.monotonic() < deadline, "".join(output)
             time.sleep(0.1)
         yield runtime
-        assert runtime.failures() == [], "functions failed for good during the tests"
+        failures = runtime.failures()
+        assert failures == [], "functions failed for good:\n" + "\n".join(
+            f"{f['error'][-600:]}\n{json.dumps(f['event'].get('detail', {}))[:1500]}" for f in failures
+        )
     finally:
         process.terminate()
         try:

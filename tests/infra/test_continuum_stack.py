@@ -18,7 +18,7 @@ from cfnlint.api import ManualArgs, lint
 from infra.app import MissingSettingError, build_app, cdk_json_context
 from infra.constructs.event_bus import ARCHIVE_RETENTION
 from infra.constructs.function_factory import OBSERVABILITY_ENV
-from infra.constructs.http_api import INGEST_PATH, THROTTLE
+from infra.constructs.http_api import THROTTLE
 from infra.stacks.continuum_stack import TAGS
 from infra.topology import EVENT_BUS_ENV, JOURNEYS_ENV, TOPOLOGY, Function, Table, queue_env, table_env
 from shared.journeys.compiler import compile_journey
@@ -142,10 +142,20 @@ def test_http_api_proxies_segment_calls_to_the_api_function(synth: Synth) -> Non
     ingest = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.api_function))
     synth.template.resource_count_is("AWS::ApiGatewayV2::Api", 1)
     synth.template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
-    synth.template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": f"POST {INGEST_PATH}"})
+    synth.template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": "POST /v1/{proxy+}"})
     synth.template.has_resource_properties(
         "AWS::ApiGatewayV2::Integration",
         {"IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0", "IntegrationUri": arn(ingest)},
+    )
+
+
+def test_every_topology_route_is_an_api_route_to_its_function(synth: Synth) -> None:
+    routes = synth.template.find_resources("AWS::ApiGatewayV2::Route")
+    keys = {r["Properties"]["RouteKey"] for r in routes.values()}
+    assert keys == {f"{route.method} {route.path}" for route in TOPOLOGY.http_routes}
+    profiles = function_id(synth.template, TOPOLOGY.function("profiles"))
+    synth.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Integration", {"IntegrationType": "AWS_PROXY", "IntegrationUri": arn(profiles)}
     )
 
 

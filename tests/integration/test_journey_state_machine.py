@@ -31,10 +31,8 @@ def _profile_id(engine: LocalEngine, user_id: str) -> str:
     from shared.models.profile import Identifier
     from shared.store.profiles import DynamoProfileStore
 
-    store = DynamoProfileStore("continuum-profiles")
-    return store.owners([Identifier(type="user_id", value=user_id)])[
-        Identifier(type="user_id", value=user_id)
-    ]
+    user = Identifier(type="user_id", value=user_id)
+    return DynamoProfileStore("continuum-profiles").lookup([user]).owners[user]
 
 
 def _start(engine: LocalEngine, profile_id: str) -> str:
@@ -110,7 +108,7 @@ def test_the_send_gate_drops_a_send_when_the_goal_was_reached_even_if_the_journe
     store = DynamoProfileStore("continuum-profiles")
     profile = store.profiles([profile_id])[profile_id]
     profile.lastEvents["Order Completed"] = clock.iso(engine.clock.now())
-    store.commit([profile], {})
+    store.commit([profile], [], [], [])
 
     engine.advance(2 * 24 * 3600)
     assert _sent_to(engine, customer["email"], customer["token"]) == []

@@ -6,55 +6,132 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from shared.identity.resolver import ConcurrentChangeError
+from shared import clock
+from shared.identity.resolver import (
+    ConcurrentChangeError,
+    EventChange,
+    FullPathNeededError,
+    Lookup,
+    Pointer,
+)
+from shared.identity.rules import IdentityRules
 from shared.models.events import BusEvent
 from shared.models.message import MessageLogEntry, OutboundMessage
-from shared.models.profile import Identifier, Profile
+from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.store.bus import PublishError
+
+# DynamoDB's TransactWriteItems takes at most 100 actions (shared/store/profiles.py refuses more).
+TRANSACTION_MAX_ACTIONS = 100
 
 
 class FakeProfileStore:
-    """`shared.identity.resolver.ProfileStore` (and `delivery.service.Profiles`) in memory.
+    """`shared.identity.resolver.ProfileStore` (and `delivery.service.Profiles`) in memory, keeping
+    DynamoProfileStore's contract (shared/store/profiles.py):
 
-    Keeps DynamoProfileStore's commit contract: one atomic write of every changed profile, each
-    conditional on its version (0 = must not exist yet, else the stored version), and of every claim,
-    conditional on the identifier still pointing where the claim says (None = nowhere). The claimed
-    identifiers point at `changed[0]`. Any failed condition writes nothing and raises
-    `ConcurrentChangeError`. Reads return copies, as a real read would.
+    - `lookup`: the profile each identifier points to, and which identifiers are suppressed.
+    - `record` (the fast path, one transaction): `FullPathNeededError` when the profile is missing or
+      merged, when the event is older than its `latestEventAt`, or when a claimed type would pass its
+      limit; `ConcurrentChangeError` when a claimed identifier points somewhere already. Otherwise it
+      sets each trait (its time: the event's), the event's last time, `latestEventAt`, appends the
+      claims, bumps the version and stores the timeline entry.
+    - `commit` (the full path, one transaction): each profile conditional on its stored version (0:
+      must not exist) and on not being merged, each pointer on its expected owner (None: nowhere).
+      Any failed condition writes nothing and raises `ConcurrentChangeError`.
+
+    Reads return copies, as a real read would. `interfere_once` runs a concurrent writer just before
+    the next write checks its conditions.
     """
 
     def __init__(self) -> None:
         self.docs: dict[str, Profile] = {}
         self.index: dict[Identifier, str] = {}
-        self.commit_attempts = 0
-        self._interference: list[Callable[[FakeProfileStore], None]] = []
+        self.suppressed: set[Identifier] = set()
+        self.timeline: dict[tuple[str, str], TimelineEntry] = {}  # (profile id, event#<time>#<messageId>)
+        self.merge_log: dict[tuple[str, str], MergeRecord] = {}  # (survivor, merge#<at>#<merged id>)
+        self.reads: list[str] = []  # "lookup" / "profiles", in order
+        self.writes: list[str] = []  # "record" / "commit", each attempt, in order
+        self._interference: list[Callable[[FakeProfileStore], object]] = []
 
     # -- the port ------------------------------------------------------------------------------
-    def owners(self, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
-        return {i: self.index[i] for i in identifiers if i in self.index}
+    def lookup(self, identifiers: Iterable[Identifier]) -> Lookup:
+        self.reads.append("lookup")
+        wanted = set(identifiers)
+        return Lookup(
+            owners={i: self.index[i] for i in wanted if i in self.index},
+            suppressed={i for i in wanted if i in self.suppressed},
+        )
+
+    def record(
+        self, profile_id: str, change: EventChange, claims: list[Identifier], rules: IdentityRules
+    ) -> None:
+        self._write("record")
+        stored = self.docs.get(profile_id)
+        if stored is None or stored.mergedInto:
+            raise FullPathNeededError(f"{profile_id} is missing or merged")
+        if stored.latestEventAt is not None and stored.latestEventAt > change.at:
+            raise FullPathNeededError(f"{profile_id} has seen a newer event")
+        for kind in {i.type for i in claims}:
+            new = [i for i in claims if i.type == kind]
+            if len(stored.values_of(kind)) + len(new) > rules.limit(kind):
+                raise FullPathNeededError(f"{kind} would pass its limit on {profile_id}")
+        for identifier in claims:
+            if identifier in self.index:
+                raise ConcurrentChangeError(f"{identifier} was claimed meanwhile")
+        for name, value in change.traits.items():
+            stored.traits[name] = value
+            stored.traitTimes[name] = change.at
+        if change.track_event:
+            stored.lastEvents[change.track_event] = change.at
+        stored.latestEventAt = change.at
+        stored.updatedAt = clock.iso(clock.now())
+        stored.identifiers += claims
+        stored.version += 1
+        for identifier in claims:
+            self.index[identifier] = profile_id
+        self._keep_timeline(change.timeline_for(profile_id))
 
     def profiles(self, profile_ids: Iterable[str]) -> dict[str, Profile]:
+        self.reads.append("profiles")
         return {p: self.docs[p].model_copy(deep=True) for p in set(profile_ids) if p in self.docs}
 
-    def commit(self, changed: list[Profile], claims: dict[Identifier, str | None]) -> None:
-        self.commit_attempts += 1
-        if self._interference:
-            self._interference.pop(0)(self)
+    def commit(
+        self,
+        changed: list[Profile],
+        pointers: list[Pointer],
+        timeline: list[TimelineEntry],
+        merges: list[MergeRecord],
+    ) -> None:
+        self._write("commit")
+        actions = len(changed) + len(pointers) + len(timeline) + len(merges)
+        if actions > TRANSACTION_MAX_ACTIONS:
+            raise ValueError(f"{actions} writes do not fit one transaction")
+        keys: list[tuple[str, ...]] = [("profile", p.profileId) for p in changed]
+        keys += [("identifier", p.identifier.type, p.identifier.value) for p in pointers]
+        if len(keys) != len(set(keys)):
+            raise ValueError("a transaction cannot write one item twice")  # as DynamoDB refuses it
         for profile in changed:
             stored = self.docs.get(profile.profileId)
             if profile.version == 0 and stored is not None:
                 raise ConcurrentChangeError(f"profile {profile.profileId} exists already")
             if profile.version != 0 and (stored is None or stored.version != profile.version):
                 raise ConcurrentChangeError(f"profile {profile.profileId} changed since it was read")
-        for identifier, expected in claims.items():
-            if self.index.get(identifier) != expected:
-                raise ConcurrentChangeError(f"{identifier} was claimed meanwhile")
+            if stored is not None and stored.mergedInto:
+                raise ConcurrentChangeError(f"profile {profile.profileId} was merged meanwhile")
+        for pointer in pointers:
+            if self.index.get(pointer.identifier) != pointer.expected:
+                raise ConcurrentChangeError(f"{pointer.identifier} was claimed meanwhile")
         for profile in changed:
             stored = profile.model_copy(deep=True)
             stored.version = profile.version + 1
             self.docs[profile.profileId] = stored
-        for identifier in claims:
-            self.index[identifier] = changed[0].profileId
+        for pointer in pointers:
+            self.index[pointer.identifier] = pointer.to
+        for entry in timeline:
+            self._keep_timeline(entry)
+        for record in merges:
+            self.merge_log[(record.survivor, f"merge#{record.at}#{record.merged.profileId}")] = (
+                record.model_copy(deep=True)
+            )
         for profile in changed:
             profile.version += 1
 
@@ -66,8 +143,16 @@ class FakeProfileStore:
         return found.model_copy(deep=True) if found else None
 
     # -- test helpers --------------------------------------------------------------------------
+    def _write(self, kind: str) -> None:
+        self.writes.append(kind)
+        if self._interference:
+            self._interference.pop(0)(self)
+
+    def _keep_timeline(self, entry: TimelineEntry) -> None:
+        self.timeline[(entry.profileId, f"event#{entry.timestamp}#{entry.messageId}")] = entry
+
     def seed(self, profile_id: str, *identifiers: Identifier, created_at: str, **fields: Any) -> Profile:
-        """A profile already stored, owning its identifiers."""
+        """A profile already stored, owning its identifiers (unless it was merged)."""
         profile = Profile(
             profileId=profile_id,
             identifiers=list(identifiers),
@@ -77,12 +162,17 @@ class FakeProfileStore:
             **fields,
         )
         self.docs[profile_id] = profile.model_copy(deep=True)
-        for identifier in identifiers:
-            self.index[identifier] = profile_id
+        if not profile.mergedInto:
+            for identifier in identifiers:
+                self.index[identifier] = profile_id
         return profile
 
-    def interfere_once(self, action: Callable[[FakeProfileStore], None]) -> None:
-        """Run `action` (a concurrent writer) just before the next commit checks its conditions."""
+    def suppress(self, *identifiers: Identifier) -> None:
+        """An erased person's identifiers: events naming them are dropped."""
+        self.suppressed.update(identifiers)
+
+    def interfere_once(self, action: Callable[[FakeProfileStore], object]) -> None:
+        """Run `action` (a concurrent writer) just before the next write checks its conditions."""
         self._interference.append(action)
 
     def owner_of(self, identifier: Identifier) -> Profile | None:
@@ -92,6 +182,12 @@ class FakeProfileStore:
 
     def live(self) -> list[Profile]:
         return [p for p in self.docs.values() if not p.mergedInto]
+
+    def timeline_of(self, profile_id: str) -> list[TimelineEntry]:
+        return [entry for (owner, _), entry in sorted(self.timeline.items()) if owner == profile_id]
+
+    def merges_into(self, survivor: str) -> list[MergeRecord]:
+        return [record for (owner, _), record in sorted(self.merge_log.items()) if owner == survivor]
 
 
 class FakeRunStore:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from shared.config import JourneyRef
-from shared.journeys.router import execution_name, route
-from shared.models.events import ResolvedEvent
+from shared.journeys.router import execution_name, follow_merge, route
+from shared.models.events import ProfilesMerged, ResolvedEvent
 from tests.unit.fakes import FakeExecutions, FakeRunStore
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
@@ -38,11 +38,7 @@ def _resolved(event: str = "Product Added", message_id: str = "m-1", **fields: A
         "properties": {"name": "Red shoes"},
         "anonymousId": "a-1",
     }
-    return ResolvedEvent(
-        profileId=fields.pop("profileId", PROFILE),
-        profileIds=fields.pop("profileIds", [PROFILE]),
-        event={**call, **fields},
-    )
+    return ResolvedEvent(profileId=fields.pop("profileId", PROFILE), event={**call, **fields})
 
 
 @pytest.fixture
@@ -151,16 +147,6 @@ def test_another_trigger_while_in_the_journey_starts_nothing_new(
     assert len(runs.active(PROFILE, "cart_abandonment")) == 1
 
 
-def test_a_run_under_a_merged_profile_id_keeps_the_profile_in_the_journey(
-    runs: FakeRunStore, executions: FakeExecutions
-) -> None:
-    _route(_resolved(profileId=MERGED, profileIds=[MERGED]), runs, executions)
-
-    again = _route(_resolved(message_id="m-2", profileIds=[PROFILE, MERGED]), runs, executions)
-
-    assert again.started == []
-
-
 def test_a_finished_run_is_closed_and_does_not_block_re_entry(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
@@ -197,20 +183,15 @@ def test_a_goal_stops_the_active_run_and_closes_it(runs: FakeRunStore, execution
     assert runs.status_of(started) == ["goal_reached"]
 
 
-def test_a_goal_stops_runs_under_every_id_the_profile_was_known_by(
+def test_a_goal_stops_only_the_runs_of_its_own_profile(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
-    under_merged = _route(
-        _resolved(profileId=MERGED, profileIds=[MERGED], message_id="m-0"), runs, executions
-    )
-    under_survivor = _route(_resolved(message_id="m-1"), runs, executions)
+    other = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
 
-    routing = _route(
-        _resolved(event="Order Completed", message_id="m-2", profileIds=[PROFILE, MERGED]), runs, executions
-    )
+    routing = _route(_resolved(event="Order Completed", message_id="m-2"), runs, executions)
 
-    assert sorted(routing.exited) == sorted(under_merged.started + under_survivor.started)
-    assert runs.active(PROFILE, "cart_abandonment") == runs.active(MERGED, "cart_abandonment") == []
+    assert routing.exited == []
+    assert executions.is_running(other[0])
 
 
 def test_a_goal_without_active_runs_stops_nothing(runs: FakeRunStore, executions: FakeExecutions) -> None:
@@ -237,7 +218,7 @@ def test_an_identify_event_routes_nothing(
 ) -> None:
     event = ResolvedEvent(
         profileId=PROFILE,
-        profileIds=[PROFILE],
+        userId="u-1",
         event={"type": "identify", "messageId": "m-1", "userId": "u-1", "traits": {"plan": "pro"}},
     )
 
@@ -254,3 +235,125 @@ def test_an_event_neither_trigger_nor_goal_routes_nothing(
 
     assert (routing.started, routing.exited) == ([], [])
     assert journal == []
+
+
+# -- merges ----------------------------------------------------------------------------------------
+
+OTHER = "5f1a7c20-6d1e-4e0b-9b77-0f3c2d8e4a55"
+
+
+def _merge(*merged: str) -> ProfilesMerged:
+    return ProfilesMerged(survivor=PROFILE, merged=list(merged))
+
+
+def test_a_merged_profiles_active_run_moves_under_the_survivor(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    # Given a run of the cart journey under the profile that is then merged
+    [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
+
+    # When the merge is followed
+    moved = follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+
+    # Then the same execution is active under the survivor, and closed as merged under the old id
+    assert moved == [arn]
+    [run] = runs.active(PROFILE, "cart_abandonment")
+    name = execution_name(MERGED, "m-0")
+    assert run == {
+        "profileId": PROFILE,
+        "runKey": f"cart_abandonment#{name}",
+        "executionArn": arn,
+        "status": "active",
+        "enteredAt": "2024-05-01T10:00:00.000Z",
+    }
+    assert runs.active(MERGED, "cart_abandonment") == []
+    closed = runs.items[(MERGED, f"cart_abandonment#{name}")]
+    assert (closed["status"], closed["closedAt"]) == ("merged", NOW)
+    assert executions.is_running(arn)
+
+
+def test_after_a_merge_the_survivors_goal_exits_the_moved_run(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
+    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+
+    routing = _route(_resolved(event="Order Completed", message_id="m-2"), runs, executions)
+
+    assert routing.exited == [arn]
+    assert executions.status[arn] == "ABORTED"
+    assert runs.status_of(arn) == ["merged", "goal_reached"]
+
+
+def test_after_a_merge_a_trigger_does_not_start_the_journey_again(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
+    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+
+    again = _route(_resolved(message_id="m-1"), runs, executions)
+
+    assert again.started == []
+
+
+def test_every_merged_profile_and_journey_is_followed(runs: FakeRunStore, executions: FakeExecutions) -> None:
+    cart = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
+    welcome = _route(
+        _resolved(event="Signed Up", profileId=OTHER, message_id="m-1"), runs, executions
+    ).started
+
+    moved = follow_merge(_merge(MERGED, OTHER), [CART, WELCOME], runs, executions, NOW)
+
+    assert moved == cart + welcome
+    assert [r["executionArn"] for r in runs.active(PROFILE, "cart_abandonment")] == cart
+    assert [r["executionArn"] for r in runs.active(PROFILE, "welcome")] == welcome
+
+
+def test_closed_runs_and_runs_of_unlisted_journeys_stay_where_they_are(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    [finished] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
+    runs.close(MERGED, f"cart_abandonment#{execution_name(MERGED, 'm-0')}", "completed", NOW)
+    [welcome] = _route(
+        _resolved(event="Signed Up", profileId=MERGED, message_id="m-1"), runs, executions
+    ).started
+
+    moved = follow_merge(_merge(MERGED), [CART], runs, executions, NOW)
+
+    assert moved == []
+    assert runs.status_of(finished) == ["completed"]
+    assert [r["executionArn"] for r in runs.active(MERGED, "welcome")] == [welcome]
+
+
+def test_following_the_same_merge_twice_moves_nothing_more(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
+    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+
+    again = follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+
+    assert again == []
+    assert len(runs.active(PROFILE, "cart_abandonment")) == 1
+
+
+def test_a_merge_without_runs_moves_nothing(
+    runs: FakeRunStore, executions: FakeExecutions, journal: list[tuple[str, str]]
+) -> None:
+    assert follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW) == []
+    assert journal == []
+
+
+def test_after_a_merge_the_survivor_is_in_each_journey_at_most_once(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    # Given both profiles in the cart journey when they merge
+    _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
+    _route(_resolved(message_id="m-1"), runs, executions)
+
+    # When the merge is followed
+    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+
+    # Then the survivor is in the journey once, and only one execution keeps running
+    assert len(runs.active(PROFILE, "cart_abandonment")) == 1
+    assert sum(executions.is_running(arn) for arn in executions.status) == 1

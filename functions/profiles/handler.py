@@ -1,0 +1,150 @@
+"""The Profile API (admin credential only): look a profile up by id or identifier, erase it (GDPR),
+split a past merge, remove an identifier."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from shared import clock, config
+from shared.identity.profile_api import (
+    TIMELINE_LIMIT,
+    ApiError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    authorize,
+    identifier_from_query,
+    identifier_type_of,
+    normalised,
+    view,
+)
+from shared.identity.resolver import ConcurrentChangeError
+from shared.identity.rules import load_rules
+from shared.models.base import Model
+from shared.models.events import (
+    DETAIL_ERASED,
+    DETAIL_IDENTIFIER_REMOVED,
+    DETAIL_UNMERGED,
+    SOURCE_IDENTITY,
+    BusEvent,
+)
+from shared.models.profile import Profile
+from shared.store.bus import EventPublisher
+from shared.store.journeys import JourneyRunStore
+from shared.store.messages import MessageLog
+from shared.store.profiles import ProfileAdmin
+
+logger = Logger()
+metrics = Metrics()
+
+
+class _Change(Model):
+    profileId: str
+    detail: dict[str, Any]
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = config.load(config.ProfilesApiSettings)
+    method = event.get("requestContext", {}).get("http", {}).get("method", "")
+    parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]
+    try:
+        authorize((event.get("headers") or {}).get("authorization"), settings.admin_token_sha256)
+        store = ProfileAdmin(settings.profiles_table)
+        match (method, parts[2:]):
+            case ("GET", []):
+                parameters = event.get("queryStringParameters") or {}
+                identifier = identifier_from_query(parameters, load_rules())
+                owner = store.lookup([identifier]).owners.get(identifier)
+                return _json(200, _show(store, _live(store, owner)))
+            case ("GET", [profile_id]):
+                return _json(200, _show(store, _live(store, profile_id)))
+            case ("DELETE", [profile_id]):
+                profile = _live(store, profile_id)
+                erased = store.erase(profile)
+                MessageLog(settings.messages_table).delete_for_profiles(erased)
+                runs = JourneyRunStore(settings.journey_runs_table)
+                for erased_id in erased:
+                    runs.delete_for_profile(erased_id)
+                metrics.add_metric(name="ProfilesErased", unit=MetricUnit.Count, value=1)
+                _publish(settings, DETAIL_ERASED, profile.profileId, {"erasedProfileIds": erased})
+                return _json(200, {"erased": profile.profileId, "erasedProfileIds": erased})
+            case ("POST", [profile_id, "unmerge"]):
+                survivor = _live(store, profile_id)
+                merged_id = _body(event).get("mergedProfileId")
+                record = next(
+                    (m for m in store.merges(survivor.profileId) if m.merged.profileId == merged_id), None
+                )
+                if record is None:
+                    raise NotFoundError(f"no merge of {merged_id!r} into {survivor.profileId}")
+                restored = store.unmerge(survivor, record)
+                _publish(
+                    settings, DETAIL_UNMERGED, survivor.profileId, {"restoredProfileId": restored.profileId}
+                )
+                return _json(200, {"survivor": _show(store, survivor), "restored": _show(store, restored)})
+            case ("DELETE", [profile_id, "identifiers", identifier_type, value]):
+                profile = _live(store, profile_id)
+                rules = load_rules()
+                identifier = normalised(identifier_type_of(identifier_type, rules), value, rules)
+                if identifier not in profile.identifiers:
+                    raise NotFoundError(f"{profile.profileId} has no {identifier.type} {identifier.value!r}")
+                store.remove_identifier(profile, identifier)
+                _publish(settings, DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})
+                return _json(200, _show(store, profile))
+        return _json(404, {"error": f"no route {method} {event.get('rawPath')}"})
+    except ConcurrentChangeError as error:
+        return _error(ConflictError(f"the profile changed meanwhile; retry ({error})"))
+    except ApiError as error:
+        return _error(error)
+
+
+def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
+    profile = store.profile(profile_id) if profile_id else None
+    if profile is None:
+        raise NotFoundError("no such profile")
+    return profile
+
+
+def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
+    timeline = store.timeline([profile.profileId, *profile.mergedFrom], TIMELINE_LIMIT)
+    return view(profile, store.merges(profile.profileId), timeline)
+
+
+def _body(event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body = json.loads(event.get("body") or "{}")
+    except json.JSONDecodeError as error:
+        raise BadRequestError(f"malformed JSON: {error.msg}") from error
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return body
+
+
+def _publish(
+    settings: config.ProfilesApiSettings, name: str, profile_id: str, detail: dict[str, Any]
+) -> None:
+    now = clock.iso(clock.now())
+    change = _Change(profileId=profile_id, detail=detail)
+    EventPublisher(settings.event_bus_name).publish(
+        [BusEvent.publishing(SOURCE_IDENTITY, name, profile_id, now, change)]
+    )
+
+
+def _error(error: ApiError) -> dict[str, Any]:
+    headers = {"WWW-Authenticate": 'Bearer realm="Continuum profiles"'} if error.status == 401 else {}
+    return _json(error.status, {"error": error.message}, headers)
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+    }

@@ -1,0 +1,130 @@
+"""The Profile API's domain: who may call it, how a lookup names an identifier, what a profile shows."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from pydantic import Field
+
+from shared.identity.identifiers import normalise_email, normalise_phone
+from shared.identity.rules import IdentityRules
+from shared.models.base import Model
+from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
+
+TIMELINE_LIMIT = 50  # the latest events shown with a profile
+# Query parameter → identifier type: GET /v1/profiles?email=…
+LOOKUP_PARAMETERS = {
+    "userId": "user_id",
+    "anonymousId": "anonymous_id",
+    "email": "email",
+    "phone": "phone",
+    "deviceToken": "device_token",
+    "deviceId": "device_id",
+}
+
+
+class ApiError(Exception):
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(ApiError):
+    status = 400
+
+
+class UnauthorizedError(ApiError):
+    status = 401
+
+
+class NotFoundError(ApiError):
+    status = 404
+
+
+class ConflictError(ApiError):
+    status = 409
+
+
+def authorize(authorization: str | None, token_sha256: str) -> None:
+    """The admin credential: `Authorization: Bearer <token>`. A write key never opens this API."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("the Profile API needs the admin token: Authorization: Bearer <token>")
+    digest = hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
+    if not hmac.compare_digest(digest, token_sha256.strip().lower()):
+        raise UnauthorizedError("wrong admin token")
+
+
+def identifier_type_of(name: str, rules: IdentityRules) -> str:
+    if name not in rules.types:
+        raise BadRequestError(f"unknown identifier type {name!r}: one of {', '.join(rules.types)}")
+    return name
+
+
+def normalised(identifier_type: str, value: str, rules: IdentityRules) -> Identifier:
+    """An identifier as the identity function stores it (emails lower-cased, phones in E.164)."""
+    if identifier_type == "email":
+        email = normalise_email(value)
+        if email is None:
+            raise BadRequestError(f"{value!r} is not an email address")
+        return Identifier(type="email", value=email)
+    if identifier_type == "phone":
+        phone = normalise_phone(value, rules.phone_region)
+        if phone is None:
+            raise BadRequestError(f"{value!r} is not a phone number")
+        return Identifier(type="phone", value=phone)
+    if not value.strip():
+        raise BadRequestError(f"empty {identifier_type}")
+    return Identifier(type=identifier_type, value=value.strip())
+
+
+def identifier_from_query(parameters: dict[str, str], rules: IdentityRules) -> Identifier:
+    named = [(LOOKUP_PARAMETERS[k], v) for k, v in parameters.items() if k in LOOKUP_PARAMETERS]
+    if len(named) != 1:
+        raise BadRequestError(f"look a profile up by exactly one of: {', '.join(LOOKUP_PARAMETERS)}")
+    return normalised(*named[0], rules)
+
+
+class MergeView(Model):
+    mergedProfileId: str
+    at: str
+
+
+class TimelineView(Model):
+    type: str
+    name: str | None = None
+    timestamp: str
+    messageId: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProfileView(Model):
+    """A profile as the Profile API shows it."""
+
+    profileId: str
+    identifiers: list[Identifier]
+    traits: dict[str, Any]
+    createdAt: str
+    updatedAt: str
+    mergedFrom: list[str] = Field(description="profile ids merged into this one; each still resolves here")
+    merges: list[MergeView] = Field(description="merges into this profile that can be undone")
+    timeline: list[TimelineView] = Field(
+        description=f"the latest events, newest first (at most {TIMELINE_LIMIT})"
+    )
+
+
+def view(profile: Profile, merges: list[MergeRecord], timeline: list[TimelineEntry]) -> dict[str, Any]:
+    return ProfileView(
+        profileId=profile.profileId,
+        identifiers=profile.identifiers,
+        traits=profile.traits,
+        createdAt=profile.createdAt,
+        updatedAt=profile.updatedAt,
+        mergedFrom=profile.mergedFrom,
+        merges=[MergeView(mergedProfileId=m.merged.profileId, at=m.at) for m in merges],
+        timeline=[TimelineView.model_validate(e.model_dump(exclude={"profileId"})) for e in timeline],
+    ).model_dump(mode="json")
