@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.metadata
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,24 +20,45 @@ SHARED_PACKAGE = ROOT / "shared"
 _IGNORED = ("__pycache__", "*.pyc")
 
 
+# Third-party packages the functions need beyond the Powertools layer (which carries pydantic): pure
+# Python, so the copy installed here runs on Lambda's arm64 as it is.
+VENDORED = ("phonenumbers",)
+# Parts of them that are never imported (phonenumbers' geocoding, carrier and time-zone data: 20 MB).
+_UNUSED = ("geodata", "carrierdata", "tzdata")
+
+
+def _package_dir(name: str) -> Path:
+    module = importlib.import_module(name)
+    assert module.__file__ is not None
+    return Path(module.__file__).parent
+
+
+def content_hash() -> str:
+    """The layer's identity: shared/'s source and the vendored packages' versions."""
+    digest = hashlib.sha256()
+    for path in sorted(SHARED_PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
+    for name in VENDORED:
+        digest.update(f"{name}=={importlib.metadata.version(name)}".encode())
+    return digest.hexdigest()
+
+
 @jsii.implements(ILocalBundling)
-class CopyPackage:
-    """Copies a package to `python/<name>` in the layer, where the Lambda runtime puts it on sys.path.
+class CopyPackages:
+    """Copies packages to `python/<name>` in the layer, where the Lambda runtime puts them on sys.path."""
 
-    Nothing to install: its third-party imports (pydantic, Powertools) come from the Powertools layer.
-    """
-
-    def __init__(self, package: Path) -> None:
-        self._package = package
+    def __init__(self, packages: list[Path]) -> None:
+        self._packages = packages
 
     # jsii hands the BundlingOptions struct over as keyword arguments; only `image` is named here.
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
-        shutil.copytree(
-            self._package,
-            Path(output_dir) / "python" / self._package.name,
-            ignore=shutil.ignore_patterns(*_IGNORED),
-            dirs_exist_ok=True,
-        )
+        for package in self._packages:
+            shutil.copytree(
+                package,
+                Path(output_dir) / "python" / package.name,
+                ignore=shutil.ignore_patterns(*_IGNORED, *_UNUSED),
+                dirs_exist_ok=True,
+            )
         return True
 
 
@@ -44,19 +68,20 @@ class SharedLayer(Construct):
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
-            description="Continuum's shared package (models, domain logic, store)",
+            description="Continuum's shared package (models, domain logic, store) and phonenumbers",
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.ARM_64],
-            # The asset is the package folder itself and is hashed by its source (minus bytecode), so any
-            # edit to shared/ re-bundles and redeploys the layer; an unchanged package does not.
+            # Hashed by content (shared/'s source, the vendored versions), so any edit re-bundles and
+            # redeploys the layer and an unchanged one does not.
             code=lambda_.Code.from_asset(
                 str(SHARED_PACKAGE),
-                asset_hash_type=AssetHashType.SOURCE,
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=content_hash(),
                 exclude=list(_IGNORED),
                 bundling=BundlingOptions(
                     # Never pulled: local bundling always succeeds, so Docker is not needed.
                     image=DockerImage.from_registry("unused"),
-                    local=CopyPackage(SHARED_PACKAGE),
+                    local=CopyPackages([SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)]),
                 ),
             ),
         )
