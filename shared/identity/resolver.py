@@ -246,6 +246,9 @@ def _full_path(
             else:
                 warnings.append(f"not merged with the profile of its {identifier.type}: a limit would break")
 
+    on_merged = {i for p in group for i in p.identifiers}
+    if any(identifier in on_merged for identifier in accepted):
+        raise ConcurrentChangeError("an identifier read as new was claimed meanwhile")
     now = clock.iso(clock.now())
     if not group:
         group = [Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)]

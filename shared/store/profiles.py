@@ -31,6 +31,22 @@ from shared.store.aws import TableStore, error_code
 
 _BATCH_GET = 100
 _TRANSACTION = 100
+# An update expression is at most 4 KB; each trait takes ~45 bytes of it. Events setting more traits
+# take the full path, which writes the whole profile.
+_FAST_TRAITS = 60
+
+
+def _lost_a_race(error: Exception) -> bool:
+    """A cancelled transaction whose every reason is a condition or a conflict (not, say, an item too
+    large: that is permanent, and retrying it would only fail again)."""
+    if error_code(error) == "ConditionalCheckFailedException":
+        return True
+    if error_code(error) != "TransactionCanceledException":
+        return False
+    reasons = getattr(error, "response", {}).get("CancellationReasons") or []
+    return all(
+        r.get("Code") in (None, "None", "ConditionalCheckFailed", "TransactionConflict") for r in reasons
+    )
 
 
 def _strings(values: dict[str, str]) -> dict[str, Any]:
@@ -206,7 +222,7 @@ class DynamoProfileStore(TableStore):
         try:
             self._db.transact_write_items(TransactItems=actions)
         except Exception as error:
-            if error_code(error) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+            if _lost_a_race(error):
                 raise ConcurrentChangeError(str(error)) from error
             raise
 
@@ -226,6 +242,8 @@ class DynamoProfileStore(TableStore):
             "attribute_not_exists(mergedInto)",
             "(attribute_not_exists(latestEventAt) OR latestEventAt <= :at)",
         ]
+        if len(change.traits) > _FAST_TRAITS:
+            raise FullPathNeededError(f"{len(change.traits)} traits: too many for one update expression")
         for n, (name, value) in enumerate(change.traits.items()):
             names[f"#t{n}"] = name
             values[f":t{n}"] = {"S": json.dumps(value, separators=(",", ":"))}
@@ -262,12 +280,11 @@ class DynamoProfileStore(TableStore):
         try:
             self._db.transact_write_items(TransactItems=actions)
         except Exception as error:
-            if error_code(error) != "TransactionCanceledException":
+            if not _lost_a_race(error):
                 raise
             reasons = getattr(error, "response", {}).get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                raise FullPathNeededError(str(error)) from error
-            if not reasons:  # the cause is not reported: let the full path find out
+            if not reasons or reasons[0].get("Code") == "ConditionalCheckFailed":
+                # The profile's condition failed (or the cause is not reported): the full path decides.
                 raise FullPathNeededError(str(error)) from error
             raise ConcurrentChangeError(str(error)) from error
 
