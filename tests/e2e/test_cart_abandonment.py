@@ -159,3 +159,35 @@ def test_bad_input_is_answered_with_a_4xx_and_a_json_error(local: LocalRuntime) 
 
     status, body = local.request("POST", "/_local/clock/advance", {"seconds": -5})
     assert status == 400
+
+
+def test_a_journey_started_before_a_merge_ends_on_a_purchase_under_the_other_profiles_identifier(
+    local: LocalRuntime,
+) -> None:
+    customer = _customer()
+    # The laptop: a profile known by the user id and the email.
+    laptop = {"userId": customer["userId"], "anonymousId": f"anon-laptop-{customer['tag']}"}
+    assert local.send("identify", {**laptop, "traits": {"email": customer["email"]}})[0] == 200
+    local.advance(60)
+    # The phone, not logged in: another profile, with a push token, adds to cart.
+    phone = {
+        "anonymousId": f"anon-phone-{customer['tag']}",
+        "context": {"device": {"token": customer["token"]}},
+    }
+    added = {**load("track-product-added"), **phone, "messageId": f"added-{customer['tag']}"}
+    added.pop("userId")
+    assert local.send("track", added)[0] == 200
+    local.advance(10 * 60)
+
+    # The customer logs in on the phone: the profiles merge; the laptop's, older, survives, and the
+    # phone's journey in flight moves to it.
+    assert local.send("identify", {**phone, "userId": customer["userId"]})[0] == 200
+    local.advance(10 * 60)
+    # They buy on the laptop.
+    assert local.send("track", {**load("track-order-completed"), **laptop})[0] == 200
+
+    local.advance(2 * 24 * HOUR)
+    assert _deliveries(local, customer) == []
+    # Stopped by the purchase, not merely silenced by the send gate.
+    runs = [r for r in local.executions() if r["input"]["trigger"]["messageId"] == added["messageId"]]
+    assert [r["status"] for r in runs] == ["ABORTED"]
