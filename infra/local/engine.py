@@ -12,6 +12,7 @@ moto covers the AWS APIs; what it does not do, this module does, in the way AWS 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -199,9 +200,12 @@ class LocalEngine:
         engine = self
 
         def patch(owner: Any, name: str, replacement: Any) -> None:
-            original = getattr(owner, name)
+            if name in vars(owner):
+                original = vars(owner)[name]
+                self._patches.append(lambda: setattr(owner, name, original))
+            else:
+                self._patches.append(lambda: delattr(owner, name))
             setattr(owner, name, replacement)
-            self._patches.append(lambda: setattr(owner, name, original))
 
         def invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
             # Step Functions' lambda:invoke arrives here (moto would start a Docker container).
@@ -241,10 +245,56 @@ class LocalEngine:
             def sleep(seconds: float) -> None:
                 return None
 
+        self._patch_dynamodb_transactions(patch)
         patch(LambdaFunction, "_invoke_lambda", invoke_lambda)
         patch(Rule, "send_to_targets", send_to_targets)
         patch(WaitFunction, "_wait_interval", wait_interval)
         patch(retrier_decl, "time", _RetrySleep())
+
+    @staticmethod
+    def _patch_dynamodb_transactions(patch: Callable[[Any, str, Any], None]) -> None:
+        """moto rolls a cancelled transaction back by restoring a deep copy of every table it touches,
+        taken before each transaction: each event's commit then costs time in proportion to all the
+        table holds (seconds, after a few thousand events), and a rollback wipes out what other
+        threads wrote meanwhile. Here a transaction snapshots only the items it touches, transactions
+        run one at a time, and a rollback restores just those items."""
+        from moto.dynamodb.models import DynamoDBBackend
+        from moto.dynamodb.models.table import Table
+
+        original = DynamoDBBackend.transact_write_items
+        one_at_a_time = threading.Lock()
+
+        def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+            touched = []
+            for action in transact_items:
+                kind, operation = next(iter(action.items()))
+                table = backend.tables.get(operation.get("TableName"))
+                if table is None:
+                    continue
+                source = operation.get("Item", {}) if kind == "Put" else operation.get("Key", {})
+                key = {a: source[a] for a in (table.hash_key_attr, table.range_key_attr) if a and a in source}
+                try:
+                    current = backend.get_item(table.name, key)
+                except Exception:  # an invalid key: moto's own validation below reports it
+                    continue
+                touched.append((table, key, copy.deepcopy(current)))
+            with one_at_a_time:
+                try:
+                    original(backend, transact_items)
+                except Exception:
+                    for table, key, before in touched:
+                        if before is None:
+                            with contextlib.suppress(Exception):
+                                backend.delete_item(table.name, key)
+                        elif before.range_key is not None:
+                            table.items[before.hash_key][before.range_key] = before
+                        else:
+                            table.items[before.hash_key] = before
+                    raise
+
+        # moto's whole-table copy becomes the table itself; the rollback above replaces it.
+        patch(Table, "__deepcopy__", lambda table, memo: table)
+        patch(DynamoDBBackend, "transact_write_items", transact_write_items)
 
     # ---------------------------------------------------------------- resources
 
