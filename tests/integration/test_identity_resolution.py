@@ -29,6 +29,7 @@ from shared.identity.resolver import Resolution, ResolutionError, resolve
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, Profile
 from shared.store.profiles import DynamoProfileStore, profile_from_item, suppression_key
+from tests.identifiers import anon, email, user
 
 REGION = "us-east-1"
 RULES = IdentityRules()
@@ -71,18 +72,6 @@ def store(dynamodb: Any) -> Iterator[DynamoProfileStore]:
     name = new_table(dynamodb)
     yield DynamoProfileStore(name, dynamodb)
     dynamodb.delete_table(TableName=name)
-
-
-def user(value: str) -> Identifier:
-    return Identifier(type="user_id", value=value)
-
-
-def anon(value: str) -> Identifier:
-    return Identifier(type="anonymous_id", value=value)
-
-
-def email(value: str) -> Identifier:
-    return Identifier(type="email", value=value)
 
 
 def at(seconds: int) -> datetime:

@@ -9,6 +9,7 @@ import pytest
 from shared.identity.identifiers import identifiers_of, normalise_email, normalise_phone, user_traits
 from shared.identity.rules import CustomIdentifier, IdentityRules
 from shared.models.profile import Identifier
+from tests.identifiers import anon, email, phone, user
 
 RULES = IdentityRules()
 LOYALTY = CustomIdentifier(type="loyalty_id", trait="loyaltyId", external_id_type="loyalty")
@@ -22,22 +23,6 @@ def found(call: dict[str, Any], rules: IdentityRules = RULES) -> list[Identifier
 def warnings_of(call: dict[str, Any], rules: IdentityRules = RULES) -> list[str]:
     _, warned = identifiers_of(call, rules)
     return warned
-
-
-def user(value: str) -> Identifier:
-    return Identifier(type="user_id", value=value)
-
-
-def anon(value: str) -> Identifier:
-    return Identifier(type="anonymous_id", value=value)
-
-
-def email(value: str) -> Identifier:
-    return Identifier(type="email", value=value)
-
-
-def phone(value: str) -> Identifier:
-    return Identifier(type="phone", value=value)
 
 
 # -- user id and anonymous id ------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from shared.identity.resolver import (
     resolve,
 )
 from shared.identity.rules import CustomIdentifier, IdentityRules
-from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
+from shared.models.profile import MergeRecord, Profile, TimelineEntry
+from tests.identifiers import anon, email, token, user
 from tests.unit.conftest import FIXED_NOW
 from tests.unit.fakes import FakeProfileStore
 
@@ -40,22 +41,6 @@ NOW = clock.iso(FIXED_NOW)
 OLD = "2024-01-01T00:00:00.000Z"
 NEWER = "2024-03-01T00:00:00.000Z"
 LATER = "2024-06-01T00:00:00.000Z"  # after EVENT_TIME: an event at EVENT_TIME then arrives out of order
-
-
-def user(value: str) -> Identifier:
-    return Identifier(type="user_id", value=value)
-
-
-def anon(value: str) -> Identifier:
-    return Identifier(type="anonymous_id", value=value)
-
-
-def email(value: str) -> Identifier:
-    return Identifier(type="email", value=value)
-
-
-def token(value: str) -> Identifier:
-    return Identifier(type="device_token", value=value)
 
 
 def ids(prefix: str = "p-new") -> Callable[[], str]:
