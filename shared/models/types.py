@@ -8,4 +8,3 @@ from pydantic import Field
 
 Channel = Literal["email", "push"]
 ProfileId = Annotated[str, Field(min_length=1, max_length=64)]
-EVENT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

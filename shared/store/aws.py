@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -34,3 +35,13 @@ class TableStore:
     @property
     def _db(self) -> Any:
         return self._client or client("dynamodb")
+
+    def _items(self, operation: str, **request: Any) -> Iterator[dict[str, Any]]:
+        """Every item a Query or Scan returns, page after page (the table name is added)."""
+        request = {"TableName": self._table, **request}
+        while True:
+            response = getattr(self._db, operation)(**request)
+            yield from response["Items"]
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -40,19 +40,13 @@ class JourneyRunStore(TableStore):
 
     def delete_for_profile(self, profile_id: str) -> None:
         """Forget a profile's runs (erasure)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "profileId = :p",
-            "ExpressionAttributeValues": {":p": {"S": profile_id}},
-            "ProjectionExpression": "profileId, runKey",
-        }
-        while True:
-            response = self._db.query(**kwargs)
-            for item in response["Items"]:
-                self._db.delete_item(TableName=self._table, Key=item)
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for item in self._items(
+            "query",
+            KeyConditionExpression="profileId = :p",
+            ExpressionAttributeValues={":p": {"S": profile_id}},
+            ProjectionExpression="profileId, runKey",
+        ):
+            self._db.delete_item(TableName=self._table, Key=item)
 
     def close(self, profile_id: str, run_key: str, status: str, at: str) -> None:
         self._db.update_item(

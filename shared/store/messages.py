@@ -63,33 +63,20 @@ class MessageLog(TableStore):
         """Delete every entry of these profiles (erasure: the log holds addresses and content)."""
         deleted = 0
         for profile_id in profile_ids:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": "byProfile",
-                "KeyConditionExpression": "profileId = :p",
-                "ExpressionAttributeValues": {":p": {"S": profile_id}},
-                "ProjectionExpression": "messageKey",
-            }
-            while True:
-                response = self._db.query(**kwargs)
-                for item in response["Items"]:
-                    self._db.delete_item(TableName=self._table, Key={"messageKey": item["messageKey"]})
-                    deleted += 1
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            for item in self._items(
+                "query",
+                IndexName="byProfile",
+                KeyConditionExpression="profileId = :p",
+                ExpressionAttributeValues={":p": {"S": profile_id}},
+                ProjectionExpression="messageKey",
+            ):
+                self._db.delete_item(TableName=self._table, Key={"messageKey": item["messageKey"]})
+                deleted += 1
         return deleted
 
     def scan(self) -> list[MessageLogEntry]:
         """Every entry (the local runtime's inspection routes; never on a hot path)."""
-        entries: list[MessageLogEntry] = []
-        kwargs: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
-        while True:
-            response = self._db.scan(**kwargs)
-            entries.extend(_entry(item) for item in response["Items"])
-            if "LastEvaluatedKey" not in response:
-                return entries
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [_entry(item) for item in self._items("scan", ConsistentRead=True)]
 
 
 class ChannelQueue:

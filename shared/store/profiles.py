@@ -13,6 +13,7 @@ Items (`pk`, `sk`):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -185,22 +186,15 @@ class DynamoProfileStore(TableStore):
     def items_of(
         self, profile_id: str, prefix: str, newest_first: bool = True, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": f"profile#{profile_id}"}, ":prefix": {"S": prefix}},
-            "ScanIndexForward": not newest_first,
-            "ConsistentRead": True,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            if limit is not None:
-                kwargs["Limit"] = limit - len(items)
-            response = self._db.query(**kwargs)
-            items += response["Items"]
-            if "LastEvaluatedKey" not in response or (limit is not None and len(items) >= limit):
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        pages = self._items(
+            "query",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"profile#{profile_id}"}, ":prefix": {"S": prefix}},
+            ScanIndexForward=not newest_first,
+            ConsistentRead=True,
+            **({"Limit": limit} if limit is not None else {}),
+        )
+        return list(itertools.islice(pages, limit))
 
     def timeline(self, profile_ids: Iterable[str], limit: int) -> list[TimelineEntry]:
         entries = [
@@ -336,20 +330,15 @@ class ProfileAdmin(DynamoProfileStore):
                 requests = (response.get("UnprocessedItems") or {}).get(self._table, [])
 
     def _all_items_of(self, profile_id: str) -> list[dict[str, Any]]:
-        keys: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"profile#{profile_id}"}},
-            "ProjectionExpression": "pk, sk",
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self._db.query(**kwargs)
-            keys += response["Items"]
-            if "LastEvaluatedKey" not in response:
-                return keys
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return list(
+            self._items(
+                "query",
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"profile#{profile_id}"}},
+                ProjectionExpression="pk, sk",
+                ConsistentRead=True,
+            )
+        )
 
     def erase(self, profile: Profile) -> list[str]:
         """Suppress the person's identifiers (hashed, first: an event arriving meanwhile is dropped),

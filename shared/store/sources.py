@@ -30,14 +30,8 @@ class SourceStore(TableStore):
         return Source.model_validate({k: v["S"] for k, v in item.items()}) if item else None
 
     def all(self) -> list[Source]:
-        sources: list[Source] = []
-        kwargs: dict[str, Any] = {"TableName": self._table}
-        while True:
-            response = self._db.scan(**kwargs)
-            sources += [Source.model_validate({k: v["S"] for k, v in i.items()}) for i in response["Items"]]
-            if "LastEvaluatedKey" not in response:
-                return sorted(sources, key=lambda s: s.createdAt)
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        sources = [Source.model_validate({k: v["S"] for k, v in i.items()}) for i in self._items("scan")]
+        return sorted(sources, key=lambda s: s.createdAt)
 
     def revoke(self, source_id: str) -> Source:
         for source in self.all():
