@@ -30,16 +30,19 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared functions infra
 
-## Write the CloudFormation templates to cdk.out (cdk-nag runs during synth).
+## Write the CloudFormation templates to cdk.out (cdk-nag runs during synth). For reading only:
+## placeholder settings are warned about, not refused.
 synth: $(STAMP)
-	$(PY) -m infra.app
+	$(PY) -m infra.app --inspect
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
 ## Deploy to the AWS account in your environment (needs credentials and a bootstrapped account).
+## Refused while a setting is missing or still cdk.json's placeholder; set them in cdk.json or with
+## e.g. make deploy CDK_ARGS="-c continuum:EMAIL_SENDER=news@yourdomain.com".
 deploy: $(STAMP)
-	npx --yes aws-cdk@2 deploy --all
+	npx --yes aws-cdk@2 deploy --all -c continuum:strict=true $(CDK_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out

@@ -35,13 +35,18 @@ class Table:
     ttl_attribute: str | None = None
 
 
+# AWS recommends a queue's visibility timeout be at least six times its consumer function's timeout, so
+# that a message is not handed out again while Lambda is still retrying a throttled batch of it.
+VISIBILITY_TIMEOUT_FACTOR = 6
+
+
 @dataclass(frozen=True)
 class Queue:
-    """An SQS queue with its own dead-letter queue."""
+    """An SQS queue with its own dead-letter queue. Its visibility timeout follows from its consumer's
+    timeout (`Topology.visibility_timeout_seconds`), so the two cannot drift apart."""
 
     name: str
     max_receive_count: int = 3
-    visibility_timeout_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class Function:
     publishes: bool = False  # PutEvents on the bus
     controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
     settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
+    # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
+    # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
+    admin_credential: bool = False
     timeout_seconds: int = 10
     memory_mb: int = 512
 
@@ -147,6 +155,13 @@ class Topology:
     def function(self, name: str) -> Function:
         return next(f for f in self.functions if f.name == name)
 
+    def visibility_timeout_seconds(self, queue: str) -> int:
+        """VISIBILITY_TIMEOUT_FACTOR times the longest timeout among the queue's consumers."""
+        timeouts = [self.function(c.function).timeout_seconds for c in self.consumers if c.queue == queue]
+        if not timeouts:
+            raise ValueError(f"queue {queue} has no consumer")
+        return VISIBILITY_TIMEOUT_FACTOR * max(timeouts)
+
     def table(self, name: str) -> Table:
         return next(t for t in self.tables if t.name == name)
 
@@ -155,7 +170,6 @@ class Topology:
 # from context (cdk.json or `-c key=value`), the local runtime from its own configuration.
 SETTINGS = {
     "IDENTITY_RULES": "identity resolution rules as JSON; {} keeps the documented defaults",
-    "ADMIN_TOKEN_SHA256": "SHA-256 hex of the Profile API's bearer token (the admin credential)",
     "DEDUPE_WINDOW_SECONDS": "seconds a messageId is remembered per source to drop repeats (Segment: 7 days)",
     "EMAIL_SENDER": "verified SES sender address for the email channel",
     "PUSH_PLATFORM_APPLICATION_ARN": "SNS platform application (FCM / APNs) for the push channel",
@@ -164,6 +178,9 @@ SETTINGS = {
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
 JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn}
+# The admin credential (see Function.admin_credential): exactly one of these is set.
+ADMIN_TOKEN_SECRET_ENV = "ADMIN_TOKEN_SECRET_ARN"
+ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
 
 
 def table_env(table: str) -> str:
@@ -218,7 +235,8 @@ TOPOLOGY = Topology(
                 TableAccess(JOURNEY_RUNS, write=True),
             ),
             publishes=True,
-            settings=("ADMIN_TOKEN_SHA256", "IDENTITY_RULES"),
+            settings=("IDENTITY_RULES",),
+            admin_credential=True,
         ),
         Function(
             "identity",

@@ -12,7 +12,7 @@ import os
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared.models.base import Model
 
@@ -55,7 +55,21 @@ class ProfilesApiSettings(_Env):
     profiles_table: ProfilesTable
     messages_table: MessagesTable
     journey_runs_table: JourneyRunsTable
-    admin_token_sha256: str = Field(alias="ADMIN_TOKEN_SHA256", pattern=r"^[0-9a-fA-F]{64}$")
+    # The admin credential, exactly one of: in the cloud, the Secrets Manager secret holding the token
+    # (read at run time, so the token is in neither the template nor the environment); in the local
+    # runtime, the token's SHA-256.
+    admin_token_secret_arn: str | None = Field(alias="ADMIN_TOKEN_SECRET_ARN", default=None, min_length=1)
+    admin_token_sha256: str | None = Field(
+        alias="ADMIN_TOKEN_SHA256", default=None, pattern=r"^[0-9a-fA-F]{64}$"
+    )
+
+    @model_validator(mode="after")
+    def _one_admin_credential(self) -> ProfilesApiSettings:
+        if (self.admin_token_secret_arn is None) == (self.admin_token_sha256 is None):
+            raise ValueError(
+                "set exactly one of ADMIN_TOKEN_SECRET_ARN (cloud) and ADMIN_TOKEN_SHA256 (local)"
+            )
+        return self
 
 
 class RouterSettings(_Env):

@@ -35,6 +35,7 @@ from shared.models.events import (
     BusEvent,
 )
 from shared.models.profile import Profile
+from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
 from shared.store.journeys import JourneyRunStore
 from shared.store.messages import MessageLog
@@ -56,7 +57,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
     parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]
     try:
-        authorize((event.get("headers") or {}).get("authorization"), settings.admin_token_sha256)
+        authorize((event.get("headers") or {}).get("authorization"), admin_token_sha256(settings))
         store = ProfileAdmin(settings.profiles_table)
         match (method, parts[2:]):
             case ("GET", []):

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import cast
 
-from aws_cdk import Acknowledgment, Aws, CfnResource, Names, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, CfnResource, Fn, Names, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,6 +19,11 @@ from shared.models.journey import Journey
 # "${DeliverFunctionArn}" → "DeliverFunctionArn": the compiler owns the placeholder's name.
 DELIVER_ARN_VARIABLE = DELIVER_ARN_PLACEHOLDER.removeprefix("${").removesuffix("}")
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+def _stack_instance_id() -> str:
+    """The UUID at the end of the stack's ARN (arn:...:stack/<name>/<uuid>): new for each stack created."""
+    return Fn.select(2, Fn.split("/", Aws.STACK_ID))
 
 
 class JourneyStateMachines(Construct):
@@ -41,7 +46,12 @@ class JourneyStateMachines(Construct):
                 "Logs",
                 # Under /aws/vendedlogs/ Step Functions needs no entry in the account's CloudWatch Logs
                 # resource policy, whose 5,120-character limit a few dozen journeys would exhaust.
-                log_group_name=f"/aws/vendedlogs/states/{Names.unique_id(machine_scope)}",
+                # The log group is retained (its logs outlive the stack), so its name ends with this
+                # stack instance's id: a rolled-back or deleted stack's group never blocks the next one.
+                log_group_name=Fn.join(
+                    "",
+                    ["/aws/vendedlogs/states/", Names.unique_id(machine_scope), "-", _stack_instance_id()],
+                ),
                 retention=LOG_RETENTION,
             )
             machine = sfn.StateMachine(

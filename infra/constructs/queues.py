@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
@@ -41,15 +41,25 @@ def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
 class Queues(Construct):
     """The topology's work queues, each with its own dead-letter queue."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, specs: Sequence[Queue]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        specs: Sequence[Queue],
+        visibility_timeout_seconds: Callable[[str], int],
+    ) -> None:
         super().__init__(scope, construct_id)
         self._queues: dict[str, sqs.Queue] = {}
+        # Queue name → its dead-letter queue (to watch it).
+        self.dead_letters: dict[str, sqs.Queue] = {}
         for spec in specs:
             dead_letters = dead_letter_queue(self, f"{spec.name}-dead-letters")
+            self.dead_letters[spec.name] = dead_letters
             self._queues[spec.name] = secure_queue(
                 self,
                 spec.name,
-                visibility_timeout=Duration.seconds(spec.visibility_timeout_seconds),
+                visibility_timeout=Duration.seconds(visibility_timeout_seconds(spec.name)),
                 dead_letter_queue=sqs.DeadLetterQueue(
                     queue=dead_letters, max_receive_count=spec.max_receive_count
                 ),

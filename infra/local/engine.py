@@ -320,7 +320,7 @@ class LocalEngine:
             url = sqs.create_queue(
                 QueueName=f"{PREFIX}-{queue.name}",
                 Attributes={
-                    "VisibilityTimeout": str(queue.visibility_timeout_seconds),
+                    "VisibilityTimeout": str(self.topology.visibility_timeout_seconds(queue.name)),
                     "RedrivePolicy": json.dumps(
                         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}
                     ),

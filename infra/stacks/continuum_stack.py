@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Tags, Validations
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
 
@@ -15,9 +16,18 @@ from infra.constructs.event_bus import EventBus
 from infra.constructs.function_factory import FunctionFactory
 from infra.constructs.http_api import IngestApi
 from infra.constructs.journeys import JourneyStateMachines
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
 from infra.constructs.tables import Tables
-from infra.topology import EVENT_BUS_ENV, JOURNEYS_ENV, SOURCES, Topology, queue_env, table_env
+from infra.topology import (
+    ADMIN_TOKEN_SECRET_ENV,
+    EVENT_BUS_ENV,
+    JOURNEYS_ENV,
+    SOURCES,
+    Topology,
+    queue_env,
+    table_env,
+)
 from shared.journeys.loader import load_journeys
 
 TAGS = {"project": "continuum"}
@@ -31,6 +41,7 @@ class ContinuumStack(Stack):
         *,
         topology: Topology,
         settings: Mapping[str, str],
+        alarm_email: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -40,7 +51,12 @@ class ContinuumStack(Stack):
             Tags.of(self).add(key, value)
 
         tables = Tables(self, "Tables", specs=topology.tables)
-        queues = Queues(self, "Queues", specs=topology.queues)
+        queues = Queues(
+            self,
+            "Queues",
+            specs=topology.queues,
+            visibility_timeout_seconds=topology.visibility_timeout_seconds,
+        )
         bus = EventBus(self, "Events")
         factory = FunctionFactory(self, "Functions")
 
@@ -71,6 +87,14 @@ class ContinuumStack(Stack):
                     SETTING_GRANTS[name](function, settings[name])
             functions[spec.name] = function
 
+        admin_token = self._admin_token() if any(f.admin_credential for f in topology.functions) else None
+        for spec in topology.functions:
+            if spec.admin_credential:
+                assert admin_token is not None
+                # The function reads the token at run time: only the secret's ARN is in the template.
+                admin_token.grant_read(functions[spec.name])
+                functions[spec.name].add_environment(ADMIN_TOKEN_SECRET_ENV, admin_token.secret_arn)
+
         for route in topology.routes:
             target = functions[route.function]
             assert target.dead_letter_queue is not None  # routed functions are built with one
@@ -79,14 +103,6 @@ class ContinuumStack(Stack):
             bus.route(route, target, dead_letters=target.dead_letter_queue)
 
         for consumer in topology.consumers:
-            spec = topology.function(consumer.function)
-            queue_spec = next(q for q in topology.queues if q.name == consumer.queue)
-            if queue_spec.visibility_timeout_seconds < spec.timeout_seconds:
-                # Lambda refuses the mapping at deploy time; say so at synth time instead.
-                raise ValueError(
-                    f"queue {consumer.queue}: visibility timeout {queue_spec.visibility_timeout_seconds}s is "
-                    f"shorter than its consumer {spec.name}'s timeout {spec.timeout_seconds}s"
-                )
             functions[consumer.function].add_event_source(
                 SqsEventSource(
                     queues[consumer.queue], batch_size=consumer.batch_size, report_batch_item_failures=True
@@ -106,7 +122,59 @@ class ContinuumStack(Stack):
                 controller.add_environment(JOURNEYS_ENV, journeys.catalogue())
 
         api = IngestApi(self, "Ingest", routes=topology.http_routes, functions=functions)
+
+        monitoring = Monitoring(self, "Monitoring", alarm_email=alarm_email)
+        for name, dead_letters in queues.dead_letters.items():
+            monitoring.watch_dead_letters(f"queue-{name}", dead_letters)
+        for name, function in functions.items():
+            if function.dead_letter_queue is not None:
+                monitoring.watch_dead_letters(f"function-{name}", function.dead_letter_queue)
+            monitoring.watch_function(name, function)
+        for journey_id, machine in journeys.machines.items():
+            monitoring.watch_state_machine(journey_id, machine)
+        monitoring.draw_dashboard(api.api)
+
         CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")
         CfnOutput(self, "EventBusName", value=bus.bus.event_bus_name)
         # `python -m infra.sources --stack <name>` finds the sources table here.
         CfnOutput(self, "SourcesTable", value=tables[SOURCES].table_name)
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=monitoring.topic.topic_arn,
+            description="Every alarm notifies this SNS topic: subscribe to it (email, chat, pager)",
+        )
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=monitoring.dashboard.dashboard_name,
+            description="The CloudWatch dashboard: ingest, identity, journeys, deliveries, dead letters",
+        )
+        if admin_token is not None:
+            CfnOutput(
+                self,
+                "AdminTokenSecretArn",
+                value=admin_token.secret_arn,
+                description="The Profile API's admin token (read it with aws secretsmanager "
+                "get-secret-value --secret-id <this> --query SecretString --output text)",
+            )
+
+    def _admin_token(self) -> secretsmanager.Secret:
+        """The Profile API's admin token, generated by Secrets Manager at deploy: never in the template."""
+        secret = secretsmanager.Secret(
+            self,
+            "AdminToken",
+            description="Continuum Profile API admin token (Authorization: Bearer <token>)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True
+            ),
+        )
+        Validations.of(secret).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SMG4",
+                reason="The admin token is a bearer token for operators, not a database password: it is "
+                "rotated by hand (put-secret-value or rotate-secret with a new random value), and the "
+                "Profile API picks the new value up within its cache time (5 minutes).",
+            )
+        )
+        return secret
