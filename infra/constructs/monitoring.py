@@ -87,7 +87,7 @@ class Monitoring(Construct):
         self._alarm(
             f"{name}-dead-letters",
             queue.metric_approximate_number_of_messages_visible(
-                period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM, label=name
+                period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM
             ),
             f"Continuum: messages in the dead-letter queue of {name}; inspect and replay them",
         )

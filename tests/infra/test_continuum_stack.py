@@ -11,20 +11,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 from cfnlint.api import ManualArgs, lint
 
-from infra.app import MissingSettingError, build_app, cdk_json_context
+from infra.app import (
+    PLACEHOLDERS,
+    DeploySettings,
+    UnsafeSettingsError,
+    build_app,
+    cdk_json_context,
+    read_settings,
+)
 from infra.constructs.event_bus import ARCHIVE_RETENTION
 from infra.constructs.function_factory import OBSERVABILITY_ENV
 from infra.constructs.http_api import THROTTLE
 from infra.stacks.continuum_stack import TAGS
-from infra.topology import EVENT_BUS_ENV, JOURNEYS_ENV, TOPOLOGY, Function, Table, queue_env, table_env
+from infra.topology import (
+    ADMIN_TOKEN_SECRET_ENV,
+    EVENT_BUS_ENV,
+    JOURNEYS_ENV,
+    ROOT,
+    TOPOLOGY,
+    VISIBILITY_TIMEOUT_FACTOR,
+    Function,
+    Table,
+    queue_env,
+    table_env,
+)
 from shared.journeys.compiler import compile_journey
 from shared.journeys.loader import load_journeys
 
 JOURNEYS = load_journeys(TOPOLOGY.journeys_dir)
+
+# A deployment's own settings, as an operator would set them: the synth below runs strict, as a deploy.
+DEPLOY_SETTINGS = {
+    "continuum:EMAIL_SENDER": "news@shop.acme.io",
+    "continuum:PUSH_PLATFORM_APPLICATION_ARN": "arn:aws:sns:eu-west-1:111122223333:app/GCM/shop",
+    "continuum:ALARM_EMAIL": "ops@shop.acme.io",
+    "continuum:strict": "true",
+}
+DEPLOY_CONTEXT = {**cdk_json_context(), **DEPLOY_SETTINGS}
 
 # The only actions AWS offers no resource-level permissions for, among those this stack needs.
 UNSCOPABLE_ACTIONS = {
@@ -58,7 +86,7 @@ class Synth:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     outdir = tmp_path_factory.mktemp("cdk.out")
-    _, stack = build_app(outdir=outdir)
+    _, stack = build_app(outdir=outdir, context=DEPLOY_CONTEXT)
     # A full synth, with cdk-nag: unacknowledged findings would already fail here.
     template = Template.from_stack(stack)
     return Synth(template=template, outdir=outdir, template_file=stack.template_file)
@@ -102,6 +130,10 @@ def queue_id(template: Template, queue: str) -> str:
     )
     source: str = template.to_json()["Resources"][mapping_id]["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
     return source
+
+
+def admin_secret_id(template: Template) -> str:
+    return the_id(template, "AWS::SecretsManager::Secret", {"GenerateSecretString": Match.any_value()})
 
 
 def bus_id(template: Template) -> str:
@@ -255,8 +287,20 @@ def test_every_queue_is_redriven_to_a_dead_letter_queue_or_is_one(synth: Synth) 
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     for spec in TOPOLOGY.queues:
         properties = synth.resources[queue_id(synth.template, spec.name)]["Properties"]
-        assert properties["VisibilityTimeout"] == spec.visibility_timeout_seconds
         assert properties["RedrivePolicy"]["maxReceiveCount"] == spec.max_receive_count
+
+
+@pytest.mark.parametrize("consumer", TOPOLOGY.consumers, ids=lambda consumer: consumer.queue)
+def test_each_queue_hides_a_received_message_six_times_its_consumers_timeout(
+    synth: Synth, consumer: Any
+) -> None:
+    # AWS: at least six times the function's timeout, or a batch Lambda retries after a throttle is
+    # handed out again while still being processed.
+    function = TOPOLOGY.function(consumer.function)
+    properties = synth.resources[queue_id(synth.template, consumer.queue)]["Properties"]
+    assert VISIBILITY_TIMEOUT_FACTOR >= 6
+    assert properties["VisibilityTimeout"] >= 6 * function.timeout_seconds
+    assert properties["VisibilityTimeout"] == TOPOLOGY.visibility_timeout_seconds(consumer.queue)
 
 
 def test_every_queue_refuses_requests_without_tls(synth: Synth) -> None:
@@ -378,7 +422,6 @@ def test_one_function_per_topology_function_on_the_shared_defaults(synth: Synth)
 
 @pytest.mark.parametrize("spec", TOPOLOGY.functions, ids=lambda spec: spec.name)
 def test_each_function_gets_the_environment_its_topology_entry_declares(synth: Synth, spec: Function) -> None:
-    context = cdk_json_context()
     expected: dict[str, Any] = dict(OBSERVABILITY_ENV)
     expected |= {
         table_env(t.table): {"Ref": table_id(synth.template, TOPOLOGY.table(t.table))} for t in spec.tables
@@ -386,7 +429,9 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
     expected |= {queue_env(q.queue): {"Ref": queue_id(synth.template, q.queue)} for q in spec.queues}
     if spec.publishes:
         expected[EVENT_BUS_ENV] = {"Ref": bus_id(synth.template)}
-    expected |= {name: context[f"continuum:{name}"] for name in spec.settings}
+    expected |= {name: DEPLOY_CONTEXT[f"continuum:{name}"] for name in spec.settings}
+    if spec.admin_credential:
+        expected[ADMIN_TOKEN_SECRET_ENV] = {"Ref": admin_secret_id(synth.template)}
 
     variables = synth.resources[function_id(synth.template, spec)]["Properties"]["Environment"]["Variables"]
     journeys = {JOURNEYS_ENV} if spec.controls_journeys else set()
@@ -432,9 +477,9 @@ def test_resources_carry_the_project_tags(synth: Synth) -> None:
 
 
 def test_synth_stops_when_a_function_setting_has_no_value(tmp_path: Path) -> None:
-    context = cdk_json_context()
+    context = dict(DEPLOY_CONTEXT)
     del context["continuum:EMAIL_SENDER"]
-    with pytest.raises(MissingSettingError, match="continuum:EMAIL_SENDER"):
+    with pytest.raises(UnsafeSettingsError, match="continuum:EMAIL_SENDER"):
         build_app(outdir=tmp_path, context=context)
 
 
@@ -462,3 +507,200 @@ def test_cfn_lint_finds_no_errors(synth: Synth) -> None:
     matches = lint(template, config=ManualArgs(regions=["us-east-1"]))
     errors = [str(m) for m in matches if m.rule.id.startswith("E")]
     assert errors == []
+
+
+# --- deploy settings ---------------------------------------------------------------------------------
+
+
+def _settings(context: dict[str, Any]) -> tuple[DeploySettings, list[str]]:
+    warnings: list[str] = []
+    app = cdk.App(context=context)
+    return read_settings(app, TOPOLOGY, warn=warnings.append), warnings
+
+
+def test_a_deploy_with_the_shipped_cdk_json_is_refused_naming_each_placeholder() -> None:
+    with pytest.raises(UnsafeSettingsError) as refused:
+        _settings({**cdk_json_context(), "continuum:strict": "true"})
+    message = str(refused.value)
+    for name in PLACEHOLDERS:
+        assert f"continuum:{name} is the placeholder" in message
+        assert f"-c continuum:{name}=" in message  # how to set it
+
+
+def test_without_the_strict_flag_the_app_still_refuses_placeholders() -> None:
+    # Fail safe: a bare `cdk deploy` (no flag) must not deploy placeholders either.
+    context = {k: v for k, v in cdk_json_context().items() if k != "continuum:strict"}
+    with pytest.raises(UnsafeSettingsError, match="continuum:EMAIL_SENDER"):
+        _settings(context)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EMAIL_SENDER", "me@example.org"),
+        ("EMAIL_SENDER", "me@mail.example"),
+        ("PUSH_PLATFORM_APPLICATION_ARN", "arn:aws:sns:eu-west-1:123456789012:app/APNS/mine"),
+    ],
+)
+def test_a_deploy_refuses_documentation_values_as_placeholders(name: str, value: str) -> None:
+    with pytest.raises(UnsafeSettingsError, match=f"continuum:{name}"):
+        _settings({**DEPLOY_CONTEXT, f"continuum:{name}": value})
+
+
+def test_a_deploy_refuses_a_missing_setting_even_one_with_a_placeholder() -> None:
+    context = {k: v for k, v in DEPLOY_CONTEXT.items() if k != "continuum:PUSH_PLATFORM_APPLICATION_ARN"}
+    with pytest.raises(UnsafeSettingsError, match="continuum:PUSH_PLATFORM_APPLICATION_ARN is missing"):
+        _settings(context)
+
+
+def test_a_deploy_refuses_a_setting_this_version_does_not_know() -> None:
+    # e.g. the old ADMIN_TOKEN_SHA256: the admin token is now generated in Secrets Manager.
+    with pytest.raises(UnsafeSettingsError, match="continuum:ADMIN_TOKEN_SHA256 is not a setting"):
+        _settings({**DEPLOY_CONTEXT, "continuum:ADMIN_TOKEN_SHA256": "1734d503" * 8})
+
+
+def test_inspection_only_warns_about_placeholders_and_fills_a_missing_one() -> None:
+    context = {**cdk_json_context(), "continuum:strict": "false"}
+    del context["continuum:EMAIL_SENDER"]
+    settings, warnings = _settings(context)
+    assert settings.functions["EMAIL_SENDER"] == PLACEHOLDERS["EMAIL_SENDER"]
+    assert any("continuum:EMAIL_SENDER is missing" in w for w in warnings)
+    assert any("continuum:PUSH_PLATFORM_APPLICATION_ARN is the placeholder" in w for w in warnings)
+
+
+def test_the_deploy_settings_pass_and_carry_the_alarm_email() -> None:
+    settings, warnings = _settings(DEPLOY_CONTEXT)
+    assert settings.alarm_email == DEPLOY_SETTINGS["continuum:ALARM_EMAIL"]
+    assert warnings == []
+
+
+def test_make_deploy_runs_strict_and_make_synth_inspects() -> None:
+    targets = _make_targets()
+    assert "-c continuum:strict=true" in targets["deploy"]
+    assert "--inspect" in targets["synth"]
+
+
+def _make_targets() -> dict[str, str]:
+    targets: dict[str, str] = {}
+    current = None
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line and not line.startswith(("\t", "#", " ")) and ":" in line and "=" not in line.split(":")[0]:
+            current = line.split(":")[0]
+            targets[current] = ""
+        elif line.startswith("\t") and current:
+            targets[current] += line + "\n"
+    return targets
+
+
+# --- the admin credential ----------------------------------------------------------------------------
+
+
+def test_the_admin_token_is_generated_by_secrets_manager_and_never_in_the_template(synth: Synth) -> None:
+    synth.template.has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {"GenerateSecretString": Match.object_like({"PasswordLength": Match.any_value()})},
+    )
+    rendered = json.dumps(synth.template.to_json())
+    assert "ADMIN_TOKEN_SHA256" not in rendered
+    assert "dev-admin-token" not in rendered
+    assert "1734d503f6aa6a047c36d113cbad769f719c93784b469b771c4c3e7c63adbefd" not in rendered  # its digest
+
+
+def test_only_the_admin_credential_functions_may_read_the_admin_token(synth: Synth) -> None:
+    secret = json.dumps({"Ref": admin_secret_id(synth.template)}, sort_keys=True)
+    for spec in TOPOLOGY.functions:
+        assert (("secretsmanager:GetSecretValue", secret) in granted(synth, spec)) == spec.admin_credential
+
+
+def test_the_stack_outputs_where_to_read_the_admin_token_and_the_alarm_topic(synth: Synth) -> None:
+    outputs = synth.template.to_json()["Outputs"]
+    assert outputs["AdminTokenSecretArn"]["Value"] == {"Ref": admin_secret_id(synth.template)}
+    assert "get-secret-value" in outputs["AdminTokenSecretArn"]["Description"]
+    assert outputs["AlarmTopicArn"]["Value"] == {"Ref": topic_id(synth.template)}
+    assert "DashboardName" in outputs
+
+
+# --- monitoring --------------------------------------------------------------------------------------
+
+
+def topic_id(template: Template) -> str:
+    return the_id(template, "AWS::SNS::Topic", {})
+
+
+def alarms(synth: Synth, namespace: str, metric: str) -> list[dict[str, Any]]:
+    return [
+        a["Properties"]
+        for a in synth.template.find_resources(
+            "AWS::CloudWatch::Alarm", {"Properties": {"Namespace": namespace, "MetricName": metric}}
+        ).values()
+    ]
+
+
+def alarmed(synth: Synth, namespace: str, metric: str, dimension: str) -> set[str]:
+    """Logical ids of the resources alarmed on `metric`, each at least once as soon as it is 1."""
+    found = set()
+    for alarm in alarms(synth, namespace, metric):
+        assert alarm["Threshold"] == 1
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["AlarmActions"] == [{"Ref": topic_id(synth.template)}]
+        [value] = [d["Value"] for d in alarm["Dimensions"] if d["Name"] == dimension]
+        found.add(value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0])
+    return found
+
+
+def test_every_dead_letter_queue_has_a_depth_alarm_to_the_topic(synth: Synth) -> None:
+    queues = synth.template.find_resources("AWS::SQS::Queue")
+    dead_letter_ids = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    } | {
+        f["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        for f in synth.template.find_resources("AWS::Lambda::Function").values()
+        if "DeadLetterConfig" in f["Properties"]
+    }
+    assert dead_letter_ids
+    watched = alarmed(synth, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName")
+    assert watched == dead_letter_ids
+
+
+def test_every_function_has_an_error_alarm_to_the_topic(synth: Synth) -> None:
+    functions = set(synth.template.find_resources("AWS::Lambda::Function"))
+    assert alarmed(synth, "AWS/Lambda", "Errors", "FunctionName") == functions
+
+
+def test_every_state_machine_has_failed_and_timed_out_alarms_to_the_topic(synth: Synth) -> None:
+    machines = set(synth.template.find_resources("AWS::StepFunctions::StateMachine"))
+    assert alarmed(synth, "AWS/States", "ExecutionsFailed", "StateMachineArn") == machines
+    assert alarmed(synth, "AWS/States", "ExecutionsTimedOut", "StateMachineArn") == machines
+
+
+def test_alarms_reach_the_operators_email_when_one_is_set(synth: Synth) -> None:
+    synth.template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Protocol": "email",
+            "Endpoint": DEPLOY_SETTINGS["continuum:ALARM_EMAIL"],
+            "TopicArn": {"Ref": topic_id(synth.template)},
+        },
+    )
+
+
+def test_a_dashboard_shows_the_flow_and_the_dead_letters(synth: Synth) -> None:
+    [dashboard] = synth.template.find_resources("AWS::CloudWatch::Dashboard").values()
+    assert "DashboardName" not in dashboard["Properties"]  # CDK names it
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for shown in ("CallsPublished", "EventsResolved", "JourneysStarted", "JourneysExited", "MessagesSent"):
+        assert shown in body
+    assert "ApproximateNumberOfMessagesVisible" in body
+
+
+def test_journey_log_groups_have_no_fixed_name_so_a_rolled_back_deploy_never_blocks_the_next(
+    synth: Synth,
+) -> None:
+    for logical_id in state_machine_ids(synth).values():
+        destination = synth.resources[logical_id]["Properties"]["LoggingConfiguration"]["Destinations"][0]
+        log_group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+        name = synth.resources[log_group]["Properties"].get("LogGroupName")
+        # Absent (CloudFormation names it) or made unique per stack instance (its stack id's UUID).
+        assert name is None or '{"Ref": "AWS::StackId"}' in json.dumps(name), name

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import config
-from shared.config import DeliverSettings, IngestSettings, JourneyRef, RouterSettings
+from shared.config import DeliverSettings, IngestSettings, JourneyRef, ProfilesApiSettings, RouterSettings
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
 
@@ -155,3 +155,27 @@ def test_deliver_settings_find_the_queue_of_each_channel(monkeypatch: pytest.Mon
         "https://sqs/email",
         "https://sqs/push",
     )
+
+
+PROFILES_API = {
+    "EVENT_BUS_NAME": "continuum-bus",
+    "PROFILES_TABLE": "profiles",
+    "MESSAGES_TABLE": "messages",
+    "JOURNEY_RUNS_TABLE": "journey-runs",
+}
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:admin-token-AbCdEf"
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [{}, {"ADMIN_TOKEN_SECRET_ARN": SECRET_ARN, "ADMIN_TOKEN_SHA256": "0" * 64}],
+    ids=["neither", "both"],
+)
+def test_the_profile_api_needs_exactly_one_admin_credential(credential: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="exactly one of ADMIN_TOKEN_SECRET_ARN"):
+        ProfilesApiSettings.model_validate({**PROFILES_API, **credential})
+
+
+def test_the_cloud_gives_the_profile_api_only_the_admin_tokens_secret() -> None:
+    settings = ProfilesApiSettings.model_validate({**PROFILES_API, "ADMIN_TOKEN_SECRET_ARN": SECRET_ARN})
+    assert (settings.admin_token_secret_arn, settings.admin_token_sha256) == (SECRET_ARN, None)
