@@ -293,6 +293,7 @@ TOPOLOGY = Topology(
         HttpRoute("POST", "/v1/{proxy+}", "ingest"),
         HttpRoute("GET", "/openapi.json", "ingest", public=True),
         HttpRoute("GET", "/docs", "ingest", public=True),
+        HttpRoute("GET", "/docs/{asset}", "ingest", public=True),  # Swagger UI's script and style
         HttpRoute("GET", "/v1/profiles", "profiles"),
         HttpRoute("GET", "/v1/profiles/{profileId}", "profiles"),
         HttpRoute("DELETE", "/v1/profiles/{profileId}", "profiles"),

@@ -34,7 +34,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     call_type = call_type_of(path)
     if method == "OPTIONS":
         return _response(204, "")
-    if method == "GET" and path in ("/openapi.json", "/docs"):
+    if method == "GET" and (path in ("/openapi.json", "/docs") or path.startswith("/docs/")):
         return _describe(path)
     if method != "POST" or call_type is None:
         return _json(404, {"error": f"no route {method} {path}"})
@@ -76,10 +76,16 @@ def _ingest(call_type: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(path: str) -> dict[str, Any]:
+    if path.startswith("/docs"):
+        from shared.ingest import docs  # imported on demand: nothing of it at cold start
+
+        found = docs.page(path)
+        if found is None:
+            return _json(404, {"error": f"no route GET {path}"})
+        return _response(200, found[0], {"Content-Type": found[1]})
+
     from shared.ingest import openapi  # imported on demand: nothing of it at cold start
 
-    if path == "/docs":
-        return _response(200, openapi.SWAGGER_UI, {"Content-Type": "text/html; charset=utf-8"})
     return _json(200, openapi.document())
 
 

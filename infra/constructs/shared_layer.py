@@ -25,6 +25,9 @@ _IGNORED = ("__pycache__", "*.pyc")
 VENDORED = ("phonenumbers",)
 # Parts of them that are never imported (phonenumbers' geocoding, carrier and time-zone data: 20 MB).
 _UNUSED = ("geodata", "carrierdata", "tzdata")
+# Swagger UI's files for GET /docs (shared/ingest/docs.py): only the two the page loads, not the
+# package's code or its other bundles (~9 MB), at the path docs.py looks them up.
+DOCS_ASSETS_PACKAGE = "swagger-ui-py"
 
 
 def _package_dir(name: str) -> Path:
@@ -38,17 +41,25 @@ def content_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted(SHARED_PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
-    for name in VENDORED:
+    for name in (*VENDORED, DOCS_ASSETS_PACKAGE):
         digest.update(f"{name}=={importlib.metadata.version(name)}".encode())
     return digest.hexdigest()
+
+
+def _docs_assets() -> dict[str, Path]:
+    from shared.ingest import docs
+
+    folder = docs.assets_dir()
+    return {f"{docs.ASSETS_PACKAGE}/{docs.ASSETS_FOLDER}/{name}": folder / name for name in docs.ASSETS}
 
 
 @jsii.implements(ILocalBundling)
 class CopyPackages:
     """Copies packages to `python/<name>` in the layer, where the Lambda runtime puts them on sys.path."""
 
-    def __init__(self, packages: list[Path]) -> None:
+    def __init__(self, packages: list[Path], files: dict[str, Path] | None = None) -> None:
         self._packages = packages
+        self._files = files or {}  # path under python/ → file to copy there
 
     # jsii hands the BundlingOptions struct over as keyword arguments; only `image` is named here.
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
@@ -59,6 +70,10 @@ class CopyPackages:
                 ignore=shutil.ignore_patterns(*_IGNORED, *_UNUSED),
                 dirs_exist_ok=True,
             )
+        for target, source in self._files.items():
+            destination = Path(output_dir) / "python" / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
         return True
 
 
@@ -68,7 +83,8 @@ class SharedLayer(Construct):
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
-            description="Continuum's shared package (models, domain logic, store) and phonenumbers",
+            description="Continuum's shared package (models, domain logic, store), phonenumbers and the "
+            "Swagger UI assets",
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.ARM_64],
             # Hashed by content (shared/'s source, the vendored versions), so any edit re-bundles and
@@ -81,7 +97,9 @@ class SharedLayer(Construct):
                 bundling=BundlingOptions(
                     # Never pulled: local bundling always succeeds, so Docker is not needed.
                     image=DockerImage.from_registry("unused"),
-                    local=CopyPackages([SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)]),
+                    local=CopyPackages(
+                        [SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)], _docs_assets()
+                    ),
                 ),
             ),
         )

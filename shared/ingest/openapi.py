@@ -112,16 +112,6 @@ def document() -> dict[str, Any]:
     }
 
 
-SWAGGER_UI = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Continuum ingest API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});</script>
-</body></html>
-"""
-
-
 def _profile_paths() -> dict[str, Any]:
     """The Profile API (admin token only; a write key never opens it)."""
     profile = _json_response("the profile (a merged profile's id answers with the survivor)", "ProfileView")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -188,6 +190,26 @@ def test_the_api_describes_itself(local: LocalRuntime) -> None:
     status, headers, page = local.raw("GET", "/docs")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert b"openapi.json" in page
+
+
+def test_the_docs_page_and_everything_it_loads_are_served_locally(local: LocalRuntime) -> None:
+    status, _, page = local.raw("GET", "/docs")
+    html = page.decode()
+    assert status == 200
+    # Nothing from a CDN or any other host: the page must work offline.
+    assert re.findall(r"(?:https?:)?//", html) == []
+    loaded = re.findall(r'<(?:script|link)[^>]* (?:src|href)="([^"]+)"', html)
+    kinds = {url.rsplit(".", 1)[-1] for url in loaded}
+    assert kinds == {"js", "css"}
+    for url in loaded:
+        # Relative to the page at /docs, as a browser resolves it.
+        status, headers, body = local.raw("GET", urljoin("/docs", url))
+        expected = "text/javascript" if url.endswith(".js") else "text/css"
+        assert (status, headers["Content-Type"].split(";")[0]) == (200, expected), url
+        assert len(body) > 10_000, url  # the real Swagger UI file, not an error page
+    assert b"SwaggerUIBundle" in local.raw("GET", "/docs/swagger-ui-bundle.js")[2]
+    assert local.raw("GET", "/docs/..%2Fpyproject.toml")[0] == 404
+    assert local.raw("GET", "/docs/swagger-ui-bundle.js.map")[0] == 404
 
 
 def test_analytics_js_one_letter_paths_and_batch_sent_at_are_understood(local: LocalRuntime) -> None:

@@ -7,6 +7,8 @@ they are (a function by its description, a table by its key schema), never by a 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from infra.topology import (
     queue_env,
     table_env,
 )
+from shared.ingest import docs
 from shared.journeys.compiler import compile_journey
 from shared.journeys.loader import load_journeys
 
@@ -704,3 +707,22 @@ def test_journey_log_groups_have_no_fixed_name_so_a_rolled_back_deploy_never_blo
         name = synth.resources[log_group]["Properties"].get("LogGroupName")
         # Absent (CloudFormation names it) or made unique per stack instance (its stack id's UUID).
         assert name is None or '{"Ref": "AWS::StackId"}' in json.dumps(name), name
+
+
+# --- the docs page's assets in the cloud -------------------------------------------------------------
+
+
+def test_the_shared_layer_ships_swagger_uis_assets_where_the_docs_page_finds_them(synth: Synth) -> None:
+    [layer] = [d / "python" for d in synth.outdir.glob("asset.*") if (d / "python" / "shared").is_dir()]
+    # Only the files the page loads, not the package's code or its other bundles.
+    assert sorted(p.name for p in (layer / "swagger_ui").rglob("*") if p.is_file()) == sorted(docs.ASSETS)
+    # As the ingest function runs in Lambda: the layer's python/ on the path, no site-packages.
+    probe = (
+        "import sys; sys.path[:] = [sys.argv[1]] + [p for p in sys.path if 'site-packages' not in p]; "
+        "from shared.ingest import docs; "
+        "print(*[docs.page('/docs/' + name)[1] for name in sorted(docs.ASSETS)], sep='|')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(layer)], capture_output=True, text=True, check=True, cwd=layer
+    )
+    assert result.stdout.strip().split("|") == [docs.ASSETS[name] for name in sorted(docs.ASSETS)]
