@@ -75,20 +75,64 @@ class _Cloud:
             raise SystemExit(f"error: no source {source_id}") from error
 
 
+DEFAULT_LOCAL = "http://127.0.0.1:8000"
+
+
+def _add_targets(parser: argparse.ArgumentParser) -> None:
+    """--local / --stack, accepted before and after the subcommand alike. SUPPRESS as the default, so
+    that a subcommand's parser does not overwrite with None what was given before the subcommand."""
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--local",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"the local runtime (default {DEFAULT_LOCAL})",
+    )
+    target.add_argument(
+        "--stack",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="a deployed stack (AWS credentials and region from the environment)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.sources", description=__doc__.split("\n\n")[0])
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--local", metavar="URL", default="http://127.0.0.1:8000", help="the local runtime")
-    target.add_argument(
-        "--stack", metavar="NAME", help="a deployed stack (AWS credentials from the environment)"
-    )
+    _add_targets(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("create", help="create a source and print its new write key").add_argument("name")
-    commands.add_parser("list", help="list sources (never their keys)")
-    commands.add_parser("revoke", help="revoke a source's write key").add_argument("source_id")
+    for name, help_text, argument in (
+        ("create", "create a source and print its new write key", "name"),
+        ("list", "list sources (never their keys)", None),
+        ("revoke", "revoke a source's write key", "source_id"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        if argument:
+            command.add_argument(argument)
+        _add_targets(command)
     args = parser.parse_args(argv)
+    local, stack = getattr(args, "local", None), getattr(args, "stack", None)
+    if local is not None and stack is not None:
+        # One on each side of the subcommand: the groups cannot see each other.
+        parser.error("argument --stack: not allowed with argument --local")
 
-    backend = _Cloud(args.stack) if args.stack else _Local(args.local)
+    if stack is None:
+        return _run(_Local(local or DEFAULT_LOCAL), args)
+    # Imported here: the local path needs no AWS SDK.
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return _run(_Cloud(stack), args)
+    except (BotoCoreError, ClientError) as error:
+        # A missing region or credentials is the usual cause: one line, not a traceback.
+        print(
+            f"error: cannot use stack {stack}: {error} "
+            "(configure AWS: AWS_PROFILE or credentials, and AWS_REGION)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _run(backend: _Local | _Cloud, args: argparse.Namespace) -> int:
     if args.command == "create":
         created = backend.create(args.name)
         print(f"created {created['source']['sourceId']} ({created['source']['name']})")
