@@ -22,6 +22,7 @@ from infra.constructs.tables import Tables
 from infra.topology import (
     EVENT_BUS_ENV,
     JOURNEYS_ENV,
+    MESSAGES,
     SOURCES,
     Topology,
     queue_env,
@@ -135,6 +136,12 @@ class ContinuumStack(Stack):
         CfnOutput(self, "EventBusName", value=bus.bus.event_bus_name)
         # `python -m infra.sources --stack <name>` finds the sources table here.
         CfnOutput(self, "SourcesTable", value=tables[SOURCES].table_name)
+        CfnOutput(
+            self,
+            "MessageLogTable",
+            value=tables[MESSAGES].table_name,
+            description="Every send and every drop, with its reason (the cloud's /_local/message-log)",
+        )
         CfnOutput(
             self,
             "AlarmTopicArn",
