@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -121,7 +122,7 @@ def test_concurrent_add_to_carts_start_one_cart_journey_per_customer(
     rendezvous(len(events))
 
     # When the router handles them all concurrently
-    _in_parallel([lambda event=event: handler(event, _Context()) for event in events])
+    _in_parallel([partial(handler, event, _Context()) for event in events])
 
     # Then each customer has exactly one cart-abandonment execution
     for customer in customers:
@@ -216,7 +217,7 @@ def _sqs_record(message: OutboundMessage) -> dict[str, Any]:
     ],
 )
 def test_concurrent_deliveries_of_one_message_call_the_provider_once(
-    channel: str, provider: type, module: str, monkeypatch: pytest.MonkeyPatch
+    channel: str, provider: Any, module: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given three queued messages, each delivered five times at once
     from importlib import import_module
@@ -243,7 +244,7 @@ def test_concurrent_deliveries_of_one_message_call_the_provider_once(
             gate.settle()
 
     # When the channel function handles every delivery concurrently
-    failed = _in_parallel([lambda record=record: deliver(record) for record in deliveries])
+    failed = _in_parallel([partial(deliver, record) for record in deliveries])
 
     # Then the provider was called once per message; the other deliveries asked to be retried
     assert sorted(gate.calls) == sorted(message.to for message in messages)
