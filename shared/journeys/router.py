@@ -202,8 +202,9 @@ def follow_merge(
         for profile_id in merged.merged:
             for run in runs.active(profile_id, journey.id):
                 arn = run["executionArn"]
-                # A running run under the survivor other than this one (moved before a crash and
-                # a retry) means the survivor is in the journey, slot or not (runs from before slots).
+                # The survivor is in the journey if another of its runs is running (runs recorded
+                # before slots existed hold none) or its slot is held; this run itself may already
+                # be under it (moved, then the router died before closing it here: a retry).
                 if not survivors_runs - {arn} and _claim(
                     merged.survivor, journey, arn, runs, executions, now
                 ):
