@@ -26,4 +26,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         content = message.content
         return provider.send(message.to, content["subject"], content["text"], content.get("html"))
 
-    return consume(event, MessageLog(settings.messages_table), send, metrics)
+    return consume(event, context, MessageLog(settings.messages_table), send, metrics)

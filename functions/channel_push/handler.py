@@ -25,4 +25,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def send(message: OutboundMessage) -> str:
         return provider.send(message.to, message.content["title"], message.content["body"])
 
-    return consume(event, MessageLog(settings.messages_table), send, metrics)
+    return consume(event, context, MessageLog(settings.messages_table), send, metrics)

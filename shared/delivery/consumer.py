@@ -8,26 +8,45 @@ deleted. It is written out here rather than taken from Powertools' batch utility
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from shared.delivery.service import Log, handle_outbound
+from shared import clock
+from shared.delivery.service import Log, MessageLeasedError, handle_outbound
 from shared.models.message import OutboundMessage
 
 logger = Logger()
 
+# Added to the invocation's remaining time to make a message's lease: covers clock differences
+# between the Lambda hosts that compare lease times. The lease (function timeout + this) must stay
+# below the queue's visibility timeout, so that a dead holder's lease has expired when SQS delivers
+# the message again (a unit test checks this against infra/topology.py).
+LEASE_MARGIN = timedelta(seconds=5)
+
 
 def consume(
-    event: dict[str, Any], log: Log, send: Callable[[OutboundMessage], str], metrics: Metrics
+    event: dict[str, Any],
+    context: Any,
+    log: Log,
+    send: Callable[[OutboundMessage], str],
+    metrics: Metrics,
 ) -> dict[str, list[dict[str, str]]]:
+    # Every message of the batch is handled within this invocation: its lease lasts as long.
+    lease_until = clock.now() + timedelta(milliseconds=context.get_remaining_time_in_millis()) + LEASE_MARGIN
     sent = 0
     failures = []
     for record in event.get("Records", []):
         try:
-            sent += handle_outbound(OutboundMessage.model_validate_json(record["body"]), log, send)
+            message = OutboundMessage.model_validate_json(record["body"])
+            sent += handle_outbound(message, log, send, holder=uuid.uuid4().hex, lease_until=lease_until)
+        except MessageLeasedError:  # another delivery is sending it: back to the queue, not sent here
+            logger.info("message leased by another delivery", extra={"sqsMessageId": record.get("messageId")})
+            failures.append({"itemIdentifier": record["messageId"]})
         except Exception:  # reported back to SQS, never swallowed: the message is retried
             logger.exception("message failed", extra={"sqsMessageId": record.get("messageId")})
             failures.append({"itemIdentifier": record["messageId"]})

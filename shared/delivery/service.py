@@ -1,12 +1,23 @@
 """A journey's send step from decision to the channel queue, and a channel's send to its provider.
 
-Both are idempotent on the message key (execution + step): a retried step or a redelivered queue
-message never sends twice.
+Both are idempotent on the message key (execution + step): a retried step enqueues the message
+again at most, and a channel sends a message once however often it is delivered. SQS delivers at
+least once, and a retried step enqueues twice: two deliveries of one message can run at once. So a
+channel first takes the message's lease (a conditional write: queued, and no live lease), then calls
+the provider, then marks it sent (conditional on still holding the lease). A delivery that finds a
+live lease does not send: it is retried later, when the message is sent (acknowledged) or the lease
+has expired (its holder died: this one sends).
+
+What remains at least once: a holder that dies after the provider accepted the message and before
+`mark_sent` leaves it queued; after the lease expires the retry sends it again. Neither SES v2
+SendEmail nor SNS Publish to a platform endpoint takes an idempotency key, so this window (one
+provider call's worth of time, on a crash) cannot be closed on our side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
 from shared import clock
@@ -24,7 +35,30 @@ class Log(Protocol):
 
     def get(self, message_key: str) -> MessageLogEntry | None: ...
 
-    def mark_sent(self, message_key: str, sent_at: str, provider_message_id: str) -> None: ...
+    def lease(self, message_key: str, holder: str, now: str, until: str) -> bool:
+        """Take the lease if the message is queued and no lease is live at `now`."""
+        ...
+
+    def release(self, message_key: str, holder: str) -> None:
+        """Give the lease back (if `holder` still holds it)."""
+        ...
+
+    def mark_sent(self, message_key: str, holder: str, sent_at: str, provider_message_id: str) -> bool:
+        """Mark it sent if `holder` still holds the lease; False when it does not."""
+        ...
+
+
+class MessageLeasedError(Exception):
+    """Another delivery of the message holds its lease (it is sending it now): retry later."""
+
+
+class UnknownMessageError(Exception):
+    """A queued message without its log entry: no record to keep it from being sent twice."""
+
+
+class LeaseLostError(Exception):
+    """The provider took the message after this delivery's lease had expired: another delivery may
+    have sent it as well."""
 
 
 class Queue(Protocol):
@@ -71,11 +105,30 @@ def handle_send(request: SendRequest, profiles: Profiles, log: Log, queue: Queue
     return entry
 
 
-def handle_outbound(message: OutboundMessage, log: Log, send: Callable[[OutboundMessage], str]) -> bool:
-    """Hand a queued message to its provider unless it was sent already. True when sent now."""
-    entry = log.get(message.messageKey)
-    if entry is not None and entry.status == "sent":
-        return False
-    provider_message_id = send(message)
-    log.mark_sent(message.messageKey, clock.iso(clock.now()), provider_message_id)
+def handle_outbound(
+    message: OutboundMessage,
+    log: Log,
+    send: Callable[[OutboundMessage], str],
+    holder: str,
+    lease_until: datetime,
+) -> bool:
+    """Hand a queued message to its provider unless it was sent already. True when sent now.
+
+    `holder` names this delivery; `lease_until` must outlast it (the channel function's deadline),
+    so that a live delivery never loses its lease, and a dead one's expires."""
+    key = message.messageKey
+    if not log.lease(key, holder, clock.iso(clock.now()), clock.iso(lease_until)):
+        entry = log.get(key)
+        if entry is None:
+            raise UnknownMessageError("the message has no log entry")
+        if entry.status != "queued":
+            return False  # sent (or dropped) already: acknowledge
+        raise MessageLeasedError("another delivery of the message is sending it")
+    try:
+        provider_message_id = send(message)
+    except BaseException:
+        log.release(key, holder)  # the retry may send at once
+        raise
+    if not log.mark_sent(key, holder, clock.iso(clock.now()), provider_message_id):
+        raise LeaseLostError("the message was sent after its lease expired")
     return True

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.journeys.router import ExecutionState, Slot
 from shared.store.aws import TableStore, client, error_code
 
 
+def _slot_key(journey_id: str) -> str:
+    # Journey ids start with a letter (shared/models/journey.py), so no run key begins with "#":
+    # `active`'s `begins_with(runKey, "<journeyId>#")` never sees a slot.
+    return f"#slot#{journey_id}"
+
+
 class JourneyRunStore(TableStore):
-    """One item per execution under its profile: `runKey` = `<journeyId>#<executionName>`."""
+    """One item per execution under its profile: `runKey` = `<journeyId>#<executionName>`; and one
+    slot per journey the profile is in: `runKey` = `#slot#<journeyId>`, naming the execution holding it."""
 
     def active(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
         response = self._db.query(
@@ -37,6 +45,55 @@ class JourneyRunStore(TableStore):
                 "enteredAt": {"S": entered_at},
             },
         )
+
+    def claim(
+        self, profile_id: str, journey_id: str, execution_arn: str, at: str, replacing: str | None = None
+    ) -> bool:
+        """Take the slot if it is free, held by this execution already, or held by `replacing`."""
+        condition = "attribute_not_exists(runKey) OR executionArn = :arn"
+        values = {":arn": {"S": execution_arn}}
+        if replacing is not None:
+            condition += " OR executionArn = :replacing"
+            values[":replacing"] = {"S": replacing}
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "profileId": {"S": profile_id},
+                    "runKey": {"S": _slot_key(journey_id)},
+                    "executionArn": {"S": execution_arn},
+                    "claimedAt": {"S": at},
+                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def slot(self, profile_id: str, journey_id: str) -> Slot | None:
+        item = self._db.get_item(
+            TableName=self._table,
+            Key={"profileId": {"S": profile_id}, "runKey": {"S": _slot_key(journey_id)}},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return None
+        return Slot(execution_arn=item["executionArn"]["S"], claimed_at=item["claimedAt"]["S"])
+
+    def release(self, profile_id: str, journey_id: str, execution_arn: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"profileId": {"S": profile_id}, "runKey": {"S": _slot_key(journey_id)}},
+                ConditionExpression="executionArn = :arn",
+                ExpressionAttributeValues={":arn": {"S": execution_arn}},
+            )
+        except Exception as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
 
     def delete_for_profile(self, profile_id: str) -> None:
         """Forget a profile's runs (erasure)."""
@@ -79,9 +136,17 @@ class JourneyExecutions:
         arn: str = response["executionArn"]
         return arn
 
+    def state(self, execution_arn: str) -> ExecutionState:
+        try:
+            status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
+        except Exception as error:
+            if error_code(error) == "ExecutionDoesNotExist":
+                return "missing"
+            raise
+        return "running" if status in ("RUNNING", "PENDING_REDRIVE") else "ended"
+
     def is_running(self, execution_arn: str) -> bool:
-        status = self._sfn.describe_execution(executionArn=execution_arn)["status"]
-        return bool(status in ("RUNNING", "PENDING_REDRIVE"))
+        return self.state(execution_arn) == "running"
 
     def stop(self, execution_arn: str, cause: str) -> None:
         try:

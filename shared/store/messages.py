@@ -46,18 +46,54 @@ class MessageLog(TableStore):
         ).get("Item")
         return _entry(item) if item else None
 
-    def mark_sent(self, message_key: str, sent_at: str, provider_message_id: str) -> None:
-        self._db.update_item(
-            TableName=self._table,
-            Key={"messageKey": {"S": message_key}},
-            UpdateExpression="SET #s = :sent, sentAt = :at, providerMessageId = :pid",
+    def lease(self, message_key: str, holder: str, now: str, until: str) -> bool:
+        """Take the message's lease: only a queued message whose lease is absent or expired (times
+        are ISO-8601 UTC strings of one format, so they compare as strings)."""
+        return self._conditional_update(
+            message_key,
+            UpdateExpression="SET leaseHolder = :holder, leaseUntil = :until",
+            ConditionExpression="#s = :queued AND (attribute_not_exists(leaseUntil) OR leaseUntil <= :now)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":holder": {"S": holder},
+                ":until": {"S": until},
+                ":queued": {"S": "queued"},
+                ":now": {"S": now},
+            },
+        )
+
+    def release(self, message_key: str, holder: str) -> None:
+        self._conditional_update(
+            message_key,
+            UpdateExpression="REMOVE leaseHolder, leaseUntil",
+            ConditionExpression="leaseHolder = :holder",
+            ExpressionAttributeValues={":holder": {"S": holder}},
+        )
+
+    def mark_sent(self, message_key: str, holder: str, sent_at: str, provider_message_id: str) -> bool:
+        return self._conditional_update(
+            message_key,
+            UpdateExpression="SET #s = :sent, sentAt = :at, providerMessageId = :pid "
+            "REMOVE leaseHolder, leaseUntil",
+            ConditionExpression="leaseHolder = :holder",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
                 ":sent": {"S": "sent"},
                 ":at": {"S": sent_at},
                 ":pid": {"S": provider_message_id},
+                ":holder": {"S": holder},
             },
         )
+
+    def _conditional_update(self, message_key: str, **request: Any) -> bool:
+        """An UpdateItem with a condition: False when the condition failed."""
+        try:
+            self._db.update_item(TableName=self._table, Key={"messageKey": {"S": message_key}}, **request)
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def delete_for_profiles(self, profile_ids: list[str]) -> int:
         """Delete every entry of these profiles (erasure: the log holds addresses and content)."""

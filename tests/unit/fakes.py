@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from shared.identity.resolver import (
     Pointer,
 )
 from shared.identity.rules import IdentityRules
+from shared.journeys.router import ExecutionState, Slot
 from shared.models.events import BusEvent
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
@@ -191,93 +193,177 @@ class FakeProfileStore:
 
 
 class FakeRunStore:
-    """`shared.journeys.router.RunStore`: one run per (profile, `<journey>#<name>`), as the table keys it."""
+    """`shared.journeys.router.RunStore`: one run per (profile, `<journey>#<name>`), as the table keys it,
+    and one slot per (profile, journey) claimed by a conditional write. Each call is applied
+    atomically (a lock), as DynamoDB applies each request; so threads may call it at once.
+
+    `rendezvous`, when set, holds each thread's first call of `active` until all parties have read: concurrent
+    routers then all decide from the same (empty) state, the interleaving that exposes a race."""
 
     def __init__(self, journal: list[tuple[str, str]] | None = None) -> None:
         self.items: dict[tuple[str, str], dict[str, str]] = {}
+        self.slots: dict[tuple[str, str], Slot] = {}
         self.journal = journal if journal is not None else []
+        self.rendezvous: threading.Barrier | None = None
+        self._met: set[int] = set()  # threads that passed the rendezvous (each waits once)
+        self._lock = threading.RLock()
 
     def active(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
-        return [
-            dict(item)
-            for (owner, run_key), item in self.items.items()
-            if owner == profile_id and run_key.startswith(f"{journey_id}#") and item["status"] == "active"
-        ]
+        with self._lock:
+            found = [
+                dict(item)
+                for (owner, run_key), item in self.items.items()
+                if owner == profile_id and run_key.startswith(f"{journey_id}#") and item["status"] == "active"
+            ]
+        if self.rendezvous is not None and threading.get_ident() not in self._met:
+            self._met.add(threading.get_ident())
+            self.rendezvous.wait()
+        return found
 
     def add(self, profile_id: str, journey_id: str, name: str, execution_arn: str, entered_at: str) -> None:
-        self.journal.append(("add", name))
-        run_key = f"{journey_id}#{name}"
-        self.items[(profile_id, run_key)] = {
-            "profileId": profile_id,
-            "runKey": run_key,
-            "executionArn": execution_arn,
-            "status": "active",
-            "enteredAt": entered_at,
-        }
+        with self._lock:
+            self.journal.append(("add", name))
+            run_key = f"{journey_id}#{name}"
+            self.items[(profile_id, run_key)] = {
+                "profileId": profile_id,
+                "runKey": run_key,
+                "executionArn": execution_arn,
+                "status": "active",
+                "enteredAt": entered_at,
+            }
 
     def close(self, profile_id: str, run_key: str, status: str, at: str) -> None:
-        self.journal.append(("close", run_key))
-        self.items[(profile_id, run_key)].update(status=status, closedAt=at)
+        with self._lock:
+            self.journal.append(("close", run_key))
+            self.items[(profile_id, run_key)].update(status=status, closedAt=at)
+
+    def claim(
+        self, profile_id: str, journey_id: str, execution_arn: str, at: str, replacing: str | None = None
+    ) -> bool:
+        with self._lock:
+            held = self.slots.get((profile_id, journey_id))
+            if held is not None and held.execution_arn not in (execution_arn, replacing):
+                return False
+            self.journal.append(("claim", execution_arn.rsplit(":", 1)[-1]))
+            self.slots[(profile_id, journey_id)] = Slot(execution_arn=execution_arn, claimed_at=at)
+            return True
+
+    def slot(self, profile_id: str, journey_id: str) -> Slot | None:
+        with self._lock:
+            return self.slots.get((profile_id, journey_id))
+
+    def release(self, profile_id: str, journey_id: str, execution_arn: str) -> None:
+        with self._lock:
+            held = self.slots.get((profile_id, journey_id))
+            if held is not None and held.execution_arn == execution_arn:
+                self.journal.append(("release", execution_arn.rsplit(":", 1)[-1]))
+                del self.slots[(profile_id, journey_id)]
 
     def status_of(self, execution_arn: str) -> list[str]:
         return [item["status"] for item in self.items.values() if item["executionArn"] == execution_arn]
 
 
 class FakeExecutions:
-    """`shared.journeys.router.Executions`: names are unique per state machine, as in Step Functions."""
+    """`shared.journeys.router.Executions`: names are unique per state machine, as in Step Functions.
+    Thread-safe: each call is atomic."""
 
     def __init__(self, journal: list[tuple[str, str]] | None = None) -> None:
         self.status: dict[str, str] = {}
         self.payloads: dict[str, dict[str, Any]] = {}
         self.stopped: dict[str, str] = {}
         self.journal = journal if journal is not None else []
+        self.crash_next_start: Exception | None = None  # raised by the next `start`, before it starts
+        self._lock = threading.RLock()
 
     @staticmethod
     def arn_of(state_machine_arn: str, name: str) -> str:
         return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str | None:
-        self.journal.append(("start", name))
-        arn = self.arn_of(state_machine_arn, name)
-        if arn in self.status:
-            return None  # ExecutionAlreadyExists
-        self.status[arn] = "RUNNING"
-        self.payloads[arn] = payload
-        return arn
+        with self._lock:
+            self.journal.append(("start", name))
+            if self.crash_next_start is not None:
+                crash, self.crash_next_start = self.crash_next_start, None
+                raise crash
+            arn = self.arn_of(state_machine_arn, name)
+            if arn in self.status:
+                return None  # ExecutionAlreadyExists
+            self.status[arn] = "RUNNING"
+            self.payloads[arn] = payload
+            return arn
+
+    def state(self, execution_arn: str) -> ExecutionState:
+        with self._lock:
+            status = self.status.get(execution_arn)
+        if status is None:
+            return "missing"
+        return "running" if status == "RUNNING" else "ended"
 
     def is_running(self, execution_arn: str) -> bool:
-        return self.status.get(execution_arn) == "RUNNING"
+        return self.state(execution_arn) == "running"
 
     def stop(self, execution_arn: str, cause: str) -> None:
-        self.journal.append(("stop", execution_arn))
-        if execution_arn in self.status:
-            self.status[execution_arn] = "ABORTED"
-        self.stopped[execution_arn] = cause
+        with self._lock:
+            self.journal.append(("stop", execution_arn))
+            if execution_arn in self.status:
+                self.status[execution_arn] = "ABORTED"
+            self.stopped[execution_arn] = cause
 
     def finish(self, execution_arn: str) -> None:
         self.status[execution_arn] = "SUCCEEDED"
 
+    def running(self) -> list[str]:
+        with self._lock:
+            return [arn for arn, status in self.status.items() if status == "RUNNING"]
+
 
 class FakeMessageLog:
-    """`shared.delivery.service.Log`: `record` writes only when no entry has the key."""
+    """`shared.delivery.service.Log`, atomic per call as DynamoDB is: `record` writes only when no
+    entry has the key; `lease` takes a queued entry whose lease is absent or expired; `mark_sent` and
+    `release` act only for the lease's holder."""
 
     def __init__(self) -> None:
         self.entries: dict[str, MessageLogEntry] = {}
+        self.leases: dict[str, tuple[str, str]] = {}  # message key -> (holder, until)
+        self._lock = threading.RLock()
 
     def record(self, entry: MessageLogEntry) -> bool:
-        if entry.messageKey in self.entries:
-            return False
-        self.entries[entry.messageKey] = entry.model_copy(deep=True)
-        return True
+        with self._lock:
+            if entry.messageKey in self.entries:
+                return False
+            self.entries[entry.messageKey] = entry.model_copy(deep=True)
+            return True
 
     def get(self, message_key: str) -> MessageLogEntry | None:
-        entry = self.entries.get(message_key)
-        return entry.model_copy(deep=True) if entry else None
+        with self._lock:
+            entry = self.entries.get(message_key)
+            return entry.model_copy(deep=True) if entry else None
 
-    def mark_sent(self, message_key: str, sent_at: str, provider_message_id: str) -> None:
-        self.entries[message_key] = self.entries[message_key].model_copy(
-            update={"status": "sent", "sentAt": sent_at, "providerMessageId": provider_message_id}
-        )
+    def lease(self, message_key: str, holder: str, now: str, until: str) -> bool:
+        with self._lock:
+            entry = self.entries.get(message_key)
+            if entry is None or entry.status != "queued":
+                return False
+            lease = self.leases.get(message_key)
+            if lease is not None and lease[1] > now:
+                return False
+            self.leases[message_key] = (holder, until)
+            return True
+
+    def release(self, message_key: str, holder: str) -> None:
+        with self._lock:
+            if self.leases.get(message_key, ("", ""))[0] == holder:
+                del self.leases[message_key]
+
+    def mark_sent(self, message_key: str, holder: str, sent_at: str, provider_message_id: str) -> bool:
+        with self._lock:
+            if self.leases.get(message_key, ("", ""))[0] != holder:
+                return False
+            del self.leases[message_key]
+            self.entries[message_key] = self.entries[message_key].model_copy(
+                update={"status": "sent", "sentAt": sent_at, "providerMessageId": provider_message_id}
+            )
+            return True
 
 
 class FakeQueue:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from infra.topology import TOPOLOGY
 from shared import clock
-from shared.delivery.service import handle_outbound, handle_send
+from shared.delivery.consumer import LEASE_MARGIN
+from shared.delivery.service import (
+    LeaseLostError,
+    MessageLeasedError,
+    UnknownMessageError,
+    handle_outbound,
+    handle_send,
+)
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Identifier
 from tests.unit.fakes import FakeMessageLog, FakeProfileStore, FakeQueue
@@ -168,7 +178,9 @@ def test_a_retried_step_twice_in_a_row_enqueues_once_then_stops_after_the_send(
     profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
 ) -> None:
     handle_send(_request(), profiles, log, queue)
-    handle_outbound(queue.messages[0], log, lambda message: "ses-1")
+    handle_outbound(
+        queue.messages[0], log, lambda message: "ses-1", holder="d-1", lease_until=clock.now() + LEASE
+    )
 
     handle_send(_request(), profiles, log, queue)
 
@@ -204,6 +216,13 @@ def _outbound() -> OutboundMessage:
     )
 
 
+LEASE = timedelta(seconds=35)
+
+
+def _deliver(log: FakeMessageLog, provider: Any, holder: str = "delivery-1") -> bool:
+    return handle_outbound(_outbound(), log, provider, holder=holder, lease_until=clock.now() + LEASE)
+
+
 def test_an_outbound_message_already_sent_is_not_sent_again(log: FakeMessageLog) -> None:
     log.entries[KEY] = _entry("sent", sentAt="2024-05-01T11:00:01.000Z", providerMessageId="ses-1")
     sent: list[OutboundMessage] = []
@@ -212,7 +231,7 @@ def test_an_outbound_message_already_sent_is_not_sent_again(log: FakeMessageLog)
         sent.append(message)
         return "ses-2"
 
-    assert handle_outbound(_outbound(), log, provider) is False
+    assert _deliver(log, provider) is False
     assert sent == []
     assert log.entries[KEY].providerMessageId == "ses-1"
 
@@ -227,7 +246,7 @@ def test_a_queued_outbound_message_is_sent_and_marked_with_the_provider_id(
         sent.append(message)
         return "ses-42"
 
-    assert handle_outbound(_outbound(), log, provider) is True
+    assert _deliver(log, provider) is True
     assert sent == [_outbound()]
     marked = log.entries[KEY]
     assert (marked.status, marked.providerMessageId, marked.sentAt) == (
@@ -235,15 +254,138 @@ def test_a_queued_outbound_message_is_sent_and_marked_with_the_provider_id(
         "ses-42",
         clock.iso(fixed_clock),
     )
+    assert log.leases == {}
 
 
-def test_a_provider_failure_leaves_the_message_unsent_for_the_retry(log: FakeMessageLog) -> None:
+def test_a_provider_failure_leaves_the_message_unsent_and_unleased_for_the_retry(
+    log: FakeMessageLog,
+) -> None:
     log.entries[KEY] = _entry("queued")
 
     def failing(message: OutboundMessage) -> str:
         raise ConnectionError("provider down")
 
     with pytest.raises(ConnectionError):
-        handle_outbound(_outbound(), log, failing)
+        _deliver(log, failing)
 
     assert log.entries[KEY].status == "queued"
+    assert _deliver(log, lambda message: "ses-2", holder="delivery-2") is True
+
+
+# -- concurrent deliveries of one message ---------------------------------------------------------
+
+
+class GatedProvider:
+    """A provider whose sends wait until each of the test's deliveries has finished or reached the
+    provider: concurrent deliveries then all decide before any of them marks the message sent.
+    Each delivery calls `begin` first and `settle` when it ends."""
+
+    def __init__(self, deliveries: int) -> None:
+        self.calls: list[str] = []
+        self._deliveries = deliveries
+        self._settled = 0
+        self._current = threading.local()  # whether this thread's delivery has settled
+        self._changed = threading.Condition()
+
+    def begin(self) -> None:
+        self._current.settled = False
+
+    def send(self, message: OutboundMessage) -> str:
+        with self._changed:
+            self.calls.append(message.messageKey)
+            self.settle()
+            self._changed.wait_for(lambda: self._settled >= self._deliveries, timeout=30)
+            return f"ses-{len(self.calls)}"
+
+    def settle(self) -> None:
+        with self._changed:
+            if not self._current.settled:
+                self._current.settled = True
+                self._settled += 1
+                self._changed.notify_all()
+
+
+def test_concurrent_deliveries_of_one_message_call_the_provider_once(log: FakeMessageLog) -> None:
+    # Given one queued message delivered eight times at once (SQS at least once, a retried step)
+    log.entries[KEY] = _entry("queued")
+    provider = GatedProvider(deliveries=8)
+
+    def deliver(holder: str) -> str:
+        provider.begin()
+        try:
+            return "sent" if _deliver(log, provider.send, holder=holder) else "acknowledged"
+        except MessageLeasedError:
+            return "retry later"
+        finally:
+            provider.settle()
+
+    # When they run together
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(deliver, [f"delivery-{i}" for i in range(8)]))
+
+    # Then the provider is called once; the others do not send, and ask to be retried
+    assert provider.calls == [KEY]
+    assert sorted(outcomes) == ["retry later"] * 7 + ["sent"]
+    assert log.entries[KEY].status == "sent"
+
+
+def test_a_delivery_after_the_send_acknowledges_without_sending(log: FakeMessageLog) -> None:
+    log.entries[KEY] = _entry("queued")
+    _deliver(log, lambda message: "ses-1")
+
+    assert _deliver(log, lambda message: "ses-2", holder="delivery-2") is False
+    assert log.entries[KEY].providerMessageId == "ses-1"
+
+
+def test_a_message_whose_holder_died_is_sent_once_its_lease_has_expired(
+    log: FakeMessageLog, fixed_clock: datetime
+) -> None:
+    # Given a delivery that took the lease and died before sending
+    log.entries[KEY] = _entry("queued")
+    assert log.lease(KEY, "dead", clock.iso(fixed_clock), clock.iso(fixed_clock + LEASE))
+    with pytest.raises(MessageLeasedError):
+        _deliver(log, lambda message: "ses-early", holder="too-early")
+
+    # When it is delivered again after the lease expired
+    clock.install(lambda: fixed_clock + LEASE)
+    sent = _deliver(log, lambda message: "ses-2", holder="delivery-2")
+
+    # Then this delivery sends it
+    assert sent is True
+    assert log.entries[KEY].providerMessageId == "ses-2"
+
+
+def test_a_send_after_the_lease_was_taken_over_is_reported(
+    log: FakeMessageLog, fixed_clock: datetime
+) -> None:
+    log.entries[KEY] = _entry("queued")
+
+    def slow(message: OutboundMessage) -> str:
+        # Meanwhile the lease expired and another delivery took it.
+        later = fixed_clock + LEASE
+        assert log.lease(KEY, "delivery-2", clock.iso(later), clock.iso(later + LEASE))
+        return "ses-1"
+
+    with pytest.raises(LeaseLostError):
+        _deliver(log, slow)
+    assert log.entries[KEY].status == "queued"
+
+
+def test_a_message_missing_from_the_log_is_not_sent(log: FakeMessageLog) -> None:
+    sent: list[OutboundMessage] = []
+
+    with pytest.raises(UnknownMessageError):
+        _deliver(log, sent.append)
+
+    assert sent == []
+
+
+def test_a_channel_lease_expires_before_its_queue_delivers_the_message_again() -> None:
+    # A lease lasts the rest of the invocation plus a margin; a dead holder's must have expired when
+    # the visibility timeout returns the message, or the retries would end in the dead-letter queue.
+    for consumer in TOPOLOGY.consumers:
+        function = TOPOLOGY.function(consumer.function)
+        queue = next(q for q in TOPOLOGY.queues if q.name == consumer.queue)
+        longest_lease = timedelta(seconds=function.timeout_seconds) + LEASE_MARGIN
+
+        assert longest_lease < timedelta(seconds=queue.visibility_timeout_seconds)

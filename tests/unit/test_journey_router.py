@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 
+from infra.topology import TOPOLOGY
+from shared import clock
 from shared.config import JourneyRef
-from shared.journeys.router import execution_name, follow_merge, route
+from shared.journeys.router import START_GRACE, execution_name, follow_merge, route
 from shared.models.events import ProfilesMerged, ResolvedEvent
 from tests.unit.fakes import FakeExecutions, FakeRunStore
 
@@ -357,3 +363,146 @@ def test_after_a_merge_the_survivor_is_in_each_journey_at_most_once(
     # Then the survivor is in the journey once, and only one execution keeps running
     assert len(runs.active(PROFILE, "cart_abandonment")) == 1
     assert sum(executions.is_running(arn) for arn in executions.status) == 1
+
+
+# -- concurrency: one run per profile and journey --------------------------------------------------
+
+
+def _in_parallel(calls: list[Any]) -> list[Any]:
+    """Run each call on its own thread at once; their results (a thread's exception is raised)."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
+
+
+def test_concurrent_triggers_for_the_same_customers_start_one_run_per_customer(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    # Given eight `Product Added` (different messageIds) for each of three customers, routed at once,
+    # every router reading "not in the journey" before any of them writes
+    customers, per_customer = [PROFILE, MERGED, OTHER], 8
+    runs.rendezvous = threading.Barrier(len(customers) * per_customer, timeout=30)
+    calls = [
+        partial(_route, _resolved(profileId=customer, message_id=f"m-{customer}-{i}"), runs, executions)
+        for customer in customers
+        for i in range(per_customer)
+    ]
+
+    # When they all run
+    routings = _in_parallel(calls)
+    runs.rendezvous = None
+
+    # Then each customer has exactly one execution, and one active run
+    started = [arn for routing in routings for arn in routing.started]
+    assert len(started) == len(customers)
+    for customer in customers:
+        [run] = runs.active(customer, "cart_abandonment")
+        assert executions.running().count(run["executionArn"]) == 1
+        assert [arn for arn in executions.running() if f":{customer[:40]}-" in arn] == [run["executionArn"]]
+
+
+def test_a_trigger_racing_a_merge_leaves_the_survivor_in_the_journey_once(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    # Given a run under the profile being merged, and a trigger for the survivor routed during the merge
+    _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
+    runs.rendezvous = threading.Barrier(2, timeout=30)
+
+    _in_parallel(
+        [
+            partial(follow_merge, _merge(MERGED), [CART], runs, executions, NOW),
+            partial(_route, _resolved(message_id="m-1"), runs, executions),
+        ]
+    )
+    runs.rendezvous = None
+
+    # Then one execution runs, and it is the survivor's one active run
+    [running] = executions.running()
+    assert [r["executionArn"] for r in runs.active(PROFILE, "cart_abandonment")] == [running]
+
+
+# -- the slot --------------------------------------------------------------------------------------
+
+
+def test_a_crash_between_claiming_the_slot_and_starting_is_healed_by_the_retry_of_the_same_event(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    executions.crash_next_start = TimeoutError("the router timed out")
+    with pytest.raises(TimeoutError):
+        _route(_resolved(message_id="m-1"), runs, executions)
+
+    retried = _route(_resolved(message_id="m-1"), runs, executions)
+
+    assert retried.started == [FakeExecutions.arn_of(MACHINE, execution_name(PROFILE, "m-1"))]
+
+
+def test_a_slot_being_started_by_its_event_is_not_taken_by_another(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    # Given the slot claimed for m-1 whose execution is not started yet (its router crashed, say)
+    executions.crash_next_start = TimeoutError("the router timed out")
+    with pytest.raises(TimeoutError):
+        _route(_resolved(message_id="m-1"), runs, executions)
+
+    # When another trigger arrives within the grace
+    other = _route(_resolved(message_id="m-2"), runs, executions)
+
+    # Then it starts nothing: m-1's retry will
+    assert other.started == []
+    assert executions.running() == []
+
+
+def test_a_slot_whose_execution_never_started_is_taken_after_the_grace(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    executions.crash_next_start = TimeoutError("the router timed out")
+    with pytest.raises(TimeoutError):
+        _route(_resolved(message_id="m-1"), runs, executions)
+    later = clock.iso(clock.parse(NOW) + START_GRACE + timedelta(seconds=1))
+
+    other = route(_resolved(message_id="m-2"), [CART], runs, executions, later)
+
+    name = execution_name(PROFILE, "m-2")
+    assert other.started == [FakeExecutions.arn_of(MACHINE, name)]
+    assert runs.status_of(FakeExecutions.arn_of(MACHINE, execution_name(PROFILE, "m-1"))) == ["never_started"]
+
+
+def test_the_router_gives_the_slot_grace_far_beyond_its_own_timeout() -> None:
+    # The claimer starts the execution within one invocation; the grace must outlast it.
+    router = TOPOLOGY.function("journey-router")
+
+    assert START_GRACE.total_seconds() >= 10 * router.timeout_seconds
+
+
+def test_a_goal_frees_the_slot(runs: FakeRunStore, executions: FakeExecutions) -> None:
+    _route(_resolved(), runs, executions)
+
+    _route(_resolved(event="Order Completed", message_id="m-2"), runs, executions)
+
+    assert runs.slot(PROFILE, "cart_abandonment") is None
+
+
+def test_a_moved_run_holds_the_survivors_slot_and_frees_the_merged_profiles(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
+
+    follow_merge(_merge(MERGED), [CART], runs, executions, NOW)
+
+    held = runs.slot(PROFILE, "cart_abandonment")
+    assert held is not None and held.execution_arn == arn
+    assert runs.slot(MERGED, "cart_abandonment") is None
+
+
+def test_a_survivor_run_recorded_before_slots_existed_still_counts(
+    runs: FakeRunStore, executions: FakeExecutions
+) -> None:
+    # Given a running run of the survivor written without a slot (before this version)
+    legacy = FakeExecutions.arn_of(MACHINE, "legacy")
+    executions.status[legacy] = "RUNNING"
+    runs.add(PROFILE, "cart_abandonment", "legacy", legacy, NOW)
+
+    # When a trigger arrives
+    routing = _route(_resolved(message_id="m-1"), runs, executions)
+
+    # Then the survivor stays in its one run
+    assert routing.started == []
