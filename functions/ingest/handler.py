@@ -18,7 +18,8 @@ from shared import config
 from shared.ingest.calls import CORS, IngestError, call_type_of, decode_body, parse, to_bus_events
 from shared.ingest.service import accept
 from shared.ingest.sources import SourceResolver, presented_key
-from shared.store.bus import EventPublisher, PublishError
+from shared.models.events import PublishError
+from shared.store.bus import EventPublisher
 from shared.store.sources import SeenMessageStore, SourceStore
 
 logger = Logger()

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.models.events import BusEvent
-from shared.store.bus import PublishError
+from shared.models.events import BusEvent, PublishError
 
 
 class SeenMessages(Protocol):

@@ -15,10 +15,9 @@ from shared.identity.resolver import (
     Pointer,
 )
 from shared.identity.rules import IdentityRules
-from shared.models.events import BusEvent
+from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
-from shared.store.bus import PublishError
 
 # DynamoDB's TransactWriteItems takes at most 100 actions (shared/store/profiles.py refuses more).
 TRANSACTION_MAX_ACTIONS = 100

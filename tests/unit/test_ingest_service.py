@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from shared.ingest.calls import parse, to_bus_events
 from shared.ingest.service import Accepted, accept, dedupe_key
-from shared.models.events import BusEvent
-from shared.store.bus import PublishError
+from shared.models.events import BusEvent, PublishError
 from tests.unit.fakes import FakePublisher, FakeSeenMessages
 
 SOURCE = "src_web"
@@ -171,3 +172,16 @@ def test_a_request_of_duplicates_only_publishes_no_event(publisher: FakePublishe
 
     assert accepted == Accepted(published=0, duplicates=2)
     assert publisher.bus == []
+
+
+def test_the_ingest_domain_imports_nothing_of_the_store() -> None:
+    # The domain states its needs as ports; shared/store implements them (CONVENTIONS.md)
+    domain = Path(__file__).parents[2] / "shared" / "ingest"
+    imported = {
+        (path.name, node.module or "")
+        for path in domain.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+    }
+
+    assert {(name, module) for name, module in imported if module.startswith("shared.store")} == set()
