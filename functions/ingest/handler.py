@@ -56,10 +56,12 @@ def _ingest(call_type: str, event: dict[str, Any]) -> dict[str, Any]:
     if _sources is None:
         _sources = SourceResolver(SourceStore(settings.sources_table).find, settings.write_key_cache_seconds)
     headers = event.get("headers") or {}
-    text = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), headers.get("content-encoding"))
     authorization = headers.get("authorization")
-    # A key in the header is checked before the body is read; one in the body (analytics.js) after.
+    # A key in the header is checked before the body is even decoded: a caller without a valid key
+    # costs a hash and a cached lookup, never a gunzip. A key only in the body (analytics.js) needs
+    # the body decoded first; decode_body bounds that work (input, output and gzip members).
     source = _sources.source_for(presented_key(authorization, None)) if authorization else None
+    text = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), headers.get("content-encoding"))
     calls, body_key = parse(call_type, text)
     source = source or _sources.source_for(presented_key(None, body_key))
 

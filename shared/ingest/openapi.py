@@ -28,7 +28,8 @@ class Error(Model):
     error: str = Field(description="what is wrong")
     details: list[ErrorDetail] = Field(default_factory=list)
     limit: str | None = Field(
-        default=None, description="the limit exceeded: call_bytes, batch_bytes or batch_calls"
+        default=None,
+        description="the limit exceeded: call_bytes, batch_bytes, batch_calls or gzip_members",
     )
     index: int | None = Field(default=None, description="the offending call's index in the batch")
 

@@ -8,19 +8,24 @@ import json
 import os
 import time
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from shared.ingest import calls
 from shared.ingest.calls import (
     BATCH_CALLS,
     CALL_TYPES,
     CORS,
+    GZIP_WINDOW,
     MAX_BATCH_BYTES,
     MAX_BATCH_CALLS,
     MAX_CALL_BYTES,
+    MAX_GZIP_BYTES,
+    MAX_GZIP_MEMBERS,
     BadRequestError,
     IngestError,
     PayloadTooLargeError,
@@ -165,6 +170,90 @@ def test_a_gzip_body_of_several_members_decodes_whole() -> None:
     compressed = gzip.compress(b'{"userId": "u-1", ') + gzip.compress(b'"event": "Product Added"}')
 
     assert decode_body(_b64(compressed), True, "gzip") == '{"userId": "u-1", "event": "Product Added"}'
+
+
+class CountingZlib:
+    """`zlib` as shared/ingest/calls.py sees it, counting the inflaters made and the bytes handed to them."""
+
+    MAX_WBITS = zlib.MAX_WBITS
+    error = zlib.error
+
+    def __init__(self) -> None:
+        self.inflaters = 0
+        self.fed = 0
+
+    def decompressobj(self, wbits: int) -> Any:
+        self.inflaters += 1
+        real = zlib.decompressobj(wbits)
+        counter = self
+
+        class Inflater:
+            def decompress(self, data: Any, max_length: int = 0) -> bytes:
+                counter.fed += len(data)
+                return real.decompress(data, max_length)
+
+            def __getattr__(self, name: str) -> Any:  # eof, unused_data, unconsumed_tail
+                return getattr(real, name)
+
+        return Inflater()
+
+
+@pytest.fixture
+def counting_zlib(monkeypatch: pytest.MonkeyPatch) -> CountingZlib:
+    counting = CountingZlib()
+    monkeypatch.setattr(calls, "zlib", counting)
+    return counting
+
+
+def test_a_gzip_body_of_the_most_members_allowed_decodes_whole() -> None:
+    members = [gzip.compress(b" ") for _ in range(MAX_GZIP_MEMBERS - 1)] + [gzip.compress(b"{}")]
+
+    assert decode_body(_b64(b"".join(members)), True, "gzip") == " " * (MAX_GZIP_MEMBERS - 1) + "{}"
+
+
+def test_a_gzip_body_of_more_members_is_refused_naming_the_limit(counting_zlib: CountingZlib) -> None:
+    # Given thousands of empty members (each costs a new inflater and yields nothing)
+    body = _b64(gzip.compress(b"") * 10_000)
+
+    with pytest.raises(BadRequestError) as caught:
+        decode_body(body, True, "gzip")
+
+    # Then it is refused after the limit's worth of members, not after all of them
+    assert caught.value.fields == {"limit": "gzip_members"}
+    assert counting_zlib.inflaters == MAX_GZIP_MEMBERS
+
+
+def test_gzip_members_cost_work_linear_in_the_body(counting_zlib: CountingZlib) -> None:
+    # Given many small members before a large one (stored, not compressed: 400 KB in the body)
+    large = gzip.compress(b" " * (400 * 1024), compresslevel=0)
+    body = gzip.compress(b" ") * (MAX_GZIP_MEMBERS - 1) + large
+
+    decode_body(_b64(body), True, "gzip")
+
+    # Then each byte is handed to an inflater once, plus at most a window per member (here ~3 times
+    # the body); handing each member the whole rest of the body, as before, is ~64 times the body
+    assert counting_zlib.fed <= len(body) + MAX_GZIP_MEMBERS * GZIP_WINDOW
+
+
+def test_a_compressed_body_over_its_limit_is_refused_before_any_inflating(
+    counting_zlib: CountingZlib,
+) -> None:
+    body = _b64(b"\x1f\x8b" + b"\x00" * MAX_GZIP_BYTES)
+
+    with pytest.raises(PayloadTooLargeError, match="compressed body") as caught:
+        decode_body(body, True, "gzip")
+
+    assert caught.value.fields == {"limit": "batch_bytes"}
+    assert counting_zlib.inflaters == 0
+
+
+def test_a_gzip_body_at_the_compressed_limit_is_inflated() -> None:
+    # A body at the batch limit, stored rather than compressed: over it in input by gzip's overhead
+    text = " " * (MAX_BATCH_BYTES - 2) + "{}"
+    compressed = gzip.compress(text.encode(), compresslevel=0)
+    assert MAX_BATCH_BYTES < len(compressed) <= MAX_GZIP_BYTES
+
+    assert decode_body(_b64(compressed), True, "gzip") == text
 
 
 # -- parse: the body ------------------------------------------------------------------------------
