@@ -18,7 +18,14 @@ from pydantic_core import from_json, to_json
 
 from shared import clock
 from shared.models.events import SOURCE_INGEST, BusEvent
-from shared.models.segment import SINGLE_CALLS, Batch, SegmentCall
+from shared.models.segment import (
+    MAX_IDENTIFIER_BYTES,
+    SINGLE_CALLS,
+    Batch,
+    IdentifyCall,
+    SegmentCall,
+    utf8_size,
+)
 
 MAX_CALL_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -205,6 +212,8 @@ def _parse_batch(call_type: str, text: str) -> tuple[list[SegmentCall], str | No
             call.__dict__["integrations"] = {**batch.integrations, **call.integrations}
             if call.sentAt is None:
                 call.__dict__["sentAt"] = batch.sentAt
+    for index, call in enumerate(batch.batch):
+        _check_identifiers(call_type, call, index)
     return list(batch.batch), write_key
 
 
@@ -214,9 +223,56 @@ def _parse_single(call_type: str, text: str) -> tuple[list[SegmentCall], str | N
         raise BadRequestError("the body must be a JSON object")
     write_key = _write_key(payload)
     try:
-        return [SINGLE_CALLS[call_type].model_validate({**payload, "type": call_type})], write_key
+        call = SINGLE_CALLS[call_type].model_validate({**payload, "type": call_type})
     except ValidationError as error:
         raise BadRequestError(f"invalid {call_type} call", _details(error)) from error
+    _check_identifiers(call_type, call, None)
+    return [call], write_key
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _identifier_values(call: SegmentCall) -> list[tuple[str, object]]:
+    """The identifiers identity will read inside a call's free-form objects (shared/identity/
+    identifiers.py), each with where it is. The ids at the top level are checked by the model."""
+    context = _mapping(call.context)
+    device = _mapping(context.get("device"))
+    found: list[tuple[str, object]] = [
+        ("context.device.id", device.get("id")),
+        ("context.device.token", device.get("token")),
+    ]
+    for name in ("email", "phone"):
+        found.append((f"context.traits.{name}", _mapping(context.get("traits")).get(name)))
+        if isinstance(call, IdentifyCall):  # a group's traits are the group's, never identifiers
+            found.append((f"traits.{name}", call.traits.get(name)))
+    external = context.get("externalIds")
+    for position, entry in enumerate(external if isinstance(external, list) else []):
+        found.append((f"context.externalIds.{position}.id", _mapping(entry).get("id")))
+    return found
+
+
+def _check_identifiers(call_type: str, call: SegmentCall, index: int | None) -> None:
+    """Refuse an identifier identity could never store (MAX_IDENTIFIER_BYTES, in UTF-8)."""
+    for loc, value in _identifier_values(call):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            continue  # identity leaves non-text values out of matching: nothing to store
+        text = str(value).lower() if loc.endswith("email") else str(value)  # emails are stored lowered
+        if len(text) * 4 <= MAX_IDENTIFIER_BYTES or (size := utf8_size(text)) <= MAX_IDENTIFIER_BYTES:
+            continue
+        where = loc if index is None else f"batch.{index}.{loc}"
+        raise BadRequestError(
+            f"invalid {call_type} call",
+            [
+                {
+                    "loc": where,
+                    "error": f"String should have at most {MAX_IDENTIFIER_BYTES} bytes in UTF-8, not {size}",
+                }
+            ],
+            limit="identifier_bytes",
+            **({} if index is None else {"index": index}),
+        )
 
 
 def parse(call_type: str, text: str) -> tuple[list[SegmentCall], str | None]:

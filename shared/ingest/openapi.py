@@ -29,7 +29,8 @@ class Error(Model):
     details: list[ErrorDetail] = Field(default_factory=list)
     limit: str | None = Field(
         default=None,
-        description="the limit exceeded: call_bytes, batch_bytes, batch_calls or gzip_members",
+        description="the limit exceeded: call_bytes, batch_bytes, batch_calls, gzip_members or "
+        "identifier_bytes (an identifier inside context or traits, over 1,024 bytes in UTF-8)",
     )
     index: int | None = Field(default=None, description="the offending call's index in the batch")
 

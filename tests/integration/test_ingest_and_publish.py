@@ -245,3 +245,28 @@ def test_with_the_right_key_a_body_of_many_gzip_members_is_refused_naming_the_li
 
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["limit"] == "gzip_members"
+
+
+@pytest.mark.parametrize(
+    ("path", "call", "loc"),
+    [
+        ("/v1/track", {"anonymousId": "\N{GRINNING FACE}" * 600, "event": "A"}, "anonymousId"),
+        ("/v1/track", {"userId": "u", "event": "A", "messageId": "\N{GRINNING FACE}" * 256}, "messageId"),
+        ("/v1/identify", {"userId": "u", "traits": {"email": "a" * 1020 + "@b.io"}}, "traits.email"),
+        (
+            "/v1/track",
+            {"userId": "u", "event": "A", "context": {"device": {"token": "t" * 1025}}},
+            "context.device.token",
+        ),
+    ],
+    ids=["anonymousId-600-emoji", "messageId-256-emoji", "email-1025", "device-token-1025"],
+)
+def test_a_value_that_could_never_be_stored_is_refused_not_acknowledged(
+    engine: LocalEngine, path: str, call: dict, loc: str
+) -> None:
+    response = engine.invoke("ingest", http_event(path, call))
+
+    assert response["statusCode"] == 400
+    details = json.loads(response["body"])["details"]
+    assert [d["loc"] for d in details] == [loc]
+    assert "bytes in UTF-8" in details[0]["error"]

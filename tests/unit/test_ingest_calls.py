@@ -34,6 +34,8 @@ from shared.ingest.calls import (
     to_bus_events,
 )
 from shared.models.segment import (
+    MAX_IDENTIFIER_BYTES,
+    MAX_MESSAGE_ID_BYTES,
     AliasCall,
     GroupCall,
     IdentifyCall,
@@ -903,3 +905,157 @@ def test_browsers_may_send_the_write_key_and_gzip_from_any_site() -> None:
     assert CORS["Access-Control-Allow-Origin"] == "*"
     assert {"authorization", "content-type", "content-encoding"} <= allowed_headers
     assert "POST" in CORS["Access-Control-Allow-Methods"]
+
+
+# -- limits of what can be stored: counted in UTF-8 bytes -------------------------------------------
+
+EMOJI = "\N{GRINNING FACE}"  # 4 bytes in UTF-8
+
+
+def _utf8(size: int) -> str:
+    """A text of exactly `size` UTF-8 bytes, mostly 4-byte characters."""
+    return EMOJI * (size // 4) + "a" * (size % 4)
+
+
+# (call type, field, its limit in bytes, the rest of a valid call)
+TOP_LEVEL_IDS = [
+    ("track", "userId", MAX_IDENTIFIER_BYTES, {"anonymousId": "a-1", "event": "A"}),
+    ("track", "anonymousId", MAX_IDENTIFIER_BYTES, {"userId": "u-1", "event": "A"}),
+    ("alias", "previousId", MAX_IDENTIFIER_BYTES, {"userId": "u-1"}),
+    ("group", "groupId", MAX_IDENTIFIER_BYTES, {"userId": "u-1"}),
+    ("track", "messageId", MAX_MESSAGE_ID_BYTES, {"userId": "u-1", "event": "A"}),
+]
+
+
+@pytest.mark.parametrize(("call_type", "field", "limit", "rest"), TOP_LEVEL_IDS)
+def test_an_id_of_exactly_its_limit_in_bytes_is_accepted(
+    call_type: str, field: str, limit: int, rest: dict[str, Any]
+) -> None:
+    [call] = _calls(call_type, json.dumps({**rest, field: _utf8(limit)}))
+
+    assert getattr(call, field) == _utf8(limit)
+
+
+@pytest.mark.parametrize(("call_type", "field", "limit", "rest"), TOP_LEVEL_IDS)
+def test_an_id_one_byte_past_its_limit_is_refused_naming_it_and_the_limit(
+    call_type: str, field: str, limit: int, rest: dict[str, Any]
+) -> None:
+    # Fewer characters than the limit, more bytes
+    value = _utf8(limit + 1)
+    assert len(value) < limit
+
+    with pytest.raises(BadRequestError) as caught:
+        parse(call_type, json.dumps({**rest, field: value}))
+
+    assert caught.value.status == 400
+    assert caught.value.details == [
+        {"loc": field, "error": f"String should have at most {limit} bytes in UTF-8, not {limit + 1}"}
+    ]
+
+
+def test_an_id_past_its_limit_inside_a_batch_is_refused_naming_its_index() -> None:
+    batch = [{"type": "track", "userId": "u-1", "event": "A"} for _ in range(3)]
+    batch[2]["anonymousId"] = _utf8(MAX_IDENTIFIER_BYTES + 1)
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", json.dumps({"batch": batch}))
+
+    assert [d["loc"] for d in caught.value.details] == ["batch.2.track.anonymousId"]
+    assert "at most 1024 bytes" in caught.value.details[0]["error"]
+
+
+# (call type, where the identifier is, the call around it)
+NESTED_IDENTIFIERS = [
+    ("identify", "traits.email", lambda v: {"traits": {"email": v}}),
+    ("identify", "traits.phone", lambda v: {"traits": {"phone": v}}),
+    ("track", "context.traits.email", lambda v: {"event": "A", "context": {"traits": {"email": v}}}),
+    ("page", "context.traits.phone", lambda v: {"context": {"traits": {"phone": v}}}),
+    ("track", "context.device.id", lambda v: {"event": "A", "context": {"device": {"id": v}}}),
+    ("screen", "context.device.token", lambda v: {"context": {"device": {"token": v}}}),
+    (
+        "track",
+        "context.externalIds.1.id",
+        lambda v: {
+            "event": "A",
+            "context": {"externalIds": [{"id": "x", "type": "t"}, {"id": v, "type": "t"}]},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("call_type", "loc", "call"), NESTED_IDENTIFIERS)
+def test_an_identifier_in_context_or_traits_of_exactly_the_limit_is_accepted(
+    call_type: str, loc: str, call: Any
+) -> None:
+    [parsed] = _calls(call_type, json.dumps({"userId": "u-1", **call(_utf8(MAX_IDENTIFIER_BYTES))}))
+
+    assert parsed.userId == "u-1"
+
+
+@pytest.mark.parametrize(("call_type", "loc", "call"), NESTED_IDENTIFIERS)
+def test_an_identifier_in_context_or_traits_one_byte_past_the_limit_is_refused_naming_it(
+    call_type: str, loc: str, call: Any
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        parse(call_type, json.dumps({"userId": "u-1", **call(_utf8(MAX_IDENTIFIER_BYTES + 1))}))
+
+    assert caught.value.status == 400
+    assert caught.value.details == [
+        {
+            "loc": loc,
+            "error": f"String should have at most 1024 bytes in UTF-8, not {MAX_IDENTIFIER_BYTES + 1}",
+        }
+    ]
+    assert caught.value.fields == {"limit": "identifier_bytes"}
+
+
+@pytest.mark.parametrize(("call_type", "loc", "call"), NESTED_IDENTIFIERS)
+def test_an_identifier_past_the_limit_inside_a_batch_names_the_calls_index(
+    call_type: str, loc: str, call: Any
+) -> None:
+    bad = {"type": call_type, "userId": "u-1", **call(_utf8(MAX_IDENTIFIER_BYTES + 1))}
+    body = {"batch": [{"type": "track", "userId": "u-1", "event": "A"}, bad]}
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", json.dumps(body))
+
+    assert [d["loc"] for d in caught.value.details] == [f"batch.1.{loc}"]
+    assert caught.value.fields == {"limit": "identifier_bytes", "index": 1}
+
+
+def test_a_batch_level_context_identifier_is_checked_in_every_call() -> None:
+    body = {
+        "context": {"device": {"id": _utf8(MAX_IDENTIFIER_BYTES + 1)}},
+        "batch": [{"type": "track", **TRACK}],
+    }
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", json.dumps(body))
+
+    assert caught.value.fields == {"limit": "identifier_bytes", "index": 0}
+
+
+def test_an_email_is_measured_as_it_is_stored_lowercased() -> None:
+    # "İ" is 2 bytes, its lowercase "i̇" 3: at the limit as sent, past it as identity stores it
+    email = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}" * (MAX_IDENTIFIER_BYTES // 2)
+
+    with pytest.raises(BadRequestError, match="invalid identify call"):
+        parse("identify", json.dumps({"userId": "u-1", "traits": {"email": email}}))
+
+
+def test_a_groups_own_email_trait_is_no_identifier() -> None:
+    # A group's traits describe the group; identity never stores them as identifiers
+    body = {"userId": "u-1", "groupId": "g", "traits": {"email": _utf8(MAX_IDENTIFIER_BYTES + 1)}}
+
+    [call] = _calls("group", json.dumps(body))
+
+    assert isinstance(call, GroupCall)
+
+
+def test_a_numeric_device_id_is_measured_as_the_text_identity_stores() -> None:
+    huge = int("9" * (MAX_IDENTIFIER_BYTES + 1))
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("track", json.dumps({"userId": "u-1", "event": "A", "context": {"device": {"id": huge}}}))
+
+    assert caught.value.details[0]["loc"] == "context.device.id"
