@@ -28,6 +28,13 @@ from shared.models.segment import (
 )
 
 MAX_CALL_BYTES = 32 * 1024
+# An event time further in the future than this, after the sentAt correction, is a wrong device clock
+# and is replaced by the time received (the device's value kept as `originalTimestamp`). Without the
+# bound, an identify stamped 2030 wins over every later trait change (traits are last-write-wins by
+# event time). Five minutes: real devices drift by seconds, and within minutes a wrong order costs
+# little; it is a common clock-skew tolerance (Kerberos' default, for one). Segment's own threshold is
+# not documented that we could find; PostHog clamps at 23 hours, too loose for trait ordering.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_CALLS = 2500
 BATCH_CALLS = frozenset({"batch", "import"})  # /v1/import is Segment's synonym of /v1/batch
@@ -307,6 +314,7 @@ def to_bus_events(
     """
     received = received_at or clock.now()
     received_iso = clock.iso(received)
+    latest_iso = clock.iso(received + FUTURE_TOLERANCE)  # ISO strings of one format sort as times
     # An SDK stamps a whole batch with one sentAt: its text and its clock's offset are worked out once.
     sent: dict[datetime, tuple[str, timedelta]] = {}
     events = []
@@ -323,6 +331,12 @@ def to_bus_events(
         else:
             # The device's clock may be off: shift the timestamp by the gap between sentAt and receipt.
             timestamp = _iso("timestamp", _shift(call.timestamp, sent[call.sentAt][1]))
+        if timestamp > latest_iso:
+            extra = call.__pydantic_extra__
+            if extra is not None:
+                assert call.timestamp is not None  # only a given timestamp can be in the future
+                extra["originalTimestamp"] = _iso("timestamp", call.timestamp)
+            timestamp = received_iso
         # The stamped values go straight into the validated model (they are ours, already checked),
         # which then serializes itself, extra fields included, in one pass of pydantic-core.
         fields["timestamp"] = timestamp

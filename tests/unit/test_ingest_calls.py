@@ -10,16 +10,18 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared import clock
 from shared.ingest import calls
 from shared.ingest.calls import (
     BATCH_CALLS,
     CALL_TYPES,
     CORS,
+    FUTURE_TOLERANCE,
     GZIP_WINDOW,
     MAX_BATCH_BYTES,
     MAX_BATCH_CALLS,
@@ -1059,3 +1061,52 @@ def test_a_numeric_device_id_is_measured_as_the_text_identity_stores() -> None:
         parse("track", json.dumps({"userId": "u-1", "event": "A", "context": {"device": {"id": huge}}}))
 
     assert caught.value.details[0]["loc"] == "context.device.id"
+
+
+# -- event time in the future -------------------------------------------------------------------------
+
+
+def test_a_timestamp_far_in_the_future_is_replaced_by_the_time_received() -> None:
+    # A device whose clock says 2030, and no sentAt to correct it
+    event = _one(timestamp="2030-01-01T00:00:00Z")
+
+    assert event.detail.data["timestamp"] == "2024-05-01T12:00:00.000Z"
+    assert event.detail.data["originalTimestamp"] == "2030-01-01T00:00:00.000Z"
+
+
+def test_a_timestamp_within_the_tolerance_is_kept() -> None:
+    at_tolerance = clock.iso(RECEIVED + FUTURE_TOLERANCE)
+
+    event = _one(timestamp=at_tolerance)
+
+    assert event.detail.data["timestamp"] == at_tolerance
+    assert "originalTimestamp" not in event.detail.data
+
+
+def test_a_timestamp_a_millisecond_past_the_tolerance_is_replaced() -> None:
+    past = clock.iso(RECEIVED + FUTURE_TOLERANCE + timedelta(milliseconds=1))
+
+    event = _one(timestamp=past)
+
+    assert event.detail.data["timestamp"] == "2024-05-01T12:00:00.000Z"
+    assert event.detail.data["originalTimestamp"] == past
+
+
+def test_a_timestamp_still_in_the_future_after_the_sent_at_correction_is_replaced() -> None:
+    # Stamped an hour after the device sent it: the correction cannot bring it back to the present
+    event = _one(timestamp="2024-05-01T13:00:00Z", sentAt="2024-05-01T12:00:00Z")
+
+    assert event.detail.data["timestamp"] == "2024-05-01T12:00:00.000Z"
+    assert event.detail.data["originalTimestamp"] == "2024-05-01T13:00:00.000Z"
+
+
+def test_a_future_device_clock_corrected_by_sent_at_keeps_the_corrected_time() -> None:
+    # The whole device clock is in 2030, sentAt too: the correction brings the event to the present
+    event = _one(timestamp="2030-01-01T00:00:00Z", sentAt="2030-01-01T00:00:05Z")
+
+    assert event.detail.data["timestamp"] == "2024-05-01T11:59:55.000Z"
+    assert "originalTimestamp" not in event.detail.data
+
+
+def test_past_timestamps_carry_no_original_timestamp() -> None:
+    assert "originalTimestamp" not in _one(timestamp="2020-01-01T00:00:00Z").detail.data
