@@ -43,6 +43,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _ingest(call_type, event)
     except IngestError as error:
         headers = {"WWW-Authenticate": 'Basic realm="Continuum"'} if error.status == 401 else {}
+        if error.status == 503:  # a copy of a call another request is accepting right now
+            headers = {"Retry-After": "1"}
         return _json(error.status, error.body(), headers)
     except PublishError:
         # Nothing acknowledged is lost: the SDK retries a 5xx, and only what reached the bus counts as seen.
