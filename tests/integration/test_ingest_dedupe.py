@@ -14,8 +14,9 @@ from infra.local.engine import LocalEngine
 from shared import clock
 from shared.ingest.calls import parse, to_bus_events
 from shared.ingest.service import RESERVATION_SECONDS, Claim, InFlightError, accept
+from shared.ingest.sources import Source, hash_key
 from shared.models.events import BusEvent
-from shared.store.sources import SeenMessageStore
+from shared.store.sources import SeenMessageStore, SourceStore
 from tests.integration.conftest import client
 
 TABLE = "continuum-seen-messages"
@@ -130,3 +131,30 @@ def test_a_batch_of_keys_is_reserved_side_by_side_each_once(store: SeenMessageSt
     claims = store.reserve(keys, RESERVATION_SECONDS)
 
     assert [claims[k] for k in keys] == [Claim.SEEN] * 10 + [Claim.PENDING] * 10 + [Claim.RESERVED] * 40
+
+
+def test_a_copy_sent_while_another_request_holds_it_is_answered_503_with_retry_after(
+    engine: LocalEngine, store: SeenMessageStore
+) -> None:
+    # Given another request has reserved this source's m-held and not finished
+    from tests.integration.conftest import WRITE_KEY, http_event
+
+    [source] = [s for s in _sources() if s.keyHash == hash_key(WRITE_KEY)]
+    store.reserve([f"{source.sourceId}#held-1"], RESERVATION_SECONDS)
+    call = {"userId": "u-1", "event": "A", "messageId": "held-1"}
+
+    # When a copy arrives
+    response = engine.invoke("ingest", http_event("/v1/track", call))
+
+    # Then it is answered 503 with Retry-After (the SDK retries), not acknowledged
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "1"
+    # And once the holder releases it (its publish failed), the retry is accepted
+    store.release([f"{source.sourceId}#held-1"])
+    assert engine.invoke("ingest", http_event("/v1/track", call))["statusCode"] == 200
+
+
+def _sources() -> list[Source]:
+    import os
+
+    return SourceStore(os.environ["SOURCES_TABLE"]).all()
