@@ -10,6 +10,7 @@ import base64
 import binascii
 import uuid
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -241,29 +242,33 @@ def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _identifier_values(call: SegmentCall) -> list[tuple[str, object]]:
+def _identifier_values(call: SegmentCall) -> Iterator[tuple[str, object]]:
     """The identifiers identity will read inside a call's free-form objects (shared/identity/
-    identifiers.py), each with where it is. The ids at the top level are checked by the model."""
-    context = _mapping(call.context)
-    device = _mapping(context.get("device"))
-    found: list[tuple[str, object]] = [
-        ("context.device.id", device.get("id")),
-        ("context.device.token", device.get("token")),
-    ]
-    for name in ("email", "phone"):
-        found.append((f"context.traits.{name}", _mapping(context.get("traits")).get(name)))
-        if isinstance(call, IdentifyCall):  # a group's traits are the group's, never identifiers
-            found.append((f"traits.{name}", call.traits.get(name)))
-    external = context.get("externalIds")
-    for position, entry in enumerate(external if isinstance(external, list) else []):
-        found.append((f"context.externalIds.{position}.id", _mapping(entry).get("id")))
-    return found
+    identifiers.py), each with where it is. The ids at the top level are checked by the model.
+    On the hot path: most calls carry none of these, and cost a few lookups."""
+    context = call.context
+    if context:
+        device = context.get("device")
+        if isinstance(device, dict):
+            yield "context.device.id", device.get("id")
+            yield "context.device.token", device.get("token")
+        traits = context.get("traits")
+        if isinstance(traits, dict):
+            yield "context.traits.email", traits.get("email")
+            yield "context.traits.phone", traits.get("phone")
+        external = context.get("externalIds")
+        if isinstance(external, list):
+            for position, entry in enumerate(external):
+                yield f"context.externalIds.{position}.id", _mapping(entry).get("id")
+    if isinstance(call, IdentifyCall) and call.traits:  # a group's traits are the group's, never ids
+        yield "traits.email", call.traits.get("email")
+        yield "traits.phone", call.traits.get("phone")
 
 
 def _check_identifiers(call_type: str, call: SegmentCall, index: int | None) -> None:
     """Refuse an identifier identity could never store (MAX_IDENTIFIER_BYTES, in UTF-8)."""
     for loc, value in _identifier_values(call):
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
             continue  # identity leaves non-text values out of matching: nothing to store
         text = str(value).lower() if loc.endswith("email") else str(value)  # emails are stored lowered
         if len(text) * 4 <= MAX_IDENTIFIER_BYTES or (size := utf8_size(text)) <= MAX_IDENTIFIER_BYTES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,19 @@ class SourceStore(TableStore):
         raise SourceNotFoundError(source_id)
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> ThreadPoolExecutor:
+    """One pool per process, made on first use and kept: a warm Lambda reuses its threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_RESERVE_WORKERS, thread_name_prefix="dedupe")
+        return _pool
+
+
 class SeenMessageStore(TableStore):
     """`dedupeKey` → `state` (`pending`: reserved by a request publishing it; `seen`: published) and
     `expiresAt` (epoch seconds, also the table's TTL attribute). TTL deletion lags, so an item whose
@@ -75,9 +89,13 @@ class SeenMessageStore(TableStore):
         elif todo:
             # Conditional writes cannot be batched: issue them side by side (boto3 clients are
             # thread-safe), or a batch of 2,500 new calls would take 2,500 round trips in a row.
-            with ThreadPoolExecutor(max_workers=min(_RESERVE_WORKERS, len(todo))) as pool:
-                outcomes = pool.map(lambda key: self._reserve(key, now, hold_seconds), todo)
-                claims.update(zip(todo, outcomes, strict=True))
+            # One task per worker, each taking its share in turn: a task per key costs more in
+            # hand-offs between threads than the write itself when DynamoDB answers fast.
+            shares = [todo[n::_RESERVE_WORKERS] for n in range(min(_RESERVE_WORKERS, len(todo)))]
+            for share in _workers().map(
+                lambda keys: [(k, self._reserve(k, now, hold_seconds)) for k in keys], shares
+            ):
+                claims.update(share)
         return claims
 
     def confirm(self, keys: Sequence[str], window_seconds: int) -> None:
