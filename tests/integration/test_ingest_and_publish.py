@@ -270,3 +270,30 @@ def test_a_value_that_could_never_be_stored_is_refused_not_acknowledged(
     details = json.loads(response["body"])["details"]
     assert [d["loc"] for d in details] == [loc]
     assert "bytes in UTF-8" in details[0]["error"]
+
+
+def test_a_device_clock_in_the_future_does_not_pin_the_profiles_traits(engine: LocalEngine) -> None:
+    # Given an identify stamped 2030 by a device with a wrong clock (and no sentAt to correct it)
+    import os
+
+    from shared.models.profile import Identifier
+    from shared.store.profiles import DynamoProfileStore
+
+    user = "u-future-clock"
+    future = {"userId": user, "timestamp": "2030-01-01T00:00:00Z", "traits": {"unsubscribed": False}}
+    assert engine.invoke("ingest", http_event("/v1/identify", future))["statusCode"] == 200
+    engine.wait_idle()
+
+    # When the customer unsubscribes now
+    now = {"userId": user, "traits": {"unsubscribed": True}}
+    assert engine.invoke("ingest", http_event("/v1/identify", now))["statusCode"] == 200
+    engine.wait_idle()
+
+    # Then the later change wins: the 2030 stamp was replaced by the time it was received
+    store = DynamoProfileStore(os.environ["PROFILES_TABLE"])
+    owner = store.lookup([Identifier(type="user_id", value=user)]).owners[
+        Identifier(type="user_id", value=user)
+    ]
+    profile = store.profile(owner)
+    assert profile is not None
+    assert profile.traits["unsubscribed"] is True
