@@ -37,6 +37,9 @@ class _FakeDynamoDB:
     def batch_write_item(self, **_: Any) -> dict[str, Any]:
         return {"UnprocessedItems": {}}
 
+    def put_item(self, **_: Any) -> dict[str, Any]:  # a dedupe reservation: always granted here
+        return {}
+
 
 class _Context:
     function_name = "ingest"

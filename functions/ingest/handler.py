@@ -18,7 +18,8 @@ from shared import config
 from shared.ingest.calls import CORS, IngestError, call_type_of, decode_body, parse, to_bus_events
 from shared.ingest.service import accept
 from shared.ingest.sources import SourceResolver, presented_key
-from shared.store.bus import EventPublisher, PublishError
+from shared.models.events import PublishError
+from shared.store.bus import EventPublisher
 from shared.store.sources import SeenMessageStore, SourceStore
 
 logger = Logger()
@@ -42,6 +43,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _ingest(call_type, event)
     except IngestError as error:
         headers = {"WWW-Authenticate": 'Basic realm="Continuum"'} if error.status == 401 else {}
+        if error.status == 503:  # a copy of a call another request is accepting right now
+            headers = {"Retry-After": "1"}
         return _json(error.status, error.body(), headers)
     except PublishError:
         # Nothing acknowledged is lost: the SDK retries a 5xx, and only what reached the bus counts as seen.
@@ -55,10 +58,12 @@ def _ingest(call_type: str, event: dict[str, Any]) -> dict[str, Any]:
     if _sources is None:
         _sources = SourceResolver(SourceStore(settings.sources_table).find, settings.write_key_cache_seconds)
     headers = event.get("headers") or {}
-    text = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), headers.get("content-encoding"))
     authorization = headers.get("authorization")
-    # A key in the header is checked before the body is read; one in the body (analytics.js) after.
+    # A key in the header is checked before the body is even decoded: a caller without a valid key
+    # costs a hash and a cached lookup, never a gunzip. A key only in the body (analytics.js) needs
+    # the body decoded first; decode_body bounds that work (input, output and gzip members).
     source = _sources.source_for(presented_key(authorization, None)) if authorization else None
+    text = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), headers.get("content-encoding"))
     calls, body_key = parse(call_type, text)
     source = source or _sources.source_for(presented_key(None, body_key))
 

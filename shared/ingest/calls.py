@@ -10,6 +10,7 @@ import base64
 import binascii
 import uuid
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,9 +19,23 @@ from pydantic_core import from_json, to_json
 
 from shared import clock
 from shared.models.events import SOURCE_INGEST, BusEvent
-from shared.models.segment import SINGLE_CALLS, Batch, SegmentCall
+from shared.models.segment import (
+    MAX_IDENTIFIER_BYTES,
+    SINGLE_CALLS,
+    Batch,
+    IdentifyCall,
+    SegmentCall,
+    utf8_size,
+)
 
 MAX_CALL_BYTES = 32 * 1024
+# An event time further in the future than this, after the sentAt correction, is a wrong device clock
+# and is replaced by the time received (the device's value kept as `originalTimestamp`). Without the
+# bound, an identify stamped 2030 wins over every later trait change (traits are last-write-wins by
+# event time). Five minutes: real devices drift by seconds, and within minutes a wrong order costs
+# little; it is a common clock-skew tolerance (Kerberos' default, for one). Segment's own threshold is
+# not documented that we could find; PostHog clamps at 23 hours, too loose for trait ordering.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_CALLS = 2500
 BATCH_CALLS = frozenset({"batch", "import"})  # /v1/import is Segment's synonym of /v1/batch
@@ -104,24 +119,52 @@ def decode_body(body: str | None, is_base64: bool, content_encoding: str | None)
         raise BadRequestError("the body is not UTF-8 text") from error
 
 
+# gzip bodies. A compressed body never needs to be much larger than what it inflates to (deflate's
+# stored blocks add 5 bytes per 64 KB; each member ~20 bytes of header and trailer), so one over the
+# batch limit plus this slack cannot hold an acceptable body and is refused before any inflating.
+MAX_GZIP_BYTES = MAX_BATCH_BYTES + 64 * 1024
+# Real clients send one member; a concatenation of a few is legal (RFC 1952). A body of thousands of
+# empty members is only work for us: refuse it at this count.
+MAX_GZIP_MEMBERS = 64
+# The input is handed to the inflater a window at a time: what it copies past a member's end
+# (`unused_data`) is then at most a window, so the work is linear in the input whatever the members.
+GZIP_WINDOW = 16 * 1024
+
+
 def _gunzip(raw: bytes) -> bytes:
-    # Bounded: a small compressed body may expand enormously, so stop just past the limit. A gzip
-    # stream may hold several members (RFC 1952): each is inflated in turn.
-    out = b""
-    while raw:
+    """Inflate a gzip body of one or more members, bounded in input, output and members. Written by
+    hand because gzip.decompress and GzipFile re-copy the rest of the input after each member
+    (quadratic in the member count) and bound neither the output nor the members."""
+    if len(raw) > MAX_GZIP_BYTES:
+        raise PayloadTooLargeError(
+            f"the compressed body is {len(raw)} bytes, over the limit of {MAX_GZIP_BYTES}",
+            limit="batch_bytes",
+        )
+    view = memoryview(raw)
+    pieces: list[bytes] = []
+    produced = position = members = 0
+    while position < len(raw):
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise BadRequestError(f"the gzip body has over {MAX_GZIP_MEMBERS} members", limit="gzip_members")
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(raw, MAX_BATCH_BYTES + 1 - len(out))
-        except zlib.error as error:
-            raise BadRequestError(f"the body is not valid gzip: {error}") from error
-        if len(out) > MAX_BATCH_BYTES or inflater.unconsumed_tail:
-            raise PayloadTooLargeError(
-                f"the decompressed body is over the limit of {MAX_BATCH_BYTES} bytes", limit="batch_bytes"
-            )
-        if not inflater.eof:
-            raise BadRequestError("the body is not valid gzip: it is truncated")
-        raw = inflater.unused_data
-    return out
+        while not inflater.eof:
+            if position >= len(raw):
+                raise BadRequestError("the body is not valid gzip: it is truncated")
+            window = view[position : position + GZIP_WINDOW]
+            try:
+                # Bounded: a small compressed body may expand enormously, so stop just past the limit.
+                piece = inflater.decompress(window, MAX_BATCH_BYTES + 1 - produced)
+            except zlib.error as error:
+                raise BadRequestError(f"the body is not valid gzip: {error}") from error
+            produced += len(piece)
+            if produced > MAX_BATCH_BYTES or inflater.unconsumed_tail:
+                raise PayloadTooLargeError(
+                    f"the decompressed body is over the limit of {MAX_BATCH_BYTES} bytes", limit="batch_bytes"
+                )
+            pieces.append(piece)
+            position += len(window) - len(inflater.unused_data)
+    return b"".join(pieces)
 
 
 def _json(text: str) -> Any:
@@ -177,6 +220,8 @@ def _parse_batch(call_type: str, text: str) -> tuple[list[SegmentCall], str | No
             call.__dict__["integrations"] = {**batch.integrations, **call.integrations}
             if call.sentAt is None:
                 call.__dict__["sentAt"] = batch.sentAt
+    for index, call in enumerate(batch.batch):
+        _check_identifiers(call_type, call, index)
     return list(batch.batch), write_key
 
 
@@ -186,9 +231,60 @@ def _parse_single(call_type: str, text: str) -> tuple[list[SegmentCall], str | N
         raise BadRequestError("the body must be a JSON object")
     write_key = _write_key(payload)
     try:
-        return [SINGLE_CALLS[call_type].model_validate({**payload, "type": call_type})], write_key
+        call = SINGLE_CALLS[call_type].model_validate({**payload, "type": call_type})
     except ValidationError as error:
         raise BadRequestError(f"invalid {call_type} call", _details(error)) from error
+    _check_identifiers(call_type, call, None)
+    return [call], write_key
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _identifier_values(call: SegmentCall) -> Iterator[tuple[str, object]]:
+    """The identifiers identity will read inside a call's free-form objects (shared/identity/
+    identifiers.py), each with where it is. The ids at the top level are checked by the model.
+    On the hot path: most calls carry none of these, and cost a few lookups."""
+    context = call.context
+    if context:
+        device = context.get("device")
+        if isinstance(device, dict):
+            yield "context.device.id", device.get("id")
+            yield "context.device.token", device.get("token")
+        traits = context.get("traits")
+        if isinstance(traits, dict):
+            yield "context.traits.email", traits.get("email")
+            yield "context.traits.phone", traits.get("phone")
+        external = context.get("externalIds")
+        if isinstance(external, list):
+            for position, entry in enumerate(external):
+                yield f"context.externalIds.{position}.id", _mapping(entry).get("id")
+    if isinstance(call, IdentifyCall) and call.traits:  # a group's traits are the group's, never ids
+        yield "traits.email", call.traits.get("email")
+        yield "traits.phone", call.traits.get("phone")
+
+
+def _check_identifiers(call_type: str, call: SegmentCall, index: int | None) -> None:
+    """Refuse an identifier identity could never store (MAX_IDENTIFIER_BYTES, in UTF-8)."""
+    for loc, value in _identifier_values(call):
+        if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
+            continue  # identity leaves non-text values out of matching: nothing to store
+        text = str(value).lower() if loc.endswith("email") else str(value)  # emails are stored lowered
+        if len(text) * 4 <= MAX_IDENTIFIER_BYTES or (size := utf8_size(text)) <= MAX_IDENTIFIER_BYTES:
+            continue
+        where = loc if index is None else f"batch.{index}.{loc}"
+        raise BadRequestError(
+            f"invalid {call_type} call",
+            [
+                {
+                    "loc": where,
+                    "error": f"String should have at most {MAX_IDENTIFIER_BYTES} bytes in UTF-8, not {size}",
+                }
+            ],
+            limit="identifier_bytes",
+            **({} if index is None else {"index": index}),
+        )
 
 
 def parse(call_type: str, text: str) -> tuple[list[SegmentCall], str | None]:
@@ -223,6 +319,7 @@ def to_bus_events(
     """
     received = received_at or clock.now()
     received_iso = clock.iso(received)
+    latest_iso = clock.iso(received + FUTURE_TOLERANCE)  # ISO strings of one format sort as times
     # An SDK stamps a whole batch with one sentAt: its text and its clock's offset are worked out once.
     sent: dict[datetime, tuple[str, timedelta]] = {}
     events = []
@@ -239,6 +336,12 @@ def to_bus_events(
         else:
             # The device's clock may be off: shift the timestamp by the gap between sentAt and receipt.
             timestamp = _iso("timestamp", _shift(call.timestamp, sent[call.sentAt][1]))
+        if timestamp > latest_iso:
+            extra = call.__pydantic_extra__
+            if extra is not None:
+                assert call.timestamp is not None  # only a given timestamp can be in the future
+                extra["originalTimestamp"] = _iso("timestamp", call.timestamp)
+            timestamp = received_iso
         # The stamped values go straight into the validated model (they are ours, already checked),
         # which then serializes itself, extra fields included, in one pass of pydantic-core.
         fields["timestamp"] = timestamp

@@ -10,9 +10,15 @@ from pydantic import Field
 from pydantic.json_schema import models_json_schema
 
 from shared.identity.profile_api import LOOKUP_PARAMETERS, ProfileView
-from shared.ingest.calls import BATCH_CALLS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_CALL_BYTES
+from shared.ingest.calls import (
+    BATCH_CALLS,
+    FUTURE_TOLERANCE,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_CALLS,
+    MAX_CALL_BYTES,
+)
 from shared.models.base import Model
-from shared.models.segment import SINGLE_CALLS, Batch
+from shared.models.segment import MAX_IDENTIFIER_BYTES, MAX_MESSAGE_ID_BYTES, SINGLE_CALLS, Batch
 
 
 class Accepted(Model):
@@ -28,7 +34,9 @@ class Error(Model):
     error: str = Field(description="what is wrong")
     details: list[ErrorDetail] = Field(default_factory=list)
     limit: str | None = Field(
-        default=None, description="the limit exceeded: call_bytes, batch_bytes or batch_calls"
+        default=None,
+        description="the limit exceeded: call_bytes, batch_bytes, batch_calls, gzip_members or "
+        "identifier_bytes (an identifier inside context or traits, over 1,024 bytes in UTF-8)",
     )
     index: int | None = Field(default=None, description="the offending call's index in the batch")
 
@@ -52,7 +60,9 @@ def document() -> dict[str, Any]:
     refs, definitions = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     errors = {
         "400": _json_response(
-            "invalid request: malformed JSON or gzip, wrong types, missing identity", "Error"
+            "invalid request: malformed JSON or gzip, wrong types, missing identity, or an identifier"
+            f" over {MAX_IDENTIFIER_BYTES} bytes (a messageId over {MAX_MESSAGE_ID_BYTES}) in UTF-8",
+            "Error",
         ),
         "401": _json_response(
             "missing, unknown or revoked write key",
@@ -61,7 +71,9 @@ def document() -> dict[str, Any]:
         ),
         "413": _json_response("over a size limit; `limit` names it and `index` the call", "Error"),
         "503": _json_response(
-            "the events could not be stored; retry", "Error", {"Retry-After": {"schema": {"type": "integer"}}}
+            "the events could not be stored, or a copy of a call is being accepted by another request; retry",
+            "Error",
+            {"Retry-After": {"schema": {"type": "integer"}}},
         ),
     }
     paths: dict[str, Any] = {}
@@ -94,7 +106,11 @@ def document() -> dict[str, Any]:
             "description": (
                 "The Segment HTTP Tracking API. Limits: "
                 f"{MAX_CALL_BYTES // 1024} KB per call, {MAX_BATCH_BYTES // 1024} KB and {MAX_BATCH_CALLS} "
-                "calls per request. Bodies may be gzip-compressed (Content-Encoding: gzip)."
+                "calls per request. Bodies may be gzip-compressed (Content-Encoding: gzip). Identifiers "
+                f"(ids, and email, phone, device id and token, external ids in traits and context) at "
+                f"most {MAX_IDENTIFIER_BYTES} bytes in UTF-8, a messageId at most {MAX_MESSAGE_ID_BYTES}. "
+                f"A timestamp more than {FUTURE_TOLERANCE.total_seconds() / 60:g} minutes in the future is "
+                "replaced by the time received."
             ),
         },
         "paths": paths,

@@ -7,10 +7,12 @@ import base64
 import binascii
 import hashlib
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
 
+from cachetools import TTLCache
 from pydantic import Field
 
 from shared import clock
@@ -60,25 +62,53 @@ def presented_key(authorization: str | None, body_key: str | None) -> str:
     raise UnauthorizedError("missing write key: send it as the HTTP Basic username or as writeKey")
 
 
+# How many answers the write-key cache keeps, each way. Known keys and unknown keys are kept apart, so
+# that a client trying random keys only ever evicts other unknown keys: it cannot grow the memory (each
+# cache is bounded) nor push a real source out (which would cost a table read per request).
+KNOWN_KEYS_CACHED = 1024
+UNKNOWN_KEYS_CACHED = 4096
+
+
 class SourceResolver:
     """Write key → source, with a short cache so that ingest reads the table once per key per
     `ttl_seconds`, not once per request. A revoked key stops working within that time."""
 
-    def __init__(self, find: Callable[[str], Source | None], ttl_seconds: float):
+    def __init__(
+        self,
+        find: Callable[[str], Source | None],
+        ttl_seconds: float,
+        known_max: int = KNOWN_KEYS_CACHED,
+        unknown_max: int = UNKNOWN_KEYS_CACHED,
+    ):
         self._find = find
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[Source | None, float]] = {}
+        # The timer is looked up at each call (not bound once), so that tests can move the clock.
+        ttl = max(ttl_seconds, 0)
+        self._known: TTLCache[str, Source] = TTLCache(known_max, ttl, timer=lambda: time.monotonic())
+        self._unknown: TTLCache[str, None] = TTLCache(unknown_max, ttl, timer=lambda: time.monotonic())
+        # cachetools' caches are not thread-safe; the local runtime runs a function's calls concurrently.
+        self._lock = threading.Lock()
 
     def source_for(self, write_key: str) -> Source:
         digest = hash_key(write_key)
-        cached = self._cache.get(digest)
-        if cached is None or cached[1] <= time.monotonic():
-            cached = (self._find(digest), time.monotonic() + self._ttl)
+        with self._lock:
+            source = self._known.get(digest)
+            cached = source is not None or digest in self._unknown
+        if not cached:
+            source = self._find(digest)
             if self._ttl > 0:
-                self._cache[digest] = cached
-        source = cached[0]
+                with self._lock:
+                    if source is None:
+                        self._unknown[digest] = None
+                    else:
+                        self._known[digest] = source
         if source is None:
             raise UnauthorizedError("unknown write key")
         if source.revokedAt:
             raise UnauthorizedError("this write key was revoked")
         return source
+
+    def cached(self) -> int:
+        """How many answers are held (known and unknown keys)."""
+        with self._lock:
+            return len(self._known) + len(self._unknown)

@@ -19,6 +19,17 @@ DETAIL_IDENTIFIER_REMOVED = "profile.identifier_removed"
 DETAIL_ERASED = "profile.erased"
 
 
+class PublishError(Exception):
+    """Some events could not be put on the bus after retries. `published` lists the indices (in the
+    order given) of those that were. Raised by the publisher (shared/store/bus.py); a domain type, so
+    that the domain handles it without importing the store."""
+
+    def __init__(self, failed: int, reason: str, published: list[int]):
+        super().__init__(f"{failed} event(s) not published: {reason}")
+        self.failed = failed
+        self.published = published
+
+
 class Envelope(Model):
     name: str
     version: int = 1

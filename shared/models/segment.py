@@ -2,12 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.models.base import Model
+
+# What ingest accepts is what can be stored downstream: a value that could never be stored is refused
+# with a 400 naming it, rather than answered 200 and then failing in identity for good. Limits count
+# UTF-8 bytes, as DynamoDB counts its key sizes (https://docs.aws.amazon.com/amazondynamodb/latest/
+# developerguide/ServiceQuotas.html: partition key ≤ 2,048 bytes, sort key ≤ 1,024 bytes).
+#
+# An identifier (userId, anonymousId, alias's previousId, email, phone, device id and token, an
+# external id) becomes the partition key `identifier#<type>#<value>` in the profiles table
+# (shared/store/profiles.py), a type being at most 31 characters: ≤ 43 bytes of prefix, so a value
+# could take 2,005 bytes there; but the Identifier model caps a value at 1,024 characters
+# (shared/models/profile.py). 1,024 bytes satisfies both, with room to spare in the key. groupId is
+# held to the same limit, as ids are.
+MAX_IDENTIFIER_BYTES = 1024
+# A messageId is in two keys: the seen-messages key `<sourceId>#<messageId>` (partition key, ~21
+# bytes of prefix) and, tighter, a timeline entry's sort key `event#<timestamp>#<messageId>`
+# (31 bytes of prefix: the timestamp is ISO with milliseconds, 24 characters), leaving 993 bytes.
+# Ingest's limit was 256 characters; it stays 256, now in bytes: well inside the key (SDKs send
+# UUIDs, 36 bytes), and the documented maxLength of 256 remains a true bound.
+MAX_MESSAGE_ID_BYTES = 256
+
+
+def utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _fits(limit: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        # Most values are short ASCII: a UTF-8 character is at most 4 bytes, so no need to encode.
+        if len(value) * 4 > limit and (size := utf8_size(value)) > limit:
+            raise PydanticCustomError(
+                "string_too_many_bytes",
+                "String should have at most {limit} bytes in UTF-8, not {size}",
+                {"limit": limit, "size": size},
+            )
+        return value
+
+    return check
+
+
+def _schema(limit: int, what: str) -> WithJsonSchema:
+    # The JSON schema can only say maxLength, in characters: a bound the byte limit implies (a
+    # character is at least one byte), so a value the document refuses is refused here too.
+    return WithJsonSchema(
+        {"type": "string", "maxLength": limit, "description": f"{what}: at most {limit} bytes in UTF-8"}
+    )
 
 
 def _id_as_string(value: object) -> object:
@@ -17,7 +64,13 @@ def _id_as_string(value: object) -> object:
     return value
 
 
-SegmentId = Annotated[Annotated[str, Field(max_length=1024)] | None, BeforeValidator(_id_as_string)]
+IdText = Annotated[str, AfterValidator(_fits(MAX_IDENTIFIER_BYTES)), _schema(MAX_IDENTIFIER_BYTES, "an id")]
+SegmentId = Annotated[IdText | None, BeforeValidator(_id_as_string)]
+MessageId = Annotated[
+    str,
+    AfterValidator(_fits(MAX_MESSAGE_ID_BYTES)),
+    _schema(MAX_MESSAGE_ID_BYTES, "the call's unique id; a repeat within the dedupe window is dropped"),
+]
 
 
 class SegmentCall(Model):
@@ -26,7 +79,7 @@ class SegmentCall(Model):
 
     userId: SegmentId = None
     anonymousId: SegmentId = None
-    messageId: str | None = Field(default=None, max_length=256)
+    messageId: MessageId | None = None
     timestamp: datetime | None = None
     sentAt: datetime | None = None
     receivedAt: datetime | None = None

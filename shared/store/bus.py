@@ -3,33 +3,48 @@
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from shared.models.events import BusEvent
+from shared.models.events import BusEvent, PublishError
 from shared.store.aws import client
+
+__all__ = ["ATTEMPTS", "BATCH", "BATCH_BYTES", "EventPublisher", "PublishError", "backoff_delay"]
 
 BATCH = 10  # PutEvents' limit of entries per call
 BATCH_BYTES = 256 * 1024  # PutEvents' limit of the entries' total size per call
 ATTEMPTS = 3
+# Between attempts: "full jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter"), a random
+# wait up to base × 2^attempt, capped. Jitter spreads the retries of many concurrent functions that
+# were throttled together; the cap bounds what one request can spend waiting (ingest answers an SDK).
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 1.0
 
 
-class PublishError(Exception):
-    """Some events could not be put on the bus after retries. `published` lists the indices (in the
-    order given) of those that were."""
-
-    def __init__(self, failed: int, reason: str, published: list[int]):
-        super().__init__(f"{failed} event(s) not published: {reason}")
-        self.failed = failed
-        self.published = published
+def backoff_delay(attempt: int, base: float, cap: float, draw: Callable[[], float]) -> float:
+    """The wait after failed attempt `attempt` (0-based): uniform in [0, min(cap, base × 2^attempt))."""
+    return draw() * min(cap, base * 2**attempt)
 
 
 class EventPublisher:
-    def __init__(self, bus_name: str, events_client: Any = None, backoff_seconds: float = 0.05):
+    def __init__(
+        self,
+        bus_name: str,
+        events_client: Any = None,
+        backoff_seconds: float = BACKOFF_BASE_SECONDS,
+        *,
+        max_backoff_seconds: float = BACKOFF_CAP_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        draw: Callable[[], float] = random.random,
+    ):
         self._bus = bus_name
         self._client = events_client
         self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._sleep = sleep
+        self._draw = draw  # in [0, 1): the jitter; injectable so that tests need not sleep or guess
 
     def publish(self, events: Sequence[BusEvent]) -> None:
         entries = [
@@ -64,7 +79,7 @@ class EventPublisher:
                 response = events_client.put_events(Entries=[entries[i] for i in pending])
             except Exception as error:  # throttled or unreachable after botocore's own retries
                 reasons.add(type(error).__name__)
-                time.sleep(self._backoff * (2**attempt))
+                self._wait(attempt)
                 continue
             results = response["Entries"]
             published += [
@@ -77,8 +92,12 @@ class EventPublisher:
             reasons |= {result["ErrorCode"] for _, result in still}
             if not pending:
                 return published, [], set()
-            time.sleep(self._backoff * (2**attempt))
+            self._wait(attempt)
         return published, pending, reasons
+
+    def _wait(self, attempt: int) -> None:
+        if attempt + 1 < ATTEMPTS:  # no wait after the last attempt: nothing follows it
+            self._sleep(backoff_delay(attempt, self._backoff, self._max_backoff, self._draw))
 
 
 def _chunks(sizes: list[int]) -> list[list[int]]:

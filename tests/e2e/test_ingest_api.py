@@ -153,6 +153,19 @@ def test_bad_bodies_are_answered_400_with_json_saying_what(
     assert fragment in raw.decode()
 
 
+def test_a_wrong_key_with_a_hostile_gzip_body_is_answered_401_before_any_decoding(
+    local: LocalRuntime,
+) -> None:
+    # 10,000 empty gzip members (quadratic to inflate, as it was), and bytes that are not gzip at all
+    for hostile in (gzip.compress(b"") * 10_000, b"\x1f\x8b" + b"\x00" * 4096):
+        status, headers, raw = local.raw(
+            "POST", "/v1/batch", hostile, {**basic("not-a-key"), "Content-Encoding": "gzip"}
+        )
+
+        assert status == 401
+        assert "unknown write key" in json.loads(raw)["error"]
+
+
 def test_a_missing_key_is_answered_401_with_a_challenge(local: LocalRuntime) -> None:
     status, headers, raw = local.raw("POST", "/v1/track", json.dumps(CALLS["track"]).encode())
     assert status == 401

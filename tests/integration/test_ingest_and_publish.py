@@ -3,7 +3,10 @@ for the failure paths AWS produces but moto does not)."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+from typing import Any
 
 import boto3
 import pytest
@@ -12,7 +15,7 @@ from botocore.stub import Stubber
 from infra.local.engine import REGION, LocalEngine
 from shared.models.events import BusEvent, Envelope
 from shared.store.bus import EventPublisher, PublishError
-from tests.integration.conftest import http_event
+from tests.integration.conftest import WRITE_KEY, http_event
 
 
 def _calls_of(engine: LocalEngine, message_ids: set[str]) -> list[dict]:
@@ -195,3 +198,102 @@ def test_after_a_partial_publish_failure_the_retry_publishes_only_what_was_lost(
     assert engine.invoke("ingest", http_event("/v1/batch", {"batch": calls}))["statusCode"] == 200
     on_bus = _calls_of(engine, {c["messageId"] for c in calls})
     assert sorted(e["detail"]["correlationId"] for e in on_bus) == sorted(c["messageId"] for c in calls)
+
+
+def _gzip_event(body: bytes, write_key: str) -> dict:
+    event = http_event("/v1/track", None, write_key=write_key, raw="")
+    event["headers"]["content-encoding"] = "gzip"
+    event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    return event
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"\x1f\x8b" + b"\x00" * 5000,  # not gzip at all: decoding it would answer 400
+        gzip.compress(b"") * 5000,  # thousands of empty members
+        gzip.compress(b" " * (16 * 1024 * 1024)),  # a bomb
+    ],
+    ids=["garbage", "empty-members", "bomb"],
+)
+def test_a_wrong_key_with_a_hostile_gzip_body_is_answered_401_without_decoding(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch, hostile: bytes
+) -> None:
+    # Given a body no one should spend time inflating, under a wrong key in the Authorization header
+    from functions.ingest import handler
+
+    inflated: list[int] = []
+    real = handler.decode_body
+
+    def decode_body(*args: Any) -> str:
+        inflated.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(handler, "decode_body", decode_body)
+
+    response = engine.invoke("ingest", _gzip_event(hostile, write_key="wrong-key"))
+
+    # Then it is refused as unauthenticated, and the body was never decoded
+    assert response["statusCode"] == 401
+    assert inflated == []
+
+
+def test_with_the_right_key_a_body_of_many_gzip_members_is_refused_naming_the_limit(
+    engine: LocalEngine,
+) -> None:
+    response = engine.invoke("ingest", _gzip_event(gzip.compress(b"") * 5000, write_key=WRITE_KEY))
+
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["limit"] == "gzip_members"
+
+
+@pytest.mark.parametrize(
+    ("path", "call", "loc"),
+    [
+        ("/v1/track", {"anonymousId": "\N{GRINNING FACE}" * 600, "event": "A"}, "anonymousId"),
+        ("/v1/track", {"userId": "u", "event": "A", "messageId": "\N{GRINNING FACE}" * 256}, "messageId"),
+        ("/v1/identify", {"userId": "u", "traits": {"email": "a" * 1020 + "@b.io"}}, "traits.email"),
+        (
+            "/v1/track",
+            {"userId": "u", "event": "A", "context": {"device": {"token": "t" * 1025}}},
+            "context.device.token",
+        ),
+    ],
+    ids=["anonymousId-600-emoji", "messageId-256-emoji", "email-1025", "device-token-1025"],
+)
+def test_a_value_that_could_never_be_stored_is_refused_not_acknowledged(
+    engine: LocalEngine, path: str, call: dict, loc: str
+) -> None:
+    response = engine.invoke("ingest", http_event(path, call))
+
+    assert response["statusCode"] == 400
+    details = json.loads(response["body"])["details"]
+    assert [d["loc"] for d in details] == [loc]
+    assert "bytes in UTF-8" in details[0]["error"]
+
+
+def test_a_device_clock_in_the_future_does_not_pin_the_profiles_traits(engine: LocalEngine) -> None:
+    # Given an identify stamped 2030 by a device with a wrong clock (and no sentAt to correct it)
+    import os
+
+    from shared.models.profile import Identifier
+    from shared.store.profiles import DynamoProfileStore
+
+    user = "u-future-clock"
+    future = {"userId": user, "timestamp": "2030-01-01T00:00:00Z", "traits": {"unsubscribed": False}}
+    assert engine.invoke("ingest", http_event("/v1/identify", future))["statusCode"] == 200
+    engine.wait_idle()
+
+    # When the customer unsubscribes now
+    now = {"userId": user, "traits": {"unsubscribed": True}}
+    assert engine.invoke("ingest", http_event("/v1/identify", now))["statusCode"] == 200
+    engine.wait_idle()
+
+    # Then the later change wins: the 2030 stamp was replaced by the time it was received
+    store = DynamoProfileStore(os.environ["PROFILES_TABLE"])
+    owner = store.lookup([Identifier(type="user_id", value=user)]).owners[
+        Identifier(type="user_id", value=user)
+    ]
+    profile = store.profile(owner)
+    assert profile is not None
+    assert profile.traits["unsubscribed"] is True

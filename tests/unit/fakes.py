@@ -16,11 +16,11 @@ from shared.identity.resolver import (
     Pointer,
 )
 from shared.identity.rules import IdentityRules
+from shared.ingest.service import Claim
 from shared.journeys.router import ExecutionState, Slot
-from shared.models.events import BusEvent
+from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
-from shared.store.bus import PublishError
 
 # DynamoDB's TransactWriteItems takes at most 100 actions (shared/store/profiles.py refuses more).
 TRANSACTION_MAX_ACTIONS = 100
@@ -377,20 +377,52 @@ class FakeQueue:
 
 
 class FakeSeenMessages:
-    """`shared.ingest.service.SeenMessages`: the dedupe keys remembered, each with its window.
-    `seen` answers with a new set, as a read from the table would."""
+    """`shared.ingest.service.SeenMessages` in memory, keeping SeenMessageStore's contract: `reserve`
+    takes each key atomically (as a conditional write does) when it is absent or its expiry has passed;
+    `confirm` marks keys seen for a window; `release` forgets them. Time is `now`, in seconds, moved
+    by hand. `journal` records each call, in order."""
 
     def __init__(self, *already: str, window_seconds: int = 86400) -> None:
-        self.remembered: dict[str, int] = dict.fromkeys(already, window_seconds)
-        self.remember_calls: list[list[str]] = []
+        self.now = 0
+        self.items: dict[str, tuple[str, int]] = {k: ("seen", window_seconds) for k in already}
+        self.journal: list[tuple[str, list[str]]] = []
+        self._lock = threading.Lock()
 
-    def seen(self, keys: set[str]) -> set[str]:
-        return {key for key in keys if key in self.remembered}
+    def reserve(self, keys: Sequence[str], hold_seconds: int) -> dict[str, Claim]:
+        claims: dict[str, Claim] = {}
+        with self._lock:
+            self.journal.append(("reserve", list(keys)))
+            for key in keys:
+                state, expires = self.items.get(key, ("", self.now))
+                if expires <= self.now:
+                    self.items[key] = ("pending", self.now + hold_seconds)
+                    claims[key] = Claim.RESERVED
+                else:
+                    claims[key] = Claim.PENDING if state == "pending" else Claim.SEEN
+        return claims
 
-    def remember(self, keys: list[str], window_seconds: int) -> None:
-        self.remember_calls.append(list(keys))
-        for key in keys:
-            self.remembered[key] = window_seconds
+    def confirm(self, keys: Sequence[str], window_seconds: int) -> None:
+        with self._lock:
+            self.journal.append(("confirm", list(keys)))
+            for key in keys:
+                self.items[key] = ("seen", self.now + window_seconds)
+
+    def release(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            self.journal.append(("release", list(keys)))
+            for key in keys:
+                self.items.pop(key, None)
+
+    @property
+    def confirmed(self) -> dict[str, int]:
+        """The keys seen, each with the seconds left of its window."""
+        return {
+            k: exp - self.now for k, (state, exp) in self.items.items() if state == "seen" and exp > self.now
+        }
+
+    @property
+    def pending(self) -> set[str]:
+        return {k for k, (state, exp) in self.items.items() if state == "pending" and exp > self.now}
 
 
 class FakePublisher:

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.ingest.calls import MAX_CALL_BYTES, parse, to_bus_events
-from shared.models.events import SOURCE_INGEST, BusEvent, Envelope
-from shared.store.bus import ATTEMPTS, BATCH, BATCH_BYTES, EventPublisher, PublishError
+from shared.models.events import SOURCE_INGEST, BusEvent, Envelope, PublishError
+from shared.store.bus import ATTEMPTS, BATCH, BATCH_BYTES, EventPublisher, backoff_delay
 from tests.unit.fakes import PUT_EVENTS_MAX_BYTES, FakeEventsClient, entry_size
 
 BUS = "continuum-bus"
@@ -205,6 +205,53 @@ def test_a_failed_entry_of_a_size_limited_call_is_named_by_its_position_in_all()
 
     assert caught.value.failed == 1
     assert caught.value.published == [i for i in range(12) if i != first_call]
+
+
+# -- backoff between attempts ---------------------------------------------------------------------
+
+
+class Sleeps:
+    """The publisher's sleep, recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def test_retries_wait_longer_each_time_up_to_the_jitter_drawn() -> None:
+    # Given a bus failing every attempt, and the jitter drawing its largest value
+    client = FakeEventsClient(*[ConnectionError("unreachable")] * ATTEMPTS)
+    sleeps = Sleeps()
+    slow = EventPublisher(BUS, client, backoff_seconds=0.1, sleep=sleeps, draw=lambda: 1.0)
+
+    with pytest.raises(PublishError):
+        slow.publish(events(1))
+
+    # Then it waits base × 2^attempt between attempts, and not after the last one
+    assert sleeps.waits == [0.1 * 2**attempt for attempt in range(ATTEMPTS - 1)]
+
+
+def test_the_wait_is_jittered_by_the_draw() -> None:
+    client = FakeEventsClient({0}, {0})
+    sleeps = Sleeps()
+    EventPublisher(BUS, client, backoff_seconds=0.1, sleep=sleeps, draw=lambda: 0.25).publish(events(1))
+
+    assert sleeps.waits == [0.025, 0.05]
+
+
+def test_the_wait_is_capped() -> None:
+    assert backoff_delay(attempt=30, base=0.05, cap=1.0, draw=lambda: 1.0) == 1.0
+    assert backoff_delay(attempt=0, base=0.05, cap=1.0, draw=lambda: 0.5) == 0.025
+
+
+def test_a_publish_that_succeeds_at_once_never_waits() -> None:
+    sleeps = Sleeps()
+
+    EventPublisher(BUS, FakeEventsClient(), sleep=sleeps).publish(events(25))
+
+    assert sleeps.waits == []
 
 
 # -- BusEvent --------------------------------------------------------------------------------------

@@ -8,19 +8,26 @@ import json
 import os
 import time
 import tracemalloc
+import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared import clock
+from shared.ingest import calls
 from shared.ingest.calls import (
     BATCH_CALLS,
     CALL_TYPES,
     CORS,
+    FUTURE_TOLERANCE,
+    GZIP_WINDOW,
     MAX_BATCH_BYTES,
     MAX_BATCH_CALLS,
     MAX_CALL_BYTES,
+    MAX_GZIP_BYTES,
+    MAX_GZIP_MEMBERS,
     BadRequestError,
     IngestError,
     PayloadTooLargeError,
@@ -29,6 +36,8 @@ from shared.ingest.calls import (
     to_bus_events,
 )
 from shared.models.segment import (
+    MAX_IDENTIFIER_BYTES,
+    MAX_MESSAGE_ID_BYTES,
     AliasCall,
     GroupCall,
     IdentifyCall,
@@ -165,6 +174,90 @@ def test_a_gzip_body_of_several_members_decodes_whole() -> None:
     compressed = gzip.compress(b'{"userId": "u-1", ') + gzip.compress(b'"event": "Product Added"}')
 
     assert decode_body(_b64(compressed), True, "gzip") == '{"userId": "u-1", "event": "Product Added"}'
+
+
+class CountingZlib:
+    """`zlib` as shared/ingest/calls.py sees it, counting the inflaters made and the bytes handed to them."""
+
+    MAX_WBITS = zlib.MAX_WBITS
+    error = zlib.error
+
+    def __init__(self) -> None:
+        self.inflaters = 0
+        self.fed = 0
+
+    def decompressobj(self, wbits: int) -> Any:
+        self.inflaters += 1
+        real = zlib.decompressobj(wbits)
+        counter = self
+
+        class Inflater:
+            def decompress(self, data: Any, max_length: int = 0) -> bytes:
+                counter.fed += len(data)
+                return real.decompress(data, max_length)
+
+            def __getattr__(self, name: str) -> Any:  # eof, unused_data, unconsumed_tail
+                return getattr(real, name)
+
+        return Inflater()
+
+
+@pytest.fixture
+def counting_zlib(monkeypatch: pytest.MonkeyPatch) -> CountingZlib:
+    counting = CountingZlib()
+    monkeypatch.setattr(calls, "zlib", counting)
+    return counting
+
+
+def test_a_gzip_body_of_the_most_members_allowed_decodes_whole() -> None:
+    members = [gzip.compress(b" ") for _ in range(MAX_GZIP_MEMBERS - 1)] + [gzip.compress(b"{}")]
+
+    assert decode_body(_b64(b"".join(members)), True, "gzip") == " " * (MAX_GZIP_MEMBERS - 1) + "{}"
+
+
+def test_a_gzip_body_of_more_members_is_refused_naming_the_limit(counting_zlib: CountingZlib) -> None:
+    # Given thousands of empty members (each costs a new inflater and yields nothing)
+    body = _b64(gzip.compress(b"") * 10_000)
+
+    with pytest.raises(BadRequestError) as caught:
+        decode_body(body, True, "gzip")
+
+    # Then it is refused after the limit's worth of members, not after all of them
+    assert caught.value.fields == {"limit": "gzip_members"}
+    assert counting_zlib.inflaters == MAX_GZIP_MEMBERS
+
+
+def test_gzip_members_cost_work_linear_in_the_body(counting_zlib: CountingZlib) -> None:
+    # Given many small members before a large one (stored, not compressed: 400 KB in the body)
+    large = gzip.compress(b" " * (400 * 1024), compresslevel=0)
+    body = gzip.compress(b" ") * (MAX_GZIP_MEMBERS - 1) + large
+
+    decode_body(_b64(body), True, "gzip")
+
+    # Then each byte is handed to an inflater once, plus at most a window per member (here ~3 times
+    # the body); handing each member the whole rest of the body, as before, is ~64 times the body
+    assert counting_zlib.fed <= len(body) + MAX_GZIP_MEMBERS * GZIP_WINDOW
+
+
+def test_a_compressed_body_over_its_limit_is_refused_before_any_inflating(
+    counting_zlib: CountingZlib,
+) -> None:
+    body = _b64(b"\x1f\x8b" + b"\x00" * MAX_GZIP_BYTES)
+
+    with pytest.raises(PayloadTooLargeError, match="compressed body") as caught:
+        decode_body(body, True, "gzip")
+
+    assert caught.value.fields == {"limit": "batch_bytes"}
+    assert counting_zlib.inflaters == 0
+
+
+def test_a_gzip_body_at_the_compressed_limit_is_inflated() -> None:
+    # A body at the batch limit, stored rather than compressed: over it in input by gzip's overhead
+    text = " " * (MAX_BATCH_BYTES - 2) + "{}"
+    compressed = gzip.compress(text.encode(), compresslevel=0)
+    assert MAX_BATCH_BYTES < len(compressed) <= MAX_GZIP_BYTES
+
+    assert decode_body(_b64(compressed), True, "gzip") == text
 
 
 # -- parse: the body ------------------------------------------------------------------------------
@@ -814,3 +907,206 @@ def test_browsers_may_send_the_write_key_and_gzip_from_any_site() -> None:
     assert CORS["Access-Control-Allow-Origin"] == "*"
     assert {"authorization", "content-type", "content-encoding"} <= allowed_headers
     assert "POST" in CORS["Access-Control-Allow-Methods"]
+
+
+# -- limits of what can be stored: counted in UTF-8 bytes -------------------------------------------
+
+EMOJI = "\N{GRINNING FACE}"  # 4 bytes in UTF-8
+
+
+def _utf8(size: int) -> str:
+    """A text of exactly `size` UTF-8 bytes, mostly 4-byte characters."""
+    return EMOJI * (size // 4) + "a" * (size % 4)
+
+
+# (call type, field, its limit in bytes, the rest of a valid call)
+TOP_LEVEL_IDS = [
+    ("track", "userId", MAX_IDENTIFIER_BYTES, {"anonymousId": "a-1", "event": "A"}),
+    ("track", "anonymousId", MAX_IDENTIFIER_BYTES, {"userId": "u-1", "event": "A"}),
+    ("alias", "previousId", MAX_IDENTIFIER_BYTES, {"userId": "u-1"}),
+    ("group", "groupId", MAX_IDENTIFIER_BYTES, {"userId": "u-1"}),
+    ("track", "messageId", MAX_MESSAGE_ID_BYTES, {"userId": "u-1", "event": "A"}),
+]
+
+
+@pytest.mark.parametrize(("call_type", "field", "limit", "rest"), TOP_LEVEL_IDS)
+def test_an_id_of_exactly_its_limit_in_bytes_is_accepted(
+    call_type: str, field: str, limit: int, rest: dict[str, Any]
+) -> None:
+    [call] = _calls(call_type, json.dumps({**rest, field: _utf8(limit)}))
+
+    assert getattr(call, field) == _utf8(limit)
+
+
+@pytest.mark.parametrize(("call_type", "field", "limit", "rest"), TOP_LEVEL_IDS)
+def test_an_id_one_byte_past_its_limit_is_refused_naming_it_and_the_limit(
+    call_type: str, field: str, limit: int, rest: dict[str, Any]
+) -> None:
+    # Fewer characters than the limit, more bytes
+    value = _utf8(limit + 1)
+    assert len(value) < limit
+
+    with pytest.raises(BadRequestError) as caught:
+        parse(call_type, json.dumps({**rest, field: value}))
+
+    assert caught.value.status == 400
+    assert caught.value.details == [
+        {"loc": field, "error": f"String should have at most {limit} bytes in UTF-8, not {limit + 1}"}
+    ]
+
+
+def test_an_id_past_its_limit_inside_a_batch_is_refused_naming_its_index() -> None:
+    batch = [{"type": "track", "userId": "u-1", "event": "A"} for _ in range(3)]
+    batch[2]["anonymousId"] = _utf8(MAX_IDENTIFIER_BYTES + 1)
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", json.dumps({"batch": batch}))
+
+    assert [d["loc"] for d in caught.value.details] == ["batch.2.track.anonymousId"]
+    assert "at most 1024 bytes" in caught.value.details[0]["error"]
+
+
+# (call type, where the identifier is, the call around it)
+NESTED_IDENTIFIERS = [
+    ("identify", "traits.email", lambda v: {"traits": {"email": v}}),
+    ("identify", "traits.phone", lambda v: {"traits": {"phone": v}}),
+    ("track", "context.traits.email", lambda v: {"event": "A", "context": {"traits": {"email": v}}}),
+    ("page", "context.traits.phone", lambda v: {"context": {"traits": {"phone": v}}}),
+    ("track", "context.device.id", lambda v: {"event": "A", "context": {"device": {"id": v}}}),
+    ("screen", "context.device.token", lambda v: {"context": {"device": {"token": v}}}),
+    (
+        "track",
+        "context.externalIds.1.id",
+        lambda v: {
+            "event": "A",
+            "context": {"externalIds": [{"id": "x", "type": "t"}, {"id": v, "type": "t"}]},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("call_type", "loc", "call"), NESTED_IDENTIFIERS)
+def test_an_identifier_in_context_or_traits_of_exactly_the_limit_is_accepted(
+    call_type: str, loc: str, call: Any
+) -> None:
+    [parsed] = _calls(call_type, json.dumps({"userId": "u-1", **call(_utf8(MAX_IDENTIFIER_BYTES))}))
+
+    assert parsed.userId == "u-1"
+
+
+@pytest.mark.parametrize(("call_type", "loc", "call"), NESTED_IDENTIFIERS)
+def test_an_identifier_in_context_or_traits_one_byte_past_the_limit_is_refused_naming_it(
+    call_type: str, loc: str, call: Any
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        parse(call_type, json.dumps({"userId": "u-1", **call(_utf8(MAX_IDENTIFIER_BYTES + 1))}))
+
+    assert caught.value.status == 400
+    assert caught.value.details == [
+        {
+            "loc": loc,
+            "error": f"String should have at most 1024 bytes in UTF-8, not {MAX_IDENTIFIER_BYTES + 1}",
+        }
+    ]
+    assert caught.value.fields == {"limit": "identifier_bytes"}
+
+
+@pytest.mark.parametrize(("call_type", "loc", "call"), NESTED_IDENTIFIERS)
+def test_an_identifier_past_the_limit_inside_a_batch_names_the_calls_index(
+    call_type: str, loc: str, call: Any
+) -> None:
+    bad = {"type": call_type, "userId": "u-1", **call(_utf8(MAX_IDENTIFIER_BYTES + 1))}
+    body = {"batch": [{"type": "track", "userId": "u-1", "event": "A"}, bad]}
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", json.dumps(body))
+
+    assert [d["loc"] for d in caught.value.details] == [f"batch.1.{loc}"]
+    assert caught.value.fields == {"limit": "identifier_bytes", "index": 1}
+
+
+def test_a_batch_level_context_identifier_is_checked_in_every_call() -> None:
+    body = {
+        "context": {"device": {"id": _utf8(MAX_IDENTIFIER_BYTES + 1)}},
+        "batch": [{"type": "track", **TRACK}],
+    }
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", json.dumps(body))
+
+    assert caught.value.fields == {"limit": "identifier_bytes", "index": 0}
+
+
+def test_an_email_is_measured_as_it_is_stored_lowercased() -> None:
+    # "İ" is 2 bytes, its lowercase "i̇" 3: at the limit as sent, past it as identity stores it
+    email = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}" * (MAX_IDENTIFIER_BYTES // 2)
+
+    with pytest.raises(BadRequestError, match="invalid identify call"):
+        parse("identify", json.dumps({"userId": "u-1", "traits": {"email": email}}))
+
+
+def test_a_groups_own_email_trait_is_no_identifier() -> None:
+    # A group's traits describe the group; identity never stores them as identifiers
+    body = {"userId": "u-1", "groupId": "g", "traits": {"email": _utf8(MAX_IDENTIFIER_BYTES + 1)}}
+
+    [call] = _calls("group", json.dumps(body))
+
+    assert isinstance(call, GroupCall)
+
+
+def test_a_numeric_device_id_is_measured_as_the_text_identity_stores() -> None:
+    huge = int("9" * (MAX_IDENTIFIER_BYTES + 1))
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("track", json.dumps({"userId": "u-1", "event": "A", "context": {"device": {"id": huge}}}))
+
+    assert caught.value.details[0]["loc"] == "context.device.id"
+
+
+# -- event time in the future -------------------------------------------------------------------------
+
+
+def test_a_timestamp_far_in_the_future_is_replaced_by_the_time_received() -> None:
+    # A device whose clock says 2030, and no sentAt to correct it
+    event = _one(timestamp="2030-01-01T00:00:00Z")
+
+    assert event.detail.data["timestamp"] == "2024-05-01T12:00:00.000Z"
+    assert event.detail.data["originalTimestamp"] == "2030-01-01T00:00:00.000Z"
+
+
+def test_a_timestamp_within_the_tolerance_is_kept() -> None:
+    at_tolerance = clock.iso(RECEIVED + FUTURE_TOLERANCE)
+
+    event = _one(timestamp=at_tolerance)
+
+    assert event.detail.data["timestamp"] == at_tolerance
+    assert "originalTimestamp" not in event.detail.data
+
+
+def test_a_timestamp_a_millisecond_past_the_tolerance_is_replaced() -> None:
+    past = clock.iso(RECEIVED + FUTURE_TOLERANCE + timedelta(milliseconds=1))
+
+    event = _one(timestamp=past)
+
+    assert event.detail.data["timestamp"] == "2024-05-01T12:00:00.000Z"
+    assert event.detail.data["originalTimestamp"] == past
+
+
+def test_a_timestamp_still_in_the_future_after_the_sent_at_correction_is_replaced() -> None:
+    # Stamped an hour after the device sent it: the correction cannot bring it back to the present
+    event = _one(timestamp="2024-05-01T13:00:00Z", sentAt="2024-05-01T12:00:00Z")
+
+    assert event.detail.data["timestamp"] == "2024-05-01T12:00:00.000Z"
+    assert event.detail.data["originalTimestamp"] == "2024-05-01T13:00:00.000Z"
+
+
+def test_a_future_device_clock_corrected_by_sent_at_keeps_the_corrected_time() -> None:
+    # The whole device clock is in 2030, sentAt too: the correction brings the event to the present
+    event = _one(timestamp="2030-01-01T00:00:00Z", sentAt="2030-01-01T00:00:05Z")
+
+    assert event.detail.data["timestamp"] == "2024-05-01T11:59:55.000Z"
+    assert "originalTimestamp" not in event.detail.data
+
+
+def test_past_timestamps_carry_no_original_timestamp() -> None:
+    assert "originalTimestamp" not in _one(timestamp="2020-01-01T00:00:00Z").detail.data

@@ -9,6 +9,7 @@ import pytest
 
 from shared.ingest.calls import CALL_TYPES
 from shared.ingest.openapi import document
+from shared.models.segment import MAX_IDENTIFIER_BYTES, MAX_MESSAGE_ID_BYTES
 
 PATHS = [f"/v1/{t}" for t in ("identify", "track", "page", "screen", "group", "alias", "batch", "import")]
 
@@ -75,3 +76,28 @@ def test_every_reference_resolves_inside_the_document() -> None:
 
     assert len(refs) > 5
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "limit"),
+    [
+        ("TrackCall", "userId", MAX_IDENTIFIER_BYTES),
+        ("TrackCall", "anonymousId", MAX_IDENTIFIER_BYTES),
+        ("AliasCall", "previousId", MAX_IDENTIFIER_BYTES),
+        ("GroupCall", "groupId", MAX_IDENTIFIER_BYTES),
+        ("IdentifyCall", "messageId", MAX_MESSAGE_ID_BYTES),
+    ],
+)
+def test_the_document_bounds_each_id_by_its_byte_limit_and_says_it_counts_bytes(
+    model: str, field: str, limit: int
+) -> None:
+    # maxLength counts characters: the byte limit is a true bound on them (a character is at least a
+    # byte), so what the document refuses the API refuses too
+    [text] = [
+        branch
+        for branch in document()["components"]["schemas"][model]["properties"][field]["anyOf"]
+        if branch.get("type") == "string"
+    ]
+
+    assert text["maxLength"] == limit
+    assert f"at most {limit} bytes in UTF-8" in text["description"]

@@ -258,3 +258,43 @@ def test_a_key_revoked_meanwhile_stops_working_when_the_ttl_expires(
     monotonic.now += 30
     with pytest.raises(UnauthorizedError, match="revoked"):
         resolver.source_for(WRITE_KEY)
+
+
+@pytest.mark.usefixtures("monotonic")
+def test_random_keys_tried_do_not_grow_the_cache_past_its_bound(website: Source) -> None:
+    # Given a resolver that keeps at most 8 unknown keys
+    resolver = SourceResolver(CountingFinder(website), ttl_seconds=60, known_max=4, unknown_max=8)
+
+    # When a client tries 1,000 random keys within the TTL
+    for n in range(1000):
+        with pytest.raises(UnauthorizedError):
+            resolver.source_for(f"wk_random_{n}")
+
+    # Then the cache holds no more than its bound
+    assert resolver.cached() == 8
+
+
+@pytest.mark.usefixtures("monotonic")
+def test_random_keys_tried_never_evict_a_real_sources_answer(website: Source) -> None:
+    finder = CountingFinder(website)
+    resolver = SourceResolver(finder, ttl_seconds=60, known_max=4, unknown_max=8)
+    resolver.source_for(WRITE_KEY)
+
+    for n in range(100):
+        with pytest.raises(UnauthorizedError):
+            resolver.source_for(f"wk_random_{n}")
+    resolver.source_for(WRITE_KEY)
+
+    # The real key was read from the table once: its answer stayed cached throughout
+    assert finder.asked.count(hash_key(WRITE_KEY)) == 1
+
+
+def test_expired_answers_are_let_go(website: Source, monotonic: FakeMonotonic) -> None:
+    resolver = SourceResolver(CountingFinder(website), ttl_seconds=60)
+    for n in range(10):
+        with pytest.raises(UnauthorizedError):
+            resolver.source_for(f"wk_random_{n}")
+
+    monotonic.now += 61
+
+    assert resolver.cached() == 0
