@@ -28,7 +28,7 @@ from shared import clock
 from shared.identity.resolver import Resolution, ResolutionError, resolve
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, Profile
-from shared.store.profiles import DynamoProfileStore, profile_from_item, suppression_key
+from shared.store.profiles import DynamoProfileStore, ProfileAdmin, profile_from_item, suppression_key
 from tests.identifiers import anon, email, user
 
 REGION = "us-east-1"
@@ -554,7 +554,7 @@ def test_a_merge_logs_what_the_merged_profile_was(dynamodb: Any, store: DynamoPr
     assert state.index[email("ada@example.com")] == older
 
 
-def test_an_event_naming_a_suppressed_identifier_is_dropped_and_writes_nothing(
+def test_an_event_naming_a_suppressed_identifier_lands_without_it(
     dynamodb: Any, store: DynamoProfileStore
 ) -> None:
     erased = email("gone@example.com")
@@ -563,11 +563,45 @@ def test_an_event_naming_a_suppressed_identifier_is_dropped_and_writes_nothing(
 
     resolution = resolve(call, store, RULES, at(0))
 
-    assert resolution.suppressed is True
-    assert resolution.profile_id is None
+    assert (resolution.suppressed, resolution.suppressed_identifiers) == (False, 1)
+    state = read_table(dynamodb, store._table)
+    assert state.index == {user("u-9"): resolution.profile_id, anon("a-9"): resolution.profile_id}
+    assert state.live[resolution.profile_id].identifiers == [user("u-9"), anon("a-9")]
+
+
+def test_a_shared_devices_event_after_an_erasure_lands_on_the_other_users_profile(
+    dynamodb: Any, store: DynamoProfileStore
+) -> None:
+    # Given Alice and Bob on one iPad (its device id stays Alice's: two users never merge), Alice erased
+    ipad = {"context": {"device": {"id": "ipad-1"}}}
+    alice = resolve({**segment_call([user("u-alice")], 0), **ipad}, store, RULES, at(0))
+    bob = resolve({**segment_call([user("u-bob")], 1), **ipad}, store, RULES, at(1))
+    ProfileAdmin(store._table, dynamodb).erase(store.profiles([str(alice.profile_id)])[str(alice.profile_id)])
+
+    # When Bob buys on the iPad
+    order = {**segment_call([user("u-bob")], 3), **ipad, "type": "track", "event": "Order Completed"}
+    resolution = resolve(order, store, RULES, at(3))
+
+    # Then it is Bob's purchase, and the iPad is attached to nobody
+    assert resolution.profile_id == bob.profile_id
+    state = read_table(dynamodb, store._table)
+    assert state.live[str(bob.profile_id)].lastEvents["Order Completed"] == clock.iso(at(3))
+    assert state.index == {user("u-bob"): bob.profile_id}
+
+
+def test_an_event_naming_only_suppressed_identifiers_is_dropped_and_writes_nothing(
+    dynamodb: Any, store: DynamoProfileStore
+) -> None:
+    erased = [email("gone@example.com"), anon("a-9")]
+    for identifier in erased:
+        dynamodb.put_item(TableName=store._table, Item=suppression_key(identifier))
+
+    resolution = resolve(segment_call([anon("a-9"), email("  Gone@Example.COM ")], 0), store, RULES, at(0))
+
+    assert (resolution.profile_id, resolution.suppressed) == (None, True)
     state = read_table(dynamodb, store._table)
     assert state.profiles == {} and state.index == {}
-    assert [item["pk"]["S"] for item in state.other] == [suppression_key(erased)["pk"]["S"]]
+    assert len(state.other) == 2
 
 
 def test_blocked_values_never_create_identifier_items(dynamodb: Any, store: DynamoProfileStore) -> None:
