@@ -566,7 +566,7 @@ def test_an_event_naming_a_suppressed_identifier_lands_without_it(
     assert (resolution.suppressed, resolution.suppressed_identifiers) == (False, 1)
     state = read_table(dynamodb, store._table)
     assert state.index == {user("u-9"): resolution.profile_id, anon("a-9"): resolution.profile_id}
-    assert state.live[resolution.profile_id].identifiers == [user("u-9"), anon("a-9")]
+    assert state.live[str(resolution.profile_id)].identifiers == [user("u-9"), anon("a-9")]
 
 
 def test_a_shared_devices_event_after_an_erasure_lands_on_the_other_users_profile(
