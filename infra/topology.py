@@ -218,6 +218,7 @@ TOPOLOGY = Topology(
                 TableAccess(JOURNEY_RUNS, write=True),
             ),
             publishes=True,
+            controls_journeys=True,  # erasure stops the person's running executions
             settings=("ADMIN_TOKEN_SHA256", "IDENTITY_RULES"),
         ),
         Function(

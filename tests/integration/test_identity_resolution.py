@@ -25,10 +25,10 @@ from moto import mock_aws
 from infra.local.engine import create_table
 from infra.topology import TOPOLOGY
 from shared import clock
+from shared.identity.bounds import PROFILE_MAX_BYTES
 from shared.identity.resolver import Resolution, ResolutionError, resolve
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, Profile
-from shared.identity.bounds import PROFILE_MAX_BYTES
 from shared.store.profiles import (
     DynamoProfileStore,
     ProfileAdmin,
