@@ -235,6 +235,7 @@ TOPOLOGY = Topology(
                 TableAccess(JOURNEY_RUNS, write=True),
             ),
             publishes=True,
+            controls_journeys=True,  # erasure stops the person's running executions
             settings=("IDENTITY_RULES",),
             admin_credential=True,
         ),

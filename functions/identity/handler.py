@@ -39,10 +39,18 @@ def handler(event: dict[str, Any], context: Any) -> None:
         call, DynamoProfileStore(settings.profiles_table), load_rules(), clock.parse(call["timestamp"])
     )
 
-    for warning in resolution.warnings:
+    for warning in resolution.warnings:  # types, counts and reasons only: never an identifier's value
         logger.warning(warning)
+    if resolution.suppressed_identifiers:
+        # An erased person's identifiers are left out; the event lands if anything else names someone.
+        metrics.add_metric(
+            name="IdentifiersSuppressed", unit=MetricUnit.Count, value=resolution.suppressed_identifiers
+        )
+    if resolution.dropped:
+        metrics.add_metric(name="TraitsDropped", unit=MetricUnit.Count, value=resolution.dropped.traits)
+        metrics.add_metric(name="ProfileBytesDropped", unit=MetricUnit.Bytes, value=resolution.dropped.bytes)
     if resolution.suppressed:
-        # An erased person's old device or address: dropped, so they are not silently re-created.
+        # Only an erased person's identifiers: dropped, so they are not silently re-created.
         metrics.add_metric(name="EventsSuppressed", unit=MetricUnit.Count, value=1)
         return
     if resolution.profile_id is None:

@@ -12,6 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
+from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
     ApiError,
@@ -36,10 +37,13 @@ from shared.models.events import (
 )
 from shared.models.profile import Profile
 from shared.store.admin_token import admin_token_sha256
+from shared.models.types import PROFILE_ID_MAX_LENGTH
 from shared.store.bus import EventPublisher
-from shared.store.journeys import JourneyRunStore
+from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
-from shared.store.profiles import ProfileAdmin
+from shared.store.profiles import ProfileAdmin, identifier_max_bytes
+
+ERASED_CAUSE = "the profile was erased"  # Step Functions keeps this; no personal data
 
 logger = Logger()
 metrics = Metrics()
@@ -62,7 +66,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         match (method, parts[2:]):
             case ("GET", []):
                 parameters = event.get("queryStringParameters") or {}
-                identifier = identifier_from_query(parameters, load_rules())
+                identifier = identifier_from_query(parameters, load_rules(), identifier_max_bytes)
                 owner = store.lookup([identifier]).owners.get(identifier)
                 return _json(200, _show(store, _live(store, owner)))
             case ("GET", [profile_id]):
@@ -71,11 +75,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 profile = _live(store, profile_id)
                 erased = store.erase(profile)
                 MessageLog(settings.messages_table).delete_for_profiles(erased)
-                runs = JourneyRunStore(settings.journey_runs_table)
+                runs, executions = JourneyRunStore(settings.journey_runs_table), JourneyExecutions()
                 for erased_id in erased:
+                    # A running execution's input holds the person's data (kept 90 days): stop it.
+                    for execution_arn in runs.active_executions(erased_id):
+                        executions.stop(execution_arn, ERASED_CAUSE, error_name="Continuum.ProfileErased")
                     runs.delete_for_profile(erased_id)
                 metrics.add_metric(name="ProfilesErased", unit=MetricUnit.Count, value=1)
-                _publish(settings, DETAIL_ERASED, profile.profileId, {"erasedProfileIds": erased})
+                person = ErasedPerson.of(erased, profile.identifiers)
+                _publish(settings, DETAIL_ERASED, profile.profileId, person.model_dump(mode="json"))
                 return _json(200, {"erased": profile.profileId, "erasedProfileIds": erased})
             case ("POST", [profile_id, "unmerge"]):
                 survivor = _live(store, profile_id)
@@ -84,7 +92,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     (m for m in store.merges(survivor.profileId) if m.merged.profileId == merged_id), None
                 )
                 if record is None:
-                    raise NotFoundError(f"no merge of {merged_id!r} into {survivor.profileId}")
+                    raise NotFoundError(f"mergedProfileId: no such merge into {survivor.profileId}")
                 restored = store.unmerge(survivor, record)
                 _publish(
                     settings, DETAIL_UNMERGED, survivor.profileId, {"restoredProfileId": restored.profileId}
@@ -93,21 +101,24 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             case ("DELETE", [profile_id, "identifiers", identifier_type, value]):
                 profile = _live(store, profile_id)
                 rules = load_rules()
-                identifier = normalised(identifier_type_of(identifier_type, rules), value, rules)
+                kind = identifier_type_of(identifier_type, rules)
+                identifier = normalised(kind, value, rules, identifier_max_bytes)
                 if identifier not in profile.identifiers:
-                    raise NotFoundError(f"{profile.profileId} has no {identifier.type} {identifier.value!r}")
+                    raise NotFoundError(f"{profile.profileId} has no such {identifier.type}")
                 store.remove_identifier(profile, identifier)
                 _publish(settings, DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})
                 return _json(200, _show(store, profile))
-        return _json(404, {"error": f"no route {method} {event.get('rawPath')}"})
-    except ConcurrentChangeError as error:
-        return _error(ConflictError(f"the profile changed meanwhile; retry ({error})"))
+        return _json(404, {"error": f"no such route for {method}"})  # the path may hold an address
+    except ConcurrentChangeError:
+        return _error(ConflictError("the profile changed meanwhile; retry"))
     except ApiError as error:
         return _error(error)
 
 
 def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
-    profile = store.profile(profile_id) if profile_id else None
+    # No profile id is longer than that: one would not even fit a key.
+    valid = profile_id and len(profile_id) <= PROFILE_ID_MAX_LENGTH
+    profile = store.profile(profile_id) if profile_id and valid else None
     if profile is None:
         raise NotFoundError("no such profile")
     return profile
@@ -123,6 +134,8 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
         body = json.loads(event.get("body") or "{}")
     except json.JSONDecodeError as error:
         raise BadRequestError(f"malformed JSON: {error.msg}") from error
+    except RecursionError as error:  # the parser recurses once per level of nesting
+        raise BadRequestError("the body is nested too deeply") from error
     if not isinstance(body, dict):
         raise BadRequestError("the body must be a JSON object")
     return body

@@ -223,6 +223,7 @@ class LocalEngine:
             if rule.event_pattern.matches_event(event):
                 if rule.name == f"{PREFIX}-archive-recorder":
                     engine.bus_events.append(copy.deepcopy(event))
+                    engine.forget_erased(event)
                 for target in rule.targets:
                     if ":function:" in target["Arn"]:
                         engine.enqueue(
@@ -457,6 +458,18 @@ class LocalEngine:
                 log.warning("%s failed (attempt %d/%d): %s", function_name, attempt, ASYNC_ATTEMPTS, error)
                 last = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}"
         self.failures.append(Failure(function_name, last, event))
+
+    def forget_erased(self, event: dict[str, Any]) -> None:
+        """Erasure reaches the failure list (the local dead-letter queue): a `profile.erased` event
+        removes the failures that name the erased profiles or any of the person's identifiers."""
+        from shared.identity.erasure import ErasedPerson
+        from shared.identity.rules import load_rules
+        from shared.models.events import DETAIL_ERASED
+
+        if event.get("detail-type") != DETAIL_ERASED:
+            return
+        person = ErasedPerson.model_validate(event["detail"]["data"]["detail"])
+        self.failures[:] = [f for f in self.failures if not person.named_in(f.event, load_rules())]
 
     def _poll_queues(self) -> None:
         import boto3

@@ -2,6 +2,7 @@
 
 A value that cannot be normalised (an email without a domain, a phone that is not a number) or that
 is blocked (`null`, `anonymous`, all zeros, …) is left out of matching with a warning, never an error.
+Warnings name the identifier's type and the reason, never its value: they are logged.
 """
 
 from __future__ import annotations
@@ -67,8 +68,11 @@ def identifiers_of(call: dict[str, Any], rules: IdentityRules) -> tuple[list[Ide
     def add(identifier_type: str, raw: object, normalised: str | None) -> None:
         if raw is None or raw == "":
             return
-        if normalised is None or rules.is_blocked(normalised):
-            warnings.append(f"{identifier_type} {str(raw)[:64]!r} left out of matching")
+        if normalised is None:
+            warnings.append(f"{identifier_type} left out of matching: not a valid {identifier_type}")
+            return
+        if rules.is_blocked(normalised):
+            warnings.append(f"{identifier_type} left out of matching: a blocked placeholder value")
             return
         found.append(Identifier(type=identifier_type, value=normalised))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
@@ -59,34 +60,51 @@ def authorize(authorization: str | None, token_sha256: str) -> None:
         raise UnauthorizedError("wrong admin token")
 
 
+# Error messages name the field and the rule, never the value: it may be an address or a number, and
+# error bodies end up in logs and traces.
+
+
 def identifier_type_of(name: str, rules: IdentityRules) -> str:
     if name not in rules.types:
-        raise BadRequestError(f"unknown identifier type {name!r}: one of {', '.join(rules.types)}")
+        raise BadRequestError(f"type: unknown identifier type; one of {', '.join(rules.types)}")
     return name
 
 
-def normalised(identifier_type: str, value: str, rules: IdentityRules) -> Identifier:
-    """An identifier as the identity function stores it (emails lower-cased, phones in E.164)."""
+def normalised(
+    identifier_type: str,
+    value: str,
+    rules: IdentityRules,
+    max_bytes: Callable[[str], int],
+    field: str = "value",
+) -> Identifier:
+    """An identifier as the identity function stores it (emails lower-cased, phones in E.164).
+    `max_bytes(type)`: the longest value the profile store can key (longer ones are never stored)."""
+    limit = max_bytes(identifier_type)
+    if len(value.encode("utf-8")) > limit and len(value.strip().encode("utf-8")) > limit:
+        raise BadRequestError(f"{field}: longer than {limit} bytes (UTF-8)")
     if identifier_type == "email":
         email = normalise_email(value)
         if email is None:
-            raise BadRequestError(f"{value!r} is not an email address")
+            raise BadRequestError(f"{field}: not an email address")
         return Identifier(type="email", value=email)
     if identifier_type == "phone":
         phone = normalise_phone(value, rules.phone_region)
         if phone is None:
-            raise BadRequestError(f"{value!r} is not a phone number")
+            raise BadRequestError(f"{field}: not a phone number")
         return Identifier(type="phone", value=phone)
     if not value.strip():
-        raise BadRequestError(f"empty {identifier_type}")
+        raise BadRequestError(f"{field}: empty")
     return Identifier(type=identifier_type, value=value.strip())
 
 
-def identifier_from_query(parameters: dict[str, str], rules: IdentityRules) -> Identifier:
-    named = [(LOOKUP_PARAMETERS[k], v) for k, v in parameters.items() if k in LOOKUP_PARAMETERS]
+def identifier_from_query(
+    parameters: dict[str, str], rules: IdentityRules, max_bytes: Callable[[str], int]
+) -> Identifier:
+    named = [(k, LOOKUP_PARAMETERS[k], v) for k, v in parameters.items() if k in LOOKUP_PARAMETERS]
     if len(named) != 1:
         raise BadRequestError(f"look a profile up by exactly one of: {', '.join(LOOKUP_PARAMETERS)}")
-    return normalised(*named[0], rules)
+    field, identifier_type, value = named[0]
+    return normalised(identifier_type, value, rules, max_bytes, field)
 
 
 class MergeView(Model):

@@ -19,6 +19,14 @@ apart. The survivor of a merge is the oldest profile (ties: the smaller id). Tra
 the value set by the most recent event winning. A merged profile's identifiers are repointed to the
 survivor and the merged id keeps resolving to it (`mergedInto`); the merge is logged with what the
 merged profile was, so that it can be undone.
+
+Erased people: their identifiers are suppressed (kept as hashes). An event loses only its suppressed
+identifiers (and any the store cannot key): with what remains it lands on a live profile, or a new one,
+so that a device or anonymous id an erased person shared with someone else keeps working for them. A
+suppressed identifier is never attached to a profile again; an event naming nothing else is dropped.
+
+Size: a profile's stored size is bounded (shared/identity/bounds.py). What would pass the bound is not
+kept, with a warning; the event is still resolved.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
+from shared.identity.bounds import Dropped, bound
 from shared.identity.identifiers import identifiers_of, user_traits
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
@@ -53,6 +62,8 @@ class ResolutionError(Exception):
 class Lookup:
     owners: dict[Identifier, str]  # identifier → the profile id it points to
     suppressed: set[Identifier]  # identifiers of erased people
+    # Identifiers the store cannot keep (a key over its size limit): never matched, never attached.
+    unstorable: set[Identifier] = field(default_factory=set)
 
 
 @dataclass
@@ -84,7 +95,8 @@ class ProfileStore(Protocol):
         self, profile_id: str, change: EventChange, claims: list[Identifier], rules: IdentityRules
     ) -> None:
         """Fast path: one conditional write. `FullPathNeededError` when a condition on the profile
-        fails, `ConcurrentChangeError` when a claim was lost."""
+        fails (including: it might pass `bounds.PROFILE_MAX_BYTES` with what the write adds),
+        `ConcurrentChangeError` when a claim was lost."""
         ...
 
     def profiles(self, profile_ids: Iterable[str]) -> dict[str, Profile]: ...
@@ -105,8 +117,10 @@ class ProfileStore(Protocol):
 class Resolution:
     profile_id: str | None
     merged: list[str] = field(default_factory=list)  # profile ids merged into it by this event
-    suppressed: bool = False  # the event names an erased person's identifier: dropped
+    suppressed: bool = False  # every identifier the event names is an erased person's: dropped
     warnings: list[str] = field(default_factory=list)
+    suppressed_identifiers: int = 0  # an erased person's identifiers left out (the event may still land)
+    dropped: Dropped = field(default_factory=Dropped)  # what did not fit the profile's size bound
 
 
 def _timeline(call: dict[str, Any], profile_id: str, at: str) -> TimelineEntry:
@@ -191,23 +205,49 @@ def resolve(
     change = _change(call, clock.iso(event_time))
     for _ in range(MAX_ATTEMPTS):
         lookup = store.lookup(identifiers)
-        if lookup.suppressed:
-            return Resolution(None, suppressed=True, warnings=warnings)
-        owners = lookup.owners
+        # An erased person's identifier is left out, not the event: a device or an anonymous id
+        # shared with someone else keeps working for them, and is never attached to anyone again.
+        usable = [i for i in identifiers if i not in lookup.suppressed and i not in lookup.unstorable]
+        notes = [*warnings, *_left_out(identifiers, lookup)]
+        suppressed = sum(1 for i in identifiers if i in lookup.suppressed)
+        if not usable:
+            if suppressed:
+                return Resolution(None, suppressed=True, warnings=notes, suppressed_identifiers=suppressed)
+            return Resolution(None, warnings=[*notes, "the event names no usable identifier: dropped"])
+        owners = {i: p for i, p in lookup.owners.items() if i in usable}
         distinct = set(owners.values())
         try:
             if len(distinct) == 1:
                 profile_id = next(iter(distinct))
-                unowned = [i for i in identifiers if i not in owners]
+                unowned = [i for i in usable if i not in owners]
                 try:
                     store.record(profile_id, change, unowned, rules)
-                    return Resolution(profile_id, warnings=warnings)
+                    return Resolution(profile_id, warnings=notes, suppressed_identifiers=suppressed)
                 except FullPathNeededError:
                     pass
-            return _full_path(identifiers, owners, store, rules, change, new_profile_id, list(warnings))
+            resolution = _full_path(usable, owners, store, rules, change, new_profile_id, notes)
+            resolution.suppressed_identifiers = suppressed
+            return resolution
         except ConcurrentChangeError:
             continue
     raise ResolutionError(f"gave up after {MAX_ATTEMPTS} conflicting attempts")
+
+
+def _left_out(identifiers: list[Identifier], lookup: Lookup) -> list[str]:
+    """A warning per identifier type left out: counts and types only, never a value."""
+    notes: list[str] = []
+    for reason, left in (
+        ("suppressed (an erased person's)", lookup.suppressed),
+        ("too long to be stored as a key", lookup.unstorable),
+    ):
+        counts: dict[str, int] = {}
+        for identifier in identifiers:
+            if identifier in left:
+                counts[identifier.type] = counts.get(identifier.type, 0) + 1
+        notes += [
+            f"{n} {kind} identifier{'s' if n > 1 else ''} left out: {reason}" for kind, n in counts.items()
+        ]
+    return notes
 
 
 def _full_path(
@@ -253,6 +293,7 @@ def _full_path(
     if not group:
         group = [Profile(profileId=new_profile_id(), createdAt=now, updatedAt=now, version=0)]
     survivor, *losers = sorted(group, key=age)
+    before = survivor.model_copy(deep=True) if survivor.version else None
     merges = [
         MergeRecord(survivor=survivor.profileId, merged=loser.model_copy(deep=True), at=now)
         for loser in losers
@@ -267,5 +308,13 @@ def _full_path(
             survivor.identifiers.append(identifier)
         pointers.append(Pointer(identifier, None, survivor.profileId))
     apply_change(survivor, change)
+    dropped = bound(survivor, before)
+    if dropped:
+        warnings.append(
+            f"{dropped.traits} traits and {dropped.events} event names ({dropped.bytes} bytes) not kept: "
+            f"the profile would pass its size bound"
+        )
     store.commit([survivor, *losers], pointers, [change.timeline_for(survivor.profileId)], merges)
-    return Resolution(survivor.profileId, merged=[p.profileId for p in losers], warnings=warnings)
+    return Resolution(
+        survivor.profileId, merged=[p.profileId for p in losers], warnings=warnings, dropped=dropped
+    )

@@ -18,7 +18,9 @@ class Identifier(Model):
     model_config = ConfigDict(frozen=True)
 
     type: IdentifierType
-    value: str = Field(min_length=1, max_length=1024)
+    # No length limit here: the profile store leaves out a value too long for its keys (a warning,
+    # never an error), and ingest refuses one it can never store.
+    value: str = Field(min_length=1)
 
 
 class Profile(Model):

@@ -7,4 +7,5 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 Channel = Literal["email", "push"]
-ProfileId = Annotated[str, Field(min_length=1, max_length=64)]
+PROFILE_ID_MAX_LENGTH = 64
+ProfileId = Annotated[str, Field(min_length=1, max_length=PROFILE_ID_MAX_LENGTH)]

@@ -95,6 +95,21 @@ class JourneyRunStore(TableStore):
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
 
+    def active_executions(self, profile_id: str) -> list[str]:
+        """The execution ARNs of a profile's runs still marked active (erasure stops them)."""
+        return [
+            item["executionArn"]["S"]
+            for item in self._items(
+                "query",
+                KeyConditionExpression="profileId = :p",
+                FilterExpression="#s = :active",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":p": {"S": profile_id}, ":active": {"S": "active"}},
+                ProjectionExpression="executionArn",
+                ConsistentRead=True,
+            )
+        ]
+
     def delete_for_profile(self, profile_id: str) -> None:
         """Forget a profile's runs (erasure)."""
         for item in self._items(
@@ -148,9 +163,9 @@ class JourneyExecutions:
     def is_running(self, execution_arn: str) -> bool:
         return self.state(execution_arn) == "running"
 
-    def stop(self, execution_arn: str, cause: str) -> None:
+    def stop(self, execution_arn: str, cause: str, error_name: str = "Continuum.GoalReached") -> None:
         try:
-            self._sfn.stop_execution(executionArn=execution_arn, error="Continuum.GoalReached", cause=cause)
+            self._sfn.stop_execution(executionArn=execution_arn, error=error_name, cause=cause)
         except Exception as error:
             if error_code(error) != "ExecutionDoesNotExist":
                 raise

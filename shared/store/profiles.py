@@ -8,6 +8,12 @@ Items (`pk`, `sk`):
 - `profile#<id>`, `event#<timestamp>#<messageId>`: one timeline entry.
 - `profile#<id>`, `merge#<at>#<merged id>`: a merge, with what the merged profile was.
 - `suppressed#<type>#<sha256 of value>`, `suppressed`: an erased person's identifier (no value kept).
+
+Key limits: a partition key is at most 2,048 bytes and a sort key 1,024 (UTF-8). An identifier whose
+key would be longer is never read or written (`Lookup.unstorable`: the resolver leaves it out); a
+timeline entry whose sort key would be longer is keyed by the SHA-256 of its messageId instead.
+The profile item carries `storedBytes`, an upper bound of its size (shared/identity/bounds.py): the
+fast path adds what it writes and refuses to pass `PROFILE_MAX_BYTES`; the full path recomputes it.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from shared import clock
+from shared.identity.bounds import PROFILE_MAX_BYTES, growth_bytes, profile_bytes, trait_text
 from shared.identity.resolver import (
     ConcurrentChangeError,
     EventChange,
@@ -31,7 +40,12 @@ from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntr
 from shared.store.aws import TableStore, error_code
 
 _BATCH_GET = 100
+_BATCH_WRITE = 25
 _TRANSACTION = 100
+PARTITION_KEY_MAX_BYTES = 2048
+SORT_KEY_MAX_BYTES = 1024
+_BACKOFF_BASE_SECONDS = 0.05
+_BACKOFF_MAX_SECONDS = 5.0
 # An update expression is at most 4 KB; each trait takes ~45 bytes of it. Events setting more traits
 # take the full path, which writes the whole profile.
 _FAST_TRAITS = 60
@@ -57,7 +71,7 @@ def _strings(values: dict[str, str]) -> dict[str, Any]:
 def _json_values(values: dict[str, Any]) -> dict[str, Any]:
     # Trait values are kept as JSON text: any JSON number fits (DynamoDB numbers stop at 38 digits
     # and 1E+126), and one trait is still set on its own by the fast path.
-    return {"M": {k: {"S": json.dumps(v, separators=(",", ":"))} for k, v in values.items()}}
+    return {"M": {k: {"S": trait_text(v)} for k, v in values.items()}}
 
 
 def _from_strings(attribute: dict[str, Any]) -> dict[str, str]:
@@ -68,12 +82,27 @@ def _from_json_values(attribute: dict[str, Any]) -> dict[str, Any]:
     return {k: json.loads(v["S"]) for k, v in attribute["M"].items()}
 
 
+def _backoff(attempt: int) -> None:
+    """Unprocessed batch items are retried after an exponential, jittered pause, as AWS advises
+    (boto3's BatchWriter re-sends them at once, with no pause; hence this loop)."""
+    time.sleep(random.uniform(0, min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
+
+
 def profile_key(profile_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"profile#{profile_id}"}, "sk": {"S": "profile"}}
 
 
 def identifier_key(identifier: Identifier) -> dict[str, Any]:
     return {"pk": {"S": f"identifier#{identifier.type}#{identifier.value}"}, "sk": {"S": "identifier"}}
+
+
+def identifier_max_bytes(identifier_type: str) -> int:
+    """The longest value (UTF-8 bytes) of this type that fits the identifier index's partition key."""
+    return PARTITION_KEY_MAX_BYTES - len(f"identifier#{identifier_type}#".encode())
+
+
+def storable(identifier: Identifier) -> bool:
+    return len(identifier.value.encode("utf-8")) <= identifier_max_bytes(identifier.type)
 
 
 def suppression_key(identifier: Identifier) -> dict[str, Any]:
@@ -92,6 +121,7 @@ def profile_item(profile: Profile) -> dict[str, Any]:
         "traitTimes": _strings(profile.traitTimes),
         "lastEvents": _strings(profile.lastEvents),
         "mergedFrom": {"L": [{"S": p} for p in profile.mergedFrom]},
+        "storedBytes": {"N": str(profile_bytes(profile))},
     }
     if profile.latestEventAt:
         item["latestEventAt"] = {"S": profile.latestEventAt}
@@ -125,9 +155,14 @@ def profile_from_item(item: dict[str, Any]) -> Profile:
 
 
 def timeline_item(entry: TimelineEntry) -> dict[str, Any]:
+    sort_key = f"event#{entry.timestamp}#{entry.messageId}"
+    if len(sort_key.encode("utf-8")) > SORT_KEY_MAX_BYTES:
+        # Still one entry per event (a replay overwrites it); the entry keeps the messageId itself.
+        digest = hashlib.sha256(entry.messageId.encode("utf-8")).hexdigest()
+        sort_key = f"event#{entry.timestamp}#sha256:{digest}"
     return {
         "pk": {"S": f"profile#{entry.profileId}"},
-        "sk": {"S": f"event#{entry.timestamp}#{entry.messageId}"},
+        "sk": {"S": sort_key},
         "entry": {"S": entry.model_dump_json()},
     }
 
@@ -148,20 +183,36 @@ class DynamoProfileStore(TableStore):
             request: dict[str, Any] = {
                 self._table: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}
             }
-            while request:
+            for attempt in itertools.count():
                 response = self._db.batch_get_item(RequestItems=request)
                 items.extend(response["Responses"].get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                _backoff(attempt)
         return items
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """Every put / delete request, 25 a call; unprocessed ones retried until none is left."""
+        for start in range(0, len(requests), _BATCH_WRITE):
+            pending = requests[start : start + _BATCH_WRITE]
+            for attempt in itertools.count():
+                response = self._db.batch_write_item(RequestItems={self._table: pending})
+                pending = (response.get("UnprocessedItems") or {}).get(self._table, [])
+                if not pending:
+                    break
+                _backoff(attempt)
 
     def lookup(self, identifiers: Iterable[Identifier]) -> Lookup:
         """Owners and suppressions of the identifiers, in one batched read."""
         wanted = list(dict.fromkeys(identifiers))
+        lookup = Lookup(owners={}, suppressed=set(), unstorable={i for i in wanted if not storable(i)})
         by_pk: dict[str, tuple[str, Identifier]] = {}
         for identifier in wanted:
+            if identifier in lookup.unstorable:
+                continue
             by_pk[identifier_key(identifier)["pk"]["S"]] = ("owner", identifier)
             by_pk[suppression_key(identifier)["pk"]["S"]] = ("suppressed", identifier)
-        lookup = Lookup(owners={}, suppressed=set())
         for item in self._batch_get([{"pk": {"S": pk}, "sk": {"S": pk.split("#", 1)[0]}} for pk in by_pk]):
             kind, identifier = by_pk[item["pk"]["S"]]
             if kind == "owner":
@@ -224,23 +275,30 @@ class DynamoProfileStore(TableStore):
         self, profile_id: str, change: EventChange, claims: list[Identifier], rules: IdentityRules
     ) -> None:
         names: dict[str, str] = {}
+        if len(change.traits) > _FAST_TRAITS:
+            raise FullPathNeededError(f"{len(change.traits)} traits: too many for one update expression")
+        growth = growth_bytes(change.traits, change.track_event, claims)
+        if growth > PROFILE_MAX_BYTES:
+            raise FullPathNeededError("the event alone would pass the profile's size bound")
         values: dict[str, Any] = {
             ":at": {"S": change.at},
             ":updated": {"S": clock.iso(clock.now())},
             ":one": {"N": "1"},
             ":empty": {"L": []},
+            ":growth": {"N": str(growth)},
+            ":size_room": {"N": str(PROFILE_MAX_BYTES - growth)},
         }
         sets = ["latestEventAt = :at", "updatedAt = :updated"]
         conditions = [
             "attribute_exists(pk)",
             "attribute_not_exists(mergedInto)",
             "(attribute_not_exists(latestEventAt) OR latestEventAt <= :at)",
+            # A profile written before storedBytes existed has none: the full path sizes it.
+            "storedBytes <= :size_room",
         ]
-        if len(change.traits) > _FAST_TRAITS:
-            raise FullPathNeededError(f"{len(change.traits)} traits: too many for one update expression")
         for n, (name, value) in enumerate(change.traits.items()):
             names[f"#t{n}"] = name
-            values[f":t{n}"] = {"S": json.dumps(value, separators=(",", ":"))}
+            values[f":t{n}"] = {"S": trait_text(value)}
             sets += [f"traits.#t{n} = :t{n}", f"traitTimes.#t{n} = :at"]
         if change.track_event:
             names["#event"] = change.track_event
@@ -259,7 +317,7 @@ class DynamoProfileStore(TableStore):
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": profile_key(profile_id),
-            "UpdateExpression": "SET " + ", ".join(sets) + " ADD version :one",
+            "UpdateExpression": "SET " + ", ".join(sets) + " ADD version :one, storedBytes :growth",
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeValues": values,
             "ReturnValuesOnConditionCheckFailure": "NONE",
@@ -322,13 +380,6 @@ class ProfileAdmin(DynamoProfileStore):
     """The Profile API's writes: erasure, unmerge, removing an identifier. Rare, and each is checked
     against concurrent changes like every other profile write."""
 
-    def _delete_all(self, keys: list[dict[str, Any]]) -> None:
-        for start in range(0, len(keys), 25):
-            requests = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
-            while requests:
-                response = self._db.batch_write_item(RequestItems={self._table: requests})
-                requests = (response.get("UnprocessedItems") or {}).get(self._table, [])
-
     def _all_items_of(self, profile_id: str) -> list[dict[str, Any]]:
         return list(
             self._items(
@@ -344,14 +395,11 @@ class ProfileAdmin(DynamoProfileStore):
         """Suppress the person's identifiers (hashed, first: an event arriving meanwhile is dropped),
         then delete the profile, every profile merged into
         it, their timelines and merge log, and the identifier index. The profile ids erased."""
-        for start in range(0, len(profile.identifiers), 25):
-            puts = [
-                {"PutRequest": {"Item": suppression_key(i)}} for i in profile.identifiers[start : start + 25]
-            ]
-            self._db.batch_write_item(RequestItems={self._table: puts})
+        self._batch_write([{"PutRequest": {"Item": suppression_key(i)}} for i in profile.identifiers])
         erased = [profile.profileId, *profile.mergedFrom]
         keys = [key for profile_id in erased for key in self._all_items_of(profile_id)]
-        self._delete_all([*keys, *(identifier_key(i) for i in profile.identifiers)])
+        keys += [identifier_key(i) for i in profile.identifiers]
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
         return erased
 
     def unmerge(self, survivor: Profile, record: MergeRecord) -> Profile:

@@ -191,3 +191,40 @@ def test_a_journey_started_before_a_merge_ends_on_a_purchase_under_the_other_pro
     # Stopped by the purchase, not merely silenced by the send gate.
     runs = [r for r in local.executions() if r["input"]["trigger"]["messageId"] == added["messageId"]]
     assert [r["status"] for r in runs] == ["ABORTED"]
+
+
+def test_after_alice_is_erased_bobs_purchase_on_their_shared_ipad_still_ends_his_cart_journey(
+    local: LocalRuntime,
+) -> None:
+    alice, bob = _customer(), _customer()
+    ipad = {"device": {"id": f"family-ipad-{alice['tag']}"}}
+    # Alice used the family iPad first (its device id is hers: two users never merge); then Bob did
+    for person in (alice, bob):
+        identify = load("identify", userId=person["userId"], traits={"email": person["email"]}, context=ipad)
+        identify.pop("anonymousId", None)
+        assert local.send("identify", identify)[0] == 200
+        local.advance(0)
+    added = load("track-product-added", userId=bob["userId"], context=ipad, messageId=f"added-{bob['tag']}")
+    added.pop("anonymousId", None)
+    assert local.send("track", added)[0] == 200
+    local.advance(10 * 60)
+
+    # Alice asks to be erased
+    admin = {"Authorization": "Bearer dev-admin-token"}
+    status, found = local.request("GET", f"/v1/profiles?userId={alice['userId']}", headers=admin)
+    assert status == 200
+    assert local.request("DELETE", f"/v1/profiles/{found['profileId']}", headers=admin)[0] == 200
+
+    # Bob buys on the iPad
+    order = load("track-order-completed", userId=bob["userId"], context=ipad)
+    order.pop("anonymousId", None)
+    assert local.send("track", order)[0] == 200
+    local.advance(2 * 24 * HOUR)
+
+    # His purchase counted: his cart journey ended, no reminder reached him
+    assert _deliveries(local, bob) == []
+    runs = [r for r in local.executions() if r["input"]["trigger"]["messageId"] == added["messageId"]]
+    assert [(r["journey"], r["status"]) for r in runs] == [("cart_abandonment", "ABORTED")]
+    status, bobs = local.request("GET", f"/v1/profiles?userId={bob['userId']}", headers=admin)
+    assert ipad["device"]["id"] not in str(bobs["identifiers"])
+    assert local.request("GET", f"/v1/profiles?deviceId={ipad['device']['id']}", headers=admin)[0] == 404

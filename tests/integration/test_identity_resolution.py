@@ -25,10 +25,18 @@ from moto import mock_aws
 from infra.local.engine import create_table
 from infra.topology import TOPOLOGY
 from shared import clock
+from shared.identity.bounds import PROFILE_MAX_BYTES
 from shared.identity.resolver import Resolution, ResolutionError, resolve
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, Profile
-from shared.store.profiles import DynamoProfileStore, profile_from_item, suppression_key
+from shared.store.profiles import (
+    DynamoProfileStore,
+    ProfileAdmin,
+    identifier_max_bytes,
+    profile_from_item,
+    profile_key,
+    suppression_key,
+)
 from tests.identifiers import anon, email, user
 
 REGION = "us-east-1"
@@ -554,7 +562,7 @@ def test_a_merge_logs_what_the_merged_profile_was(dynamodb: Any, store: DynamoPr
     assert state.index[email("ada@example.com")] == older
 
 
-def test_an_event_naming_a_suppressed_identifier_is_dropped_and_writes_nothing(
+def test_an_event_naming_a_suppressed_identifier_lands_without_it(
     dynamodb: Any, store: DynamoProfileStore
 ) -> None:
     erased = email("gone@example.com")
@@ -563,11 +571,45 @@ def test_an_event_naming_a_suppressed_identifier_is_dropped_and_writes_nothing(
 
     resolution = resolve(call, store, RULES, at(0))
 
-    assert resolution.suppressed is True
-    assert resolution.profile_id is None
+    assert (resolution.suppressed, resolution.suppressed_identifiers) == (False, 1)
+    state = read_table(dynamodb, store._table)
+    assert state.index == {user("u-9"): resolution.profile_id, anon("a-9"): resolution.profile_id}
+    assert state.live[str(resolution.profile_id)].identifiers == [user("u-9"), anon("a-9")]
+
+
+def test_a_shared_devices_event_after_an_erasure_lands_on_the_other_users_profile(
+    dynamodb: Any, store: DynamoProfileStore
+) -> None:
+    # Given Alice and Bob on one iPad (its device id stays Alice's: two users never merge), Alice erased
+    ipad = {"context": {"device": {"id": "ipad-1"}}}
+    alice = resolve({**segment_call([user("u-alice")], 0), **ipad}, store, RULES, at(0))
+    bob = resolve({**segment_call([user("u-bob")], 1), **ipad}, store, RULES, at(1))
+    ProfileAdmin(store._table, dynamodb).erase(store.profiles([str(alice.profile_id)])[str(alice.profile_id)])
+
+    # When Bob buys on the iPad
+    order = {**segment_call([user("u-bob")], 3), **ipad, "type": "track", "event": "Order Completed"}
+    resolution = resolve(order, store, RULES, at(3))
+
+    # Then it is Bob's purchase, and the iPad is attached to nobody
+    assert resolution.profile_id == bob.profile_id
+    state = read_table(dynamodb, store._table)
+    assert state.live[str(bob.profile_id)].lastEvents["Order Completed"] == clock.iso(at(3))
+    assert state.index == {user("u-bob"): bob.profile_id}
+
+
+def test_an_event_naming_only_suppressed_identifiers_is_dropped_and_writes_nothing(
+    dynamodb: Any, store: DynamoProfileStore
+) -> None:
+    erased = [email("gone@example.com"), anon("a-9")]
+    for identifier in erased:
+        dynamodb.put_item(TableName=store._table, Item=suppression_key(identifier))
+
+    resolution = resolve(segment_call([anon("a-9"), email("  Gone@Example.COM ")], 0), store, RULES, at(0))
+
+    assert (resolution.profile_id, resolution.suppressed) == (None, True)
     state = read_table(dynamodb, store._table)
     assert state.profiles == {} and state.index == {}
-    assert [item["pk"]["S"] for item in state.other] == [suppression_key(erased)["pk"]["S"]]
+    assert len(state.other) == 2
 
 
 def test_blocked_values_never_create_identifier_items(dynamodb: Any, store: DynamoProfileStore) -> None:
@@ -711,3 +753,64 @@ def test_an_identifier_claimed_by_a_merged_profile_meanwhile_is_read_again_not_a
     state = read_table(dynamodb, store._table)
     assert_consistent(state)
     assert set(state.live[user_profile].identifiers) == {user("u-1"), anon("a-1"), email("ada@example.com")}
+
+
+# -- size bound and key limits on DynamoDB (400 KB items, 2,048-byte partition and 1,024-byte sort keys) --
+
+
+def test_twenty_30_kb_identifies_all_land_and_the_profile_item_stays_storable(
+    dynamodb: Any, store: DynamoProfileStore
+) -> None:
+    resolutions = [
+        resolve(segment_call([user("u-big")], n, {f"blob{n}": "x" * 30 * 1024}), store, RULES, at(n))
+        for n in range(20)
+    ]
+
+    (profile_id,) = {r.profile_id for r in resolutions}
+    assert sum(r.dropped.traits for r in resolutions) > 0
+    state = read_table(dynamodb, store._table)
+    assert state.timeline_entries == 20
+    stored = dynamodb.get_item(TableName=store._table, Key=profile_key(str(profile_id)))["Item"]
+    assert int(stored["storedBytes"]["N"]) <= PROFILE_MAX_BYTES
+    # ... and a small change still lands, on the fast path or the full one
+    late = resolve(segment_call([user("u-big")], 30, {"unsubscribed": True}), store, RULES, at(30))
+    assert state.live[str(profile_id)].traits["plan"] == "plan-19"
+    assert store.profiles([str(profile_id)])[str(profile_id)].traits["unsubscribed"] is True
+    assert late.dropped.traits == 0
+
+
+@pytest.mark.parametrize(("extra", "kept"), [(0, True), (1, False)])
+def test_an_identifier_at_the_partition_key_limit_is_kept_and_one_byte_past_it_left_out(
+    dynamodb: Any, store: DynamoProfileStore, extra: int, kept: bool
+) -> None:
+    value = "é" * (identifier_max_bytes("anonymous_id") // 2) + "a" * (
+        identifier_max_bytes("anonymous_id") % 2
+    )
+    value += "a" * extra
+    assert len(f"identifier#anonymous_id#{value}".encode()) == 2048 + extra
+
+    resolution = resolve(segment_call([user("u-1"), anon(value)], 0), store, RULES, at(0))
+
+    state = read_table(dynamodb, store._table)
+    assert set(state.index) == ({user("u-1"), anon(value)} if kept else {user("u-1")})
+    assert state.index[user("u-1")] == resolution.profile_id
+    if kept:
+        assert (
+            resolve(segment_call([anon(value)], 1), store, RULES, at(1)).profile_id == resolution.profile_id
+        )
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_message_id_at_and_one_byte_past_the_sort_key_limit_is_on_the_timeline(
+    dynamodb: Any, store: DynamoProfileStore, extra: int
+) -> None:
+    call = segment_call([user("u-1")], 0)
+    room = 1024 - len(f"event#{clock.iso(at(0))}#".encode())
+    call["messageId"] = "😀" * (room // 4) + "m" * (room % 4 + extra)
+    assert len(f"event#{clock.iso(at(0))}#{call['messageId']}".encode()) == 1024 + extra
+
+    resolution = resolve(call, store, RULES, at(0))
+    resolve(call, store, RULES, at(0))  # the same event again: still one entry
+
+    (entry,) = store.timeline([str(resolution.profile_id)], 10)
+    assert entry.messageId == call["messageId"]

@@ -6,10 +6,10 @@ import json
 import uuid
 from typing import Any
 
-from infra.local.engine import PREFIX, LocalEngine
+from infra.local.engine import PREFIX, Failure, LocalEngine
 from infra.local.http import api_gateway_event
 from infra.topology import TOPOLOGY
-from tests.integration.conftest import client, http_event
+from tests.integration.conftest import client, eventbridge_event, http_event
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 
@@ -76,3 +76,109 @@ def test_an_erased_persons_old_identifier_does_not_re_create_them(engine: LocalE
     assert _profiles_api(engine, "GET", f"/v1/profiles?anonymousId=old-phone-{tag}")["status"] == 404
     assert f"old-phone-{tag}" not in _everything_stored()
     assert engine.failures == []
+
+
+def _identified(engine: LocalEngine, tag: str, **extra: Any) -> str:
+    person = {"userId": f"u-{tag}", "traits": {"email": f"p-{tag}@example.com"}, **extra}
+    assert engine.invoke("ingest", http_event("/v1/identify", person))["statusCode"] == 200
+    engine.wait_idle()
+    found = _profiles_api(engine, "GET", f"/v1/profiles?userId=u-{tag}")
+    assert found["status"] == 200
+    return str(found["body"]["profileId"])
+
+
+def _executions_of(profile_id: str) -> list[dict[str, Any]]:
+    sfn = client("stepfunctions")
+    found = []
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if json.loads(described["input"]).get("profileId") == profile_id:
+                found.append(described)
+    return found
+
+
+def test_erasure_stops_the_persons_running_journey_and_not_anyone_elses(engine: LocalEngine) -> None:
+    # Given two customers in the cart journey, waiting for their reminder
+    tags = [uuid.uuid4().hex[:10] for _ in range(2)]
+    profile_ids = [_identified(engine, tag) for tag in tags]
+    for tag in tags:
+        added = {"userId": f"u-{tag}", "event": "Product Added", "properties": {"name": "Kettle"}}
+        assert engine.invoke("ingest", http_event("/v1/track", added))["statusCode"] == 200
+    engine.advance(60)
+    assert [[e["status"] for e in _executions_of(p)] for p in profile_ids] == [["RUNNING"], ["RUNNING"]]
+
+    # When the first is erased
+    assert _profiles_api(engine, "DELETE", f"/v1/profiles/{profile_ids[0]}")["status"] == 200
+
+    # Then their execution (its input holds their data) is stopped; the other's runs on
+    (stopped,) = _executions_of(profile_ids[0])
+    assert stopped["status"] == "ABORTED"
+    assert [e["status"] for e in _executions_of(profile_ids[1])] == ["RUNNING"]
+    engine.advance(2 * 3600)
+    assert [m["profileId"] for m in engine.message_log() if m["profileId"] in profile_ids] == [profile_ids[1]]
+
+
+def test_erasure_removes_the_persons_entries_from_the_local_failure_list(engine: LocalEngine) -> None:
+    tag, other = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    profile_id = _identified(engine, tag)
+    raw = eventbridge_event(
+        "customer.track",
+        "continuum.ingest",
+        {
+            "name": "track",
+            "correlationId": "c-1",
+            "time": "t",
+            "data": {
+                "anonymousId": "x",
+                "type": "track",
+                "context": {"traits": {"email": f"P-{tag}@Example.com"}},
+            },
+        },
+    )
+    resolved = eventbridge_event(
+        "event.resolved",
+        "continuum.identity",
+        {
+            "name": "event.resolved",
+            "correlationId": "c-2",
+            "time": "t",
+            "data": {"profileId": profile_id, "event": {"type": "track", "anonymousId": "y"}},
+        },
+    )
+    someone_else = eventbridge_event(
+        "customer.track",
+        "continuum.ingest",
+        {
+            "name": "track",
+            "correlationId": "c-3",
+            "time": "t",
+            "data": {"userId": f"u-{other}", "type": "track"},
+        },
+    )
+    engine.failures += [Failure("identity", "boom", e) for e in (raw, resolved, someone_else)]
+    try:
+        assert _profiles_api(engine, "DELETE", f"/v1/profiles/{profile_id}")["status"] == 200
+        engine.wait_idle()
+
+        assert [f.event for f in engine.failures] == [someone_else]
+    finally:
+        engine.failures.clear()
+
+
+def test_the_erased_event_names_the_person_by_hashes_only(engine: LocalEngine) -> None:
+    tag = uuid.uuid4().hex[:10]
+    profile_id = _identified(engine, tag)
+
+    assert _profiles_api(engine, "DELETE", f"/v1/profiles/{profile_id}")["status"] == 200
+    engine.wait_idle()
+
+    (erased,) = [
+        e
+        for e in engine.bus_events
+        if e["detail-type"] == "profile.erased" and e["detail"]["data"]["profileId"] == profile_id
+    ]
+    detail = erased["detail"]["data"]["detail"]
+    assert detail["erasedProfileIds"] == [profile_id]
+    assert len(detail["identifierHashes"]) == 2
+    assert tag not in json.dumps(erased)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shared import clock
+from shared.identity.bounds import PROFILE_MAX_BYTES, growth_bytes, profile_bytes
 from shared.identity.resolver import (
     ConcurrentChangeError,
     EventChange,
@@ -21,6 +22,7 @@ from shared.journeys.router import ExecutionState, Slot
 from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
+from shared.store.profiles import storable
 
 # DynamoDB's TransactWriteItems takes at most 100 actions (shared/store/profiles.py refuses more).
 TRANSACTION_MAX_ACTIONS = 100
@@ -30,10 +32,12 @@ class FakeProfileStore:
     """`shared.identity.resolver.ProfileStore` (and `delivery.service.Profiles`) in memory, keeping
     DynamoProfileStore's contract (shared/store/profiles.py):
 
-    - `lookup`: the profile each identifier points to, and which identifiers are suppressed.
+    - `lookup`: the profile each identifier points to, which identifiers are suppressed, and which
+      are too long for the store's keys (`storable`, the store's own rule; those are never read).
     - `record` (the fast path, one transaction): `FullPathNeededError` when the profile is missing or
-      merged, when the event is older than its `latestEventAt`, or when a claimed type would pass its
-      limit; `ConcurrentChangeError` when a claimed identifier points somewhere already. Otherwise it
+      merged, when the event is older than its `latestEventAt`, when a claimed type would pass its
+      limit, or when the profile plus what the write adds could pass `PROFILE_MAX_BYTES`;
+      `ConcurrentChangeError` when a claimed identifier points somewhere already. Otherwise it
       sets each trait (its time: the event's), the event's last time, `latestEventAt`, appends the
       claims, bumps the version and stores the timeline entry.
     - `commit` (the full path, one transaction): each profile conditional on its stored version (0:
@@ -57,10 +61,11 @@ class FakeProfileStore:
     # -- the port ------------------------------------------------------------------------------
     def lookup(self, identifiers: Iterable[Identifier]) -> Lookup:
         self.reads.append("lookup")
-        wanted = set(identifiers)
+        wanted = {i for i in identifiers if storable(i)}
         return Lookup(
             owners={i: self.index[i] for i in wanted if i in self.index},
             suppressed={i for i in wanted if i in self.suppressed},
+            unstorable={i for i in identifiers if not storable(i)},
         )
 
     def record(
@@ -76,6 +81,9 @@ class FakeProfileStore:
             new = [i for i in claims if i.type == kind]
             if len(stored.values_of(kind)) + len(new) > rules.limit(kind):
                 raise FullPathNeededError(f"{kind} would pass its limit on {profile_id}")
+        growth = growth_bytes(change.traits, change.track_event, claims)
+        if profile_bytes(stored) + growth > PROFILE_MAX_BYTES:
+            raise FullPathNeededError(f"{profile_id} might pass its size bound")
         for identifier in claims:
             if identifier in self.index:
                 raise ConcurrentChangeError(f"{identifier} was claimed meanwhile")

@@ -27,7 +27,7 @@ from shared.identity.resolver import (
     resolve,
 )
 from shared.identity.rules import CustomIdentifier, IdentityRules
-from shared.models.profile import MergeRecord, Profile, TimelineEntry
+from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from tests.identifiers import anon, email, token, user
 from tests.unit.conftest import FIXED_NOW
 from tests.unit.fakes import FakeProfileStore
@@ -613,7 +613,7 @@ def test_a_blocked_anonymous_id_is_not_an_identifier(store: FakeProfileStore, bl
 
     assert resolution.profile_id == "p-1"
     assert store.docs["p-1"].identifiers == [user("u-1")]
-    assert resolution.warnings == [f"anonymous_id {blocked!r} left out of matching"]
+    assert resolution.warnings == ["anonymous_id left out of matching: a blocked placeholder value"]
 
 
 def test_two_users_sending_the_all_zero_device_id_are_not_linked(store: FakeProfileStore) -> None:
@@ -634,14 +634,14 @@ def test_an_event_with_only_blocked_identifiers_is_dropped_with_a_warning(store:
 
     assert resolution.profile_id is None
     assert resolution.warnings == [
-        "user_id 'NULL' left out of matching",
-        "anonymous_id 'undefined' left out of matching",
+        "user_id left out of matching: a blocked placeholder value",
+        "anonymous_id left out of matching: a blocked placeholder value",
         "the event names no usable identifier: dropped",
     ]
     assert (store.reads, store.writes, store.docs) == ([], [], {})
 
 
-def test_an_event_naming_an_erased_persons_identifier_is_dropped(two_users: FakeProfileStore) -> None:
+def test_an_event_naming_an_erased_persons_identifier_lands_without_it(two_users: FakeProfileStore) -> None:
     # Given Carol erased (her email suppressed), Ada's browser still known
     two_users.suppress(email("carol@example.com"))
 
@@ -649,11 +649,56 @@ def test_an_event_naming_an_erased_persons_identifier_is_dropped(two_users: Fake
     call = identify(anonymousId="a-ada", traits={"email": "carol@example.com", "plan": "pro"})
     resolution = run(call, two_users)
 
-    # Then it is dropped: nothing written anywhere
-    assert resolution == Resolution(None, suppressed=True)
-    assert two_users.writes == []
+    # Then it loses only the suppressed email: it lands on Ada's profile, which never gets the email
+    assert resolution.profile_id == "p-ada"
+    assert resolution.suppressed_identifiers == 1
+    assert resolution.warnings == ["1 email identifier left out: suppressed (an erased person's)"]
     assert email("carol@example.com") not in two_users.index
-    assert two_users.docs["p-ada"].version == 1
+    assert email("carol@example.com") not in two_users.docs["p-ada"].identifiers
+
+
+def test_a_purchase_on_a_device_an_erased_person_shared_lands_on_the_buyers_profile(
+    store: FakeProfileStore,
+) -> None:
+    # Given Bob, who shops on the family iPad that Alice, now erased, also used
+    ipad = Identifier(type="device_id", value="ipad-1")
+    store.seed("p-bob", user("u-bob"), created_at=OLD)
+    store.suppress(user("u-alice"), ipad)
+
+    # When Bob buys from the iPad
+    call = track("Order Completed", userId="u-bob", context={"device": {"id": "ipad-1"}})
+    resolution = run(call, store)
+
+    # Then the purchase is Bob's (his journey can end) and the iPad is attached to no profile
+    assert resolution.profile_id == "p-bob"
+    assert store.docs["p-bob"].lastEvents == {"Order Completed": AT}
+    assert store.docs["p-bob"].identifiers == [user("u-bob")]
+    assert ipad not in store.index
+
+
+def test_an_event_with_a_suppressed_and_a_new_identifier_gets_a_new_profile_without_the_suppressed(
+    store: FakeProfileStore,
+) -> None:
+    store.suppress(anon("a-alice"))
+
+    call = identify(anonymousId="a-alice", traits={"email": "new@example.com"})
+    resolution = run(call, store, new_profile_id=lambda: "p-new")
+
+    assert resolution.profile_id == "p-new"
+    assert store.docs["p-new"].identifiers == [email("new@example.com")]
+    assert anon("a-alice") not in store.index
+
+
+def test_an_event_whose_only_identifiers_are_suppressed_is_dropped(two_users: FakeProfileStore) -> None:
+    two_users.suppress(anon("a-gone"), email("gone@example.com"))
+
+    resolution = run(identify(anonymousId="a-gone", traits={"email": "gone@example.com"}), two_users)
+
+    assert resolution.profile_id is None
+    assert resolution.suppressed
+    assert resolution.suppressed_identifiers == 2
+    assert two_users.writes == []
+    assert {anon("a-gone"), email("gone@example.com")}.isdisjoint(two_users.index)
 
 
 # -- races -----------------------------------------------------------------------------------------
