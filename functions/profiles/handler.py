@@ -36,8 +36,8 @@ from shared.models.events import (
     BusEvent,
 )
 from shared.models.profile import Profile
-from shared.store.admin_token import admin_token_sha256
 from shared.models.types import PROFILE_ID_MAX_LENGTH
+from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
