@@ -239,3 +239,27 @@ def test_advance_returns_only_when_all_the_work_it_set_off_has_finished(engine: 
 
     assert sorted(done) == [str(n) for n in range(TOGETHER)]
     assert engine.failures == []
+
+
+def test_work_that_begins_and_ends_while_idleness_is_checked_is_not_missed(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`is_idle` reads the work in flight, then the queues, then the executions. An invocation that
+    runs between those readings (here: made to run at that moment) and leaves a message on a queue
+    already read was in flight at neither; it must still make the engine not idle."""
+    engine.wait_idle()
+    sqs, url = client("sqs"), _queue_url()
+    concurrency_probe.behaviour = lambda event, _: sqs.send_message(QueueUrl=url, MessageBody="late")
+    looking = engine._running_executions
+
+    def meanwhile() -> set[str]:
+        engine.invoke(PROBE, {"source": SOURCE})
+        return looking()
+
+    monkeypatch.setattr(engine, "_running_executions", meanwhile)
+    idle = engine.is_idle()
+    monkeypatch.undo()
+    concurrency_probe.behaviour = concurrency_probe._nothing
+    engine.wait_idle()
+
+    assert idle is False
