@@ -8,5 +8,10 @@ import sys
 
 if __name__ == "__main__":
     # Each in its own interpreter: the ingest benchmark replaces boto3's clients with fakes.
-    for module in ("benchmarks.cold_start", "benchmarks.ingest", "benchmarks.identity"):
+    for module in (
+        "benchmarks.cold_start",
+        "benchmarks.ingest",
+        "benchmarks.identity",
+        "benchmarks.dispatch",
+    ):
         subprocess.run([sys.executable, "-m", module], check=True)

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from infra.local.engine import DEDUPE_WINDOW_SECONDS, LocalEngine
+from infra.local.engine import CONCURRENCY, DEDUPE_WINDOW_SECONDS, LocalEngine
 from infra.local.http import LocalServer
 
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         dedupe_window_seconds=window,
         admin_token=admin_token,
         identity_rules=os.environ.get("CONTINUUM_IDENTITY_RULES", "{}"),
+        concurrency=int(os.environ.get("CONTINUUM_LOCAL_CONCURRENCY", CONCURRENCY)),
     ).start()
     try:
         server = LocalServer((args.host, args.port), engine)

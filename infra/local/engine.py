@@ -8,6 +8,9 @@ moto covers the AWS APIs; what it does not do, this module does, in the way AWS 
 - SQS → Lambda: a poller hands batches to the channel function and honours partial-batch failures;
   moto's redrive policy dead-letters a message after its maximum receives.
 - Step Functions Wait states block on the virtual clock (`infra.local.clock`).
+- Concurrency, as in the cloud: each function runs up to `concurrency` invocations at once (Lambda's
+  concurrent instances), whatever starts them; each AWS request is applied atomically, as the real
+  services apply it, while handlers run in parallel.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import time
 import traceback
 import uuid
 import zipfile
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
@@ -37,6 +40,7 @@ from infra.topology import (
     JOURNEYS_ENV,
     SOURCES,
     TOPOLOGY,
+    QueueConsumer,
     Table,
     Topology,
     queue_env,
@@ -53,6 +57,9 @@ PREFIX = "continuum"
 EMAIL_SENDER = "no-reply@continuum.local"
 ASYNC_ATTEMPTS = 3  # EventBridge → Lambda is an async invoke: Lambda tries it three times in all
 IDLE_TIMEOUT_SECONDS = 120.0
+CONCURRENCY = 4  # invocations of one function at a time (Lambda's concurrent instances), by default
+POLL_SECONDS = 0.02  # how often an idle queue consumer asks SQS again (moto has no long polling worth using)
+STOP_SECONDS = 2.0  # how long `stop` lets running invocations finish
 DEDUPE_WINDOW_SECONDS = 7 * 86400  # Segment's
 
 
@@ -91,6 +98,43 @@ def create_table(dynamodb: Any, table: Table, name: str) -> str:
     return name
 
 
+class _RequestLock:
+    """One lock for all of moto's requests, re-entrant per thread, that a thread can let go of for
+    a while (hand-written: `threading.RLock` cannot be released by a thread whatever its depth)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _holding(self) -> bool:
+        return bool(getattr(self._local, "holding", False))
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._holding():
+            yield
+            return
+        with self._lock:
+            self._local.holding = True
+            try:
+                yield
+            finally:
+                self._local.holding = False
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        if not self._holding():
+            yield
+            return
+        self._local.holding = False
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+            self._local.holding = True
+
+
 class _LambdaContext:
     def __init__(self, function_name: str, timeout_seconds: int, memory_mb: int):
         self.function_name = function_name
@@ -115,27 +159,37 @@ class LocalEngine:
         dedupe_window_seconds: int = DEDUPE_WINDOW_SECONDS,
         admin_token: str = "dev-admin-token",
         identity_rules: str = "{}",
+        concurrency: int = CONCURRENCY,
     ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.topology = topology
+        self.concurrency = concurrency
         self.write_key = write_key
         self.dedupe_window_seconds = dedupe_window_seconds
         self.admin_token = admin_token
         self.identity_rules = identity_rules
         self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
-        self.failures: list[Failure] = []
+        self.failures: list[Failure] = []  # appended under `failures_lock`
+        self.failures_lock = threading.Lock()
         self.bus_events: list[dict[str, Any]] = []
-        self._work: deque[tuple[str, dict[str, Any]]] = deque()
-        self._work_ready = threading.Condition()
-        self._busy = False
+        # Work in progress: asynchronous invocations queued or running, and invocations running.
+        # `_started` counts every piece of work ever begun, so that `is_idle` can tell that nothing
+        # began while it was looking at the queues and executions.
+        self._activity = threading.Lock()
+        self._in_flight = 0
+        self._started = 0
         self._stopped = threading.Event()
-        self._function_locks = {f.name: threading.Lock() for f in topology.functions}
+        self._instances = {f.name: threading.BoundedSemaphore(concurrency) for f in topology.functions}
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pollers: list[threading.Thread] = []
+        self._sqs: Any = None
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._env: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
         self._state_machine_arns: dict[str, str] = {}
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
-        self._worker: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -148,16 +202,31 @@ class LocalEngine:
         self._patch_moto()
         self._provision()
         self._install_handlers()
-        self._worker = threading.Thread(target=self._work_loop, name="continuum-dispatch", daemon=True)
-        self._worker.start()
+        import boto3
+
+        self._sqs = boto3.client("sqs", region_name=REGION)
+        self._pools = {
+            f.name: ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"continuum-{f.name}")
+            for f in self.topology.functions
+        }
+        for consumer in self.topology.consumers:
+            poller = threading.Thread(
+                target=self._consume, args=(consumer,), name=f"continuum-sqs-{consumer.queue}", daemon=True
+            )
+            poller.start()
+            self._pollers.append(poller)
         return self
 
     def stop(self) -> None:
         self._stopped.set()
-        with self._work_ready:
-            self._work_ready.notify_all()
-        if self._worker:
-            self._worker.join(timeout=5)
+        for poller in self._pollers:
+            poller.join(timeout=STOP_SECONDS)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        # Let running invocations finish before moto goes away (their requests would reach AWS).
+        deadline = time.monotonic() + STOP_SECONDS
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.01)
         for patcher in reversed(self._patches):
             patcher()
         if self._mock:
@@ -211,7 +280,11 @@ class LocalEngine:
             # Step Functions' lambda:invoke arrives here (moto would start a Docker container).
             name = function.function_name.removeprefix(f"{PREFIX}-")
             try:
-                result = engine.invoke(name, event if isinstance(event, dict) else json.loads(event or "{}"))
+                # The Invoke request holds the request lock; the handler's own requests need it.
+                with requests_lock.released():
+                    result = engine.invoke(
+                        name, event if isinstance(event, dict) else json.loads(event or "{}")
+                    )
                 return json.dumps(result), False, ""
             except Exception as error:  # the function's error, reported the way Lambda reports it
                 payload = {"errorType": type(error).__name__, "errorMessage": str(error)}
@@ -246,11 +319,50 @@ class LocalEngine:
             def sleep(seconds: float) -> None:
                 return None
 
+        requests_lock = self._patch_request_lock(patch)
         self._patch_dynamodb_transactions(patch)
+        self._patch_client_creation(patch)
         patch(LambdaFunction, "_invoke_lambda", invoke_lambda)
         patch(Rule, "send_to_targets", send_to_targets)
         patch(WaitFunction, "_wait_interval", wait_interval)
         patch(retrier_decl, "time", _RetrySleep())
+
+    @staticmethod
+    def _patch_request_lock(patch: Callable[[Any, str, Any], None]) -> _RequestLock:
+        """moto's backends are not thread-safe: a conditional PutItem checks, then writes; UpdateItem
+        ADD reads, then writes; two threads interleave and both win or an increment is lost. Every
+        mocked request passes through `BotocoreStubber.process_request` (boto3 clients in handlers,
+        tests and moto's Step Functions alike); holding one lock there applies each request
+        atomically, as the real services do, while the handlers between requests run in parallel.
+        The lock is re-entrant per thread (a synchronous Express execution runs inside its request),
+        and Lambda's Invoke lets go of it while the handler runs (see `invoke_lambda`)."""
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        lock = _RequestLock()
+        original = BotocoreStubber.process_request
+
+        def process_request(stubber: Any, request: Any) -> Any:
+            with lock.held():
+                return original(stubber, request)
+
+        patch(BotocoreStubber, "process_request", process_request)
+        return lock
+
+    @staticmethod
+    def _patch_client_creation(patch: Callable[[Any, str, Any], None]) -> None:
+        """boto3's default session is not thread-safe: clients created from it at the same time in
+        several threads (handlers' first requests, moto's Step Functions tasks) can fail. Created
+        clients are thread-safe; creating them is done one at a time here."""
+        import boto3
+
+        original = boto3.client
+        one_at_a_time = threading.Lock()
+
+        def client(*args: Any, **kwargs: Any) -> Any:
+            with one_at_a_time:
+                return original(*args, **kwargs)
+
+        patch(boto3, "client", client)
 
     @staticmethod
     def _patch_dynamodb_transactions(patch: Callable[[Any, str, Any], None]) -> None:
@@ -258,7 +370,8 @@ class LocalEngine:
         taken before each transaction: each event's commit then costs time in proportion to all the
         table holds (seconds, after a few thousand events), and a rollback wipes out what other
         threads wrote meanwhile. Here a transaction snapshots only the items it touches, transactions
-        run one at a time, and a rollback restores just those items."""
+        run one at a time, and a rollback restores just those items. (The request lock already keeps
+        other requests out while a transaction runs; `one_at_a_time` also covers direct backend calls.)"""
         from moto.dynamodb.models import DynamoDBBackend
         from moto.dynamodb.models.table import Table
 
@@ -415,49 +528,65 @@ class LocalEngine:
     # ---------------------------------------------------------------- invoking functions
 
     def invoke(self, function_name: str, event: dict[str, Any]) -> Any:
-        """Run a function's handler in-process, one invocation at a time per function (as one
-        warm Lambda instance would), with a Lambda-like context."""
+        """Run a function's handler in-process with a Lambda-like context. Up to `concurrency`
+        invocations of one function run at once, as Lambda runs concurrent instances; more wait."""
         spec = self.topology.function(function_name)
-        with self._function_locks[function_name]:
+        with self._working(), self._instances[function_name]:
             context = _LambdaContext(spec.name, spec.timeout_seconds, spec.memory_mb)
             return self._handlers[function_name](copy.deepcopy(event), context)
 
     def enqueue(self, function_name: str, event: dict[str, Any]) -> None:
-        """An asynchronous invocation (EventBridge target)."""
-        with self._work_ready:
-            self._work.append((function_name, copy.deepcopy(event)))
-            self._work_ready.notify_all()
+        """An asynchronous invocation (EventBridge target): run by the function's pool of workers."""
+        self._begin()
+        try:
+            future = self._pools[function_name].submit(
+                self._invoke_async, function_name, copy.deepcopy(event)
+            )
+        except RuntimeError:  # the engine is stopping: the pool takes no more work
+            self._end()
+            return
+        future.add_done_callback(self._end_if_cancelled)
 
-    def _work_loop(self) -> None:
-        while not self._stopped.is_set():
-            with self._work_ready:
-                if not self._work:
-                    self._work_ready.wait(0.02)
-                if self._work:
-                    item: tuple[str, dict[str, Any]] | None = self._work.popleft()
-                else:
-                    item = None
-                self._busy = True
-            try:
-                if item is not None:
-                    self._invoke_async(*item)
-                else:
-                    self._poll_queues()
-            except Exception:  # the loop must survive anything; the failure is recorded
-                log.exception("local dispatch failed")
-            finally:
-                with self._work_ready:
-                    self._busy = False
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        self._begin()
+        try:
+            yield
+        finally:
+            self._end()
+
+    def _begin(self) -> None:
+        with self._activity:
+            self._in_flight += 1
+            self._started += 1
+
+    def _end(self) -> None:
+        with self._activity:
+            self._in_flight -= 1
+
+    def _end_if_cancelled(self, future: Future[None]) -> None:
+        if future.cancelled():  # `stop` cancelled it before it ran, so it never ends itself
+            self._end()
+
+    def _busy(self) -> bool:
+        with self._activity:
+            return self._in_flight > 0
 
     def _invoke_async(self, function_name: str, event: dict[str, Any]) -> None:
-        for attempt in range(1, ASYNC_ATTEMPTS + 1):
-            try:
-                self.invoke(function_name, event)
-                return
-            except Exception as error:
-                log.warning("%s failed (attempt %d/%d): %s", function_name, attempt, ASYNC_ATTEMPTS, error)
-                last = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}"
-        self.failures.append(Failure(function_name, last, event))
+        try:
+            for attempt in range(1, ASYNC_ATTEMPTS + 1):
+                try:
+                    self.invoke(function_name, event)
+                    return
+                except Exception as error:
+                    log.warning(
+                        "%s failed (attempt %d/%d): %s", function_name, attempt, ASYNC_ATTEMPTS, error
+                    )
+                    last = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}"
+            with self.failures_lock:
+                self.failures.append(Failure(function_name, last, event))
+        finally:
+            self._end()  # begun by `enqueue`
 
     def forget_erased(self, event: dict[str, Any]) -> None:
         """Erasure reaches the failure list (the local dead-letter queue): a `profile.erased` event
@@ -469,25 +598,56 @@ class LocalEngine:
         if event.get("detail-type") != DETAIL_ERASED:
             return
         person = ErasedPerson.model_validate(event["detail"]["data"]["detail"])
-        self.failures[:] = [f for f in self.failures if not person.named_in(f.event, load_rules())]
+        rules = load_rules()
+        with self.failures_lock:
+            self.failures[:] = [f for f in self.failures if not person.named_in(f.event, rules)]
 
-    def _poll_queues(self) -> None:
-        import boto3
-
-        sqs = boto3.client("sqs", region_name=REGION)
-        for consumer in self.topology.consumers:
-            url = self._queue_urls[consumer.queue]
-            received = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=consumer.batch_size,
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-            ).get("Messages", [])
-            if not received:
+    def _consume(self, consumer: QueueConsumer) -> None:
+        """One queue's event source: receive a batch whenever one of the function's instances is
+        free, and hand batches to the function concurrently, as Lambda's SQS pollers do."""
+        url = self._queue_urls[consumer.queue]
+        arn = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        # A batch is received only when an instance can take it at once: a batch waiting in a queue
+        # here could outlive its visibility timeout and be received twice.
+        free = threading.BoundedSemaphore(self.concurrency)
+        pool = self._pools[consumer.function]
+        while not self._stopped.is_set():
+            if not free.acquire(timeout=POLL_SECONDS):
                 continue
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-                "QueueArn"
-            ]
+            try:
+                received = self._sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=consumer.batch_size,
+                    WaitTimeSeconds=0,
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:  # the poller must survive anything
+                log.exception("receiving from %s failed", consumer.queue)
+                received = []
+            if not received:
+                free.release()
+                self._stopped.wait(POLL_SECONDS)
+                continue
+            self._begin()
+            try:
+                future = pool.submit(self._handle_batch, consumer, url, arn, received, free)
+            except RuntimeError:  # stopping; the messages become visible again after their timeout
+                free.release()
+                self._end()
+                continue
+            future.add_done_callback(self._end_if_cancelled)
+
+    def _handle_batch(
+        self,
+        consumer: QueueConsumer,
+        url: str,
+        arn: str,
+        received: list[dict[str, Any]],
+        free: threading.BoundedSemaphore,
+    ) -> None:
+        try:
             records = [
                 {
                     "messageId": m["MessageId"],
@@ -511,11 +671,16 @@ class LocalEngine:
             for message in received:
                 if message["MessageId"] in failed:
                     # Back on the queue at once; after maxReceiveCount receives SQS dead-letters it.
-                    sqs.change_message_visibility(
+                    self._sqs.change_message_visibility(
                         QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                     )
                 else:
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        except Exception:  # the worker must survive anything; undeleted messages come back
+            log.exception("handling a batch from %s failed", consumer.queue)
+        finally:
+            free.release()
+            self._end()  # begun by `_consume`
 
     # ---------------------------------------------------------------- time and idleness
 
@@ -531,11 +696,8 @@ class LocalEngine:
         return {e.exec_arn for e in self._executions() if getattr(e.exec_status, "value", None) == "RUNNING"}
 
     def _queues_empty(self) -> bool:
-        import boto3
-
-        sqs = boto3.client("sqs", region_name=REGION)
         for url in self._queue_urls.values():
-            attributes = sqs.get_queue_attributes(
+            attributes = self._sqs.get_queue_attributes(
                 QueueUrl=url,
                 AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
             )["Attributes"]
@@ -547,11 +709,17 @@ class LocalEngine:
 
     def is_idle(self) -> bool:
         """Nothing left to do until virtual time moves: no pending or running invocation, no queued
-        message, and every running journey execution is waiting on the clock."""
-        with self._work_ready:
-            if self._work or self._busy:
+        or in-flight message, and every running journey execution is waiting on the clock."""
+        with self._activity:
+            if self._in_flight:
                 return False
-        return self._queues_empty() and self._running_executions() <= self.clock.waiting()
+            started = self._started
+        if not (self._queues_empty() and self._running_executions() <= self.clock.waiting()):
+            return False
+        # Work that began meanwhile (a message received, an execution's task) may have left the
+        # queues and executions as they looked: not idle unless nothing began at all.
+        with self._activity:
+            return self._in_flight == 0 and self._started == started
 
     def wait_idle(self, timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
         deadline = time.monotonic() + timeout
