@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     write_key = os.environ.get("CONTINUUM_WRITE_KEY", "dev-write-key")
 
     started = time.monotonic()
+    print("Starting the Continuum local runtime (all AWS services on moto, state in memory)…", flush=True)
     window = int(os.environ.get("CONTINUUM_DEDUPE_WINDOW_SECONDS", DEDUPE_WINDOW_SECONDS))
     admin_token = os.environ.get("CONTINUUM_ADMIN_TOKEN", "dev-admin-token")
     engine = LocalEngine(

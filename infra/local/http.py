@@ -18,7 +18,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -150,7 +150,7 @@ def loggable_path(path: str, route: HttpRoute | None, parameters: dict[str, str]
     return shown
 
 
-_LOCAL = Map(
+_LOCAL_ROUTES = Map(
     [
         Rule("/_local/health", methods=["GET"], endpoint="health"),
         Rule("/_local/clock", methods=["GET"], endpoint="clock"),
@@ -165,6 +165,7 @@ _LOCAL = Map(
         Rule("/_local/failures", methods=["GET"], endpoint="failures"),
     ]
 )
+_LOCAL = _LOCAL_ROUTES.bind("localhost")
 
 
 class LocalApp:
@@ -181,12 +182,9 @@ class LocalApp:
         # percent-decoded, and REQUEST_URI re-encoded for WSGI).
         target = str(environ["REQUEST_URI"]).encode("latin-1").decode("utf-8")
         path = urlsplit(target).path
-        shown = "/…"
+        handle, shown = self._route(request.method, path)
         try:
-            if path.startswith("/_local/"):
-                response, shown = self._local(request, path)
-            else:
-                response, shown = self._api(request, target, path, request_id)
+            response = handle(request, target, request_id)
         except _Refused as refused:
             # werkzeug closes every connection after its answer, so unread body bytes go with it.
             response = _json(refused.status, {"error": refused.message})
@@ -208,19 +206,36 @@ class LocalApp:
         )
         return response(environ, start_response)
 
-    def _api(self, request: Request, target: str, path: str, request_id: str) -> tuple[Response, str]:
+    def _route(self, method: str, path: str) -> tuple[Callable[[Request, str, str], Response], str]:
+        """What answers the request, and the path as the access log shows it."""
+        if path.startswith("/_local/"):
+            try:
+                rule, arguments = _LOCAL.match(path, method, return_rule=True)
+                assert isinstance(rule, Rule)
+            except HTTPException:
+                return _local_not_found, "/_local/…"
+            local = getattr(self, f"_local_{rule.endpoint}")
+            return (
+                lambda request, target, request_id: local(read_body(request.environ), **arguments),
+                rule.rule.replace("<source_id>", "{sourceId}"),
+            )
         topology = self.engine.topology
-        method = request.method
         found = topology.route_for(method, path)
         if method == "OPTIONS":  # API Gateway answers browsers' preflights itself; locally, ingest does
             found = topology.route_for("POST", "/v1/track")
         if found is None:
-            read_body(request.environ)
-            return _json(404, {"message": "Not Found"}), loggable_path(path, None, {})
+            return _not_found, loggable_path(path, None, {})
         route, parameters = found
-        shown = loggable_path(path, route, parameters)
+        return (
+            lambda request, target, request_id: self._invoke(route, parameters, request, target, request_id),
+            loggable_path(path, route, parameters),
+        )
+
+    def _invoke(
+        self, route: HttpRoute, parameters: dict[str, str], request: Request, target: str, request_id: str
+    ) -> Response:
         body = read_body(request.environ)
-        event = api_gateway_event(method, target, dict(request.headers.items()), body, request_id)
+        event = api_gateway_event(request.method, target, dict(request.headers.items()), body, request_id)
         event["routeKey"] = f"{route.method} {route.path}"
         event["pathParameters"] = parameters
         answer = self.engine.invoke(route.function, event)
@@ -230,16 +245,7 @@ class LocalApp:
         response.headers.clear()
         for name, value in (answer.get("headers") or {}).items():
             response.headers[name] = value
-        return response, shown
-
-    def _local(self, request: Request, path: str) -> tuple[Response, str]:
-        body = read_body(request.environ)
-        try:
-            rule, arguments = _LOCAL.bind_to_environ(request.environ).match(path, return_rule=True)
-        except HTTPException:
-            return _json(404, {"error": f"no local route {request.method} {path}"}), "/_local/…"
-        shown = rule.rule.replace("<source_id>", "{sourceId}")
-        return getattr(self, f"_local_{rule.endpoint}")(body, **arguments), shown
+        return response
 
     def _local_health(self, body: bytes) -> Response:
         return _json(200, {"status": "ready", "now": clock.iso(self.engine.clock.now())})
@@ -310,6 +316,16 @@ def local_server(address: tuple[str, int], engine: LocalEngine) -> BaseWSGIServe
     return make_server(
         address[0], address[1], LocalApp(engine), threaded=True, request_handler=_RequestHandler
     )
+
+
+def _not_found(request: Request, target: str, request_id: str) -> Response:
+    read_body(request.environ)  # a body that cannot be framed is refused first, as API Gateway does
+    return _json(404, {"message": "Not Found"})
+
+
+def _local_not_found(request: Request, target: str, request_id: str) -> Response:
+    read_body(request.environ)
+    return _json(404, {"error": f"no local route {request.method} {urlsplit(target).path}"})
 
 
 def _json(status: int, payload: Any, default: Any = None) -> Response:
