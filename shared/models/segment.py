@@ -17,7 +17,12 @@ def _id_as_string(value: object) -> object:
     return value
 
 
-SegmentId = Annotated[Annotated[str, Field(max_length=1024)] | None, BeforeValidator(_id_as_string)]
+_SegmentIdText = Annotated[str, Field(max_length=1024)]
+# The document says what is accepted: numbers too (as text).
+SegmentId = Annotated[
+    _SegmentIdText | None,
+    BeforeValidator(_id_as_string, json_schema_input_type=_SegmentIdText | int | float | None),
+]
 
 
 class SegmentCall(Model):
