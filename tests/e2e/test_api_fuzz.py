@@ -17,9 +17,10 @@ from pathlib import Path
 from tests.e2e.conftest import WRITE_KEY, LocalRuntime, basic
 
 CHECKS = "not_a_server_error,negative_data_rejection"
-# The coverage phase's boundary and negative cases (~3,000, deterministic) plus this many random ones
-# per operation.
-EXAMPLES_PER_OPERATION = 10
+# schemathesis's coverage phase: for every operation, the boundary values and the documented
+# constraints broken one at a time (~3,000 cases, deterministic). Its random phase adds little to that
+# and doubles the run time on a laptop.
+PHASES = "coverage"
 MINIMUM_CASES = 2500
 ADMIN_TOKEN = "dev-admin-token"  # the local runtime's default (CONTINUUM_ADMIN_TOKEN)
 SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli"]  # `st`, from this virtualenv
@@ -33,10 +34,8 @@ def _run(local: LocalRuntime, report: Path, authorization: str, paths: str) -> d
             f"{local.url}/openapi.json",
             "--checks",
             CHECKS,
-            "--max-examples",
-            str(EXAMPLES_PER_OPERATION),
             "--phases",
-            "coverage,fuzzing",
+            PHASES,
             "--generation-deterministic",
             # Health checks judge the data generation (too slow, too filtered), not the API.
             "--suppress-health-check",
@@ -57,6 +56,7 @@ def _run(local: LocalRuntime, report: Path, authorization: str, paths: str) -> d
             "--report-json-path",
             str(report),
         ],
+        cwd=report.parent,  # schemathesis keeps a .schemathesis directory where it runs
         capture_output=True,
         text=True,
         timeout=900,

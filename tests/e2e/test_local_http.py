@@ -32,6 +32,7 @@ def _exchange(local: LocalRuntime, raw: bytes) -> bytes:
     """Send raw bytes; everything the server answers until it closes the connection."""
     with socket.create_connection(_address(local), timeout=CLIENT_TIMEOUT) as connection:
         connection.sendall(raw)
+        connection.shutdown(socket.SHUT_WR)  # nothing more: the server need not wait for the rest
         received = b""
         while chunk := connection.recv(65536):
             received += chunk
