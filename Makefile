@@ -9,10 +9,15 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: install local test lint synth bench deploy clean
 
+# Not --quiet: a first install takes minutes, and pip's lines (Collecting …) show it is working.
 $(STAMP): pyproject.toml
+	@echo "==> Creating $(VENV) and installing Continuum's dependencies (first run only, about 2 minutes)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> Upgrading pip"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "==> Installing Continuum and its dependencies (boto3, moto, aws-cdk-lib, pytest, ...)"
+	$(PY) -m pip install -e '.[dev]'
+	@echo "==> Ready: $(VENV) is set up"
 	touch $(STAMP)
 
 install: $(STAMP)

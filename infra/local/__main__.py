@@ -10,7 +10,7 @@ import sys
 import time
 
 from infra.local.engine import CONCURRENCY, DEDUPE_WINDOW_SECONDS, LocalEngine
-from infra.local.http import LocalServer
+from infra.local.http import local_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     write_key = os.environ.get("CONTINUUM_WRITE_KEY", "dev-write-key")
 
     started = time.monotonic()
+    print("Starting the Continuum local runtime (all AWS services on moto, state in memory)…", flush=True)
     window = int(os.environ.get("CONTINUUM_DEDUPE_WINDOW_SECONDS", DEDUPE_WINDOW_SECONDS))
     admin_token = os.environ.get("CONTINUUM_ADMIN_TOKEN", "dev-admin-token")
     engine = LocalEngine(
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=int(os.environ.get("CONTINUUM_LOCAL_CONCURRENCY", CONCURRENCY)),
     ).start()
     try:
-        server = LocalServer((args.host, args.port), engine)
+        server = local_server((args.host, args.port), engine)
     except OSError as error:
         print(
             f"cannot listen on {args.host}:{args.port}: {error.strerror}; choose another with PORT=…",
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         engine.stop()
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    # SIGTERM stops it as Ctrl-C does: KeyboardInterrupt in this (the serving) thread ends
+    # serve_forever. (server.shutdown() here would wait for serve_forever on its own thread: deadlock.)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"Continuum local runtime ready in {time.monotonic() - started:.1f}s", flush=True)
     print(
@@ -55,14 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         f"  messages   http://{host}:{port}/_local/messages   clock: POST /_local/clock/advance", flush=True
     )
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
+        server.serve_forever()  # returns on KeyboardInterrupt (werkzeug catches it) and closes the socket
+    except KeyboardInterrupt:  # one arriving before serve_forever starts, or during its cleanup
         pass
     finally:
         server.server_close()
         engine.stop()
+    print("Continuum local runtime stopped", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Everything is stopped and nothing is left to save (local state lives in memory), but the
+    # interpreter's own teardown of moto's object graph takes seconds: leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 
-@dataclass(order=True)
+# eq=False: each wait is its own object, compared by identity. Compared by `due`, two executions
+# waiting until the same instant were equal, and the one stopped first removed the other's wait.
+@dataclass(eq=False)
 class _Waiter:
     due: datetime
-    key: str = field(compare=False)
-    released: threading.Event = field(compare=False, default_factory=threading.Event)
+    key: str
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class VirtualClock:
@@ -41,8 +43,7 @@ class VirtualClock:
                     return
         finally:
             with self._lock:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                self._waiters = [w for w in self._waiters if w is not waiter]
 
     def waiting(self) -> set[str]:
         """Keys of the threads blocked on the clock now."""

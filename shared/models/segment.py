@@ -65,7 +65,10 @@ def _id_as_string(value: object) -> object:
 
 
 IdText = Annotated[str, AfterValidator(_fits(MAX_IDENTIFIER_BYTES)), _schema(MAX_IDENTIFIER_BYTES, "an id")]
-SegmentId = Annotated[IdText | None, BeforeValidator(_id_as_string)]
+# The document says what is accepted: numbers too (as text).
+SegmentId = Annotated[
+    IdText | None, BeforeValidator(_id_as_string, json_schema_input_type=IdText | int | float | None)
+]
 MessageId = Annotated[
     str,
     AfterValidator(_fits(MAX_MESSAGE_ID_BYTES)),

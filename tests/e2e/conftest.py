@@ -20,6 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WRITE_KEY = "e2e-write-key"
 BOOT_SECONDS = 90
+# It stops within a second of SIGTERM; the margin is for a loaded machine, not a promise.
+STOP_SECONDS = 30
 
 
 def basic(write_key: str) -> dict[str, str]:
@@ -83,45 +85,63 @@ class LocalRuntime:
         return self.request("GET", "/_local/failures")[1]
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalRuntime]:
-    env = {**os.environ, "CONTINUUM_WRITE_KEY": WRITE_KEY, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    ready = threading.Event()
+class LocalProcess:
+    """`python -m infra.local` started as `make local` starts it, its output collected line by line."""
 
-    def drain() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
+    def __init__(self, env: dict[str, str] | None = None):
+        environment = {**os.environ, "CONTINUUM_WRITE_KEY": WRITE_KEY, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local", "--port", "0"],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        self._ready = threading.Event()
+        self.finished = threading.Event()  # its output is closed: every line is in `output`
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
             if "endpoint" in line:
-                ready.set()
+                self._ready.set()
+        self.finished.set()
 
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        if not ready.wait(BOOT_SECONDS):
-            pytest.fail("local runtime did not start:\n" + "".join(output))
-        url = next(line for line in output if "endpoint" in line).split()[1]
-        runtime = LocalRuntime(url, output)
+    def ready(self) -> LocalRuntime:
+        """Wait until it answers; the runtime to drive it."""
+        if not self._ready.wait(BOOT_SECONDS):
+            pytest.fail("local runtime did not start:\n" + "".join(self.output))
+        url = next(line for line in self.output if "endpoint" in line).split()[1]
+        runtime = LocalRuntime(url, self.output)
         deadline = time.monotonic() + BOOT_SECONDS
         while runtime.request("GET", "/_local/health")[0] != 200:
-            assert time.monotonic() < deadline, "".join(output)
+            assert time.monotonic() < deadline, "".join(self.output)
             time.sleep(0.1)
+        return runtime
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager stops it; its exit code."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalRuntime]:
+    started = LocalProcess()
+    try:
+        runtime = started.ready()
         yield runtime
         failures = runtime.failures()
         assert failures == [], "functions failed for good:\n" + "\n".join(
             f"{f['error'][-600:]}\n{json.dumps(f['event'].get('detail', {}))[:1500]}" for f in failures
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        started.stop()

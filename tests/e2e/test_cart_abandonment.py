@@ -228,3 +228,44 @@ def test_after_alice_is_erased_bobs_purchase_on_their_shared_ipad_still_ends_his
     status, bobs = local.request("GET", f"/v1/profiles?userId={bob['userId']}", headers=admin)
     assert ipad["device"]["id"] not in str(bobs["identifiers"])
     assert local.request("GET", f"/v1/profiles?deviceId={ipad['device']['id']}", headers=admin)[0] == 404
+
+
+def test_a_purchase_by_one_of_two_customers_waiting_until_the_same_instant_leaves_the_other_reminded(
+    local: LocalRuntime,
+) -> None:
+    # Given two customers who add to cart in one batch: their journeys wait until the same instant.
+    # The buyer comes last, so the buyer's wait is registered after the other's.
+    stays, buys = _customer(), _customer()
+    batch: list[dict[str, object]] = []
+    for customer in (stays, buys):
+        batch += [
+            {
+                "type": "identify",
+                "messageId": f"identify-{customer['tag']}",
+                "userId": customer["userId"],
+                "traits": {"email": customer["email"]},
+            },
+            {
+                **load("track-product-added", userId=customer["userId"]),
+                "type": "track",
+                "messageId": f"added-{customer['tag']}",
+            },
+        ]
+    assert local.send("batch", {"batch": batch}) == (200, {"success": True})
+    local.advance(0)
+
+    # When one of them buys, which stops that customer's journey
+    assert local.send("track", load("track-order-completed", userId=buys["userId"]))[0] == 200
+
+    # Then the clock still moves (advance answers 200), and the other is reminded on time
+    local.advance(HOUR)
+    assert [m["channel"] for m in _deliveries(local, stays)] == ["email"]
+    assert _deliveries(local, buys) == []
+    local.advance(23 * HOUR)
+    assert [m["channel"] for m in _deliveries(local, stays)] == ["email"]  # no device token: no push
+    statuses = {
+        r["input"]["trigger"]["messageId"]: r["status"]
+        for r in local.executions()
+        if r["input"]["trigger"]["messageId"] in (f"added-{stays['tag']}", f"added-{buys['tag']}")
+    }
+    assert statuses == {f"added-{stays['tag']}": "SUCCEEDED", f"added-{buys['tag']}": "ABORTED"}
