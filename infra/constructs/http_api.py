@@ -21,13 +21,13 @@ from shared.ingest.calls import CORS
 THROTTLE = apigwv2.ThrottleSettings(rate_limit=1000, burst_limit=500)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
+# No personal data: the route template (`routeKey`), never the path, which can hold an identifier
+# (`/v1/profiles/{profileId}/identifiers/email/<address>`), nor the caller's IP address.
 _ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
-    "ip": "$context.identity.sourceIp",
     "requestTime": "$context.requestTime",
     "httpMethod": "$context.httpMethod",
     "routeKey": "$context.routeKey",
-    "path": "$context.path",
     "status": "$context.status",
     "protocol": "$context.protocol",
     "responseLength": "$context.responseLength",

@@ -212,6 +212,18 @@ def test_http_api_stage_is_throttled_and_access_logged(synth: Synth) -> None:
     )
 
 
+def test_http_api_access_log_records_the_route_never_the_path_or_the_callers_address(synth: Synth) -> None:
+    # A path can hold an identifier (/v1/profiles/{profileId}/identifiers/email/ada@example.com): the
+    # route template says which route was called without it. A caller's IP address is personal data.
+    stage = next(iter(synth.template.find_resources("AWS::ApiGatewayV2::Stage").values()))
+    fields = json.loads(stage["Properties"]["AccessLogSettings"]["Format"])
+
+    assert fields["routeKey"] == "$context.routeKey"
+    recorded = set(fields.values())
+    assert not recorded & {"$context.path", "$context.identity.sourceIp", "$context.domainName"}
+    assert not any("querystring" in value.lower() for value in recorded)
+
+
 # --- the bus and its routes --------------------------------------------------------------------------
 
 
