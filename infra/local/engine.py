@@ -259,6 +259,9 @@ class LocalEngine:
     # ---------------------------------------------------------------- moto patches
 
     def _patch_moto(self) -> None:
+        from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+            AmazonCloudWatchEMFProvider,
+        )
         from moto.awslambda.models import LambdaFunction
         from moto.events.models import Rule
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -326,6 +329,10 @@ class LocalEngine:
         patch(Rule, "send_to_targets", send_to_targets)
         patch(WaitFunction, "_wait_interval", wait_interval)
         patch(retrier_decl, "time", _RetrySleep())
+        # Metrics are disabled locally (POWERTOOLS_METRICS_DISABLED), yet Powertools still buffers every
+        # value in one object per handler module, shared by concurrent invocations here (one process
+        # per instance in Lambda), and prints the buffer every 100 values. Locally a metric is dropped.
+        patch(AmazonCloudWatchEMFProvider, "add_metric", lambda provider, *args, **kwargs: None)
 
     @staticmethod
     def _patch_request_lock(patch: Callable[[Any, str, Any], None]) -> _RequestLock:

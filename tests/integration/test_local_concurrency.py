@@ -263,3 +263,28 @@ def test_work_that_begins_and_ends_while_idleness_is_checked_is_not_missed(
     engine.wait_idle()
 
     assert idle is False
+
+
+def test_disabled_metrics_are_never_printed_nor_shared_between_concurrent_invocations(
+    engine: LocalEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Powertools with POWERTOOLS_METRICS_DISABLED still buffers every value, in one object per module
+    # that concurrent invocations share, and prints the buffer at 100 values: `make local`'s output
+    # filled with metric blobs, and a print racing another thread's add could fail an invocation.
+    from aws_lambda_powertools import Metrics
+
+    metrics = Metrics(namespace="Probe")
+
+    def add_many(event: dict[str, Any], context: Any) -> None:
+        for _ in range(150):
+            metrics.add_metric(name="Probed", unit="Count", value=1)
+
+    concurrency_probe.behaviour = add_many
+    threads = [threading.Thread(target=engine.invoke, args=(PROBE, {})) for _ in range(TOGETHER)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(GUARD_SECONDS)
+
+    assert '"_aws"' not in capfd.readouterr().out
+    assert metrics.metric_set == {}
