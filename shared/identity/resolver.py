@@ -129,7 +129,8 @@ def _timeline(call: dict[str, Any], profile_id: str, at: str) -> TimelineEntry:
     return TimelineEntry(
         profileId=profile_id,
         type=kind,
-        name=call.get("event") or call.get("name"),
+        # Ingest keeps fields the spec does not name (an identify may carry `"event": 5`): only text names.
+        name=next((v for v in (call.get("event"), call.get("name")) if isinstance(v, str) and v), None),
         timestamp=at,
         messageId=str(call.get("messageId", "")),
         data=data if isinstance(data, dict) else {},

@@ -146,6 +146,21 @@ def test_an_identify_event_records_its_own_traits_over_the_context_ones(store: F
     assert store.timeline_of("p-1")[0].data == {"firstName": "Ada", "plan": "pro"}
 
 
+@pytest.mark.parametrize("extra", [{"event": 5}, {"event": True}, {"name": [1]}, {"name": {"a": 1}}])
+def test_an_extra_event_or_name_that_is_not_text_does_not_fail_the_event(
+    store: FakeProfileStore, extra: dict[str, Any]
+) -> None:
+    # Ingest keeps fields the spec does not name on an identify: a numeric `event` was answered 200,
+    # then failed identity for good, and the unsubscribe it carried was lost.
+    call = identify(userId="u-1", traits={"unsubscribed": True}, **extra)
+
+    resolution = run(call, store, new_profile_id=lambda: "p-1")
+
+    assert resolution.profile_id == "p-1"
+    assert store.docs["p-1"].traits == {"unsubscribed": True}
+    assert store.timeline_of("p-1")[0].name is None
+
+
 def test_an_event_naming_no_identifier_is_dropped_with_a_warning(store: FakeProfileStore) -> None:
     resolution = run(track(), store)
 
