@@ -331,8 +331,10 @@ class LocalEngine:
         patch(retrier_decl, "time", _RetrySleep())
         # Metrics are disabled locally (POWERTOOLS_METRICS_DISABLED), yet Powertools still buffers every
         # value in one object per handler module, shared by concurrent invocations here (one process
-        # per instance in Lambda), and prints the buffer every 100 values. Locally a metric is dropped.
+        # per instance in Lambda), and prints the buffer every 100 values. Locally a metric is dropped
+        # (and nothing is flushed, which would warn that there is nothing to flush).
         patch(AmazonCloudWatchEMFProvider, "add_metric", lambda provider, *args, **kwargs: None)
+        patch(AmazonCloudWatchEMFProvider, "flush_metrics", lambda provider, *args, **kwargs: None)
 
     @staticmethod
     def _patch_request_lock(patch: Callable[[Any, str, Any], None]) -> _RequestLock:

@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -275,16 +276,20 @@ def test_disabled_metrics_are_never_printed_nor_shared_between_concurrent_invoca
 
     metrics = Metrics(namespace="Probe")
 
+    @metrics.log_metrics
     def add_many(event: dict[str, Any], context: Any) -> None:
         for _ in range(150):
             metrics.add_metric(name="Probed", unit="Count", value=1)
 
     concurrency_probe.behaviour = add_many
     threads = [threading.Thread(target=engine.invoke, args=(PROBE, {})) for _ in range(TOGETHER)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(GUARD_SECONDS)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(GUARD_SECONDS)
 
     assert '"_aws"' not in capfd.readouterr().out
     assert metrics.metric_set == {}
+    assert [str(w.message) for w in warned] == []  # nor "No application metrics to publish"
