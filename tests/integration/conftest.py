@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,9 @@ import boto3
 import pytest
 
 from infra.local.engine import REGION, LocalEngine
+from shared import clock
+from shared.models.message import MessageLogEntry, OutboundMessage
+from shared.store.messages import MessageLog
 
 WRITE_KEY = "integration-key"
 
@@ -47,3 +51,26 @@ def http_event(path: str, body: Any, write_key: str = WRITE_KEY, raw: str | None
     headers = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
     payload = raw.encode() if raw is not None else json.dumps(body).encode()
     return api_gateway_event("POST", path, headers, payload)
+
+
+def queued_message(to: str, channel: str = "email") -> OutboundMessage:
+    """A message the send gate queued: its log entry recorded (status `queued`), and the queue's copy."""
+    key = f"test-{uuid.uuid4().hex}"
+    content = {"subject": "Hi", "text": "Hello"} if channel == "email" else {"title": "Hi", "body": "Hello"}
+    MessageLog("continuum-messages").record(
+        MessageLogEntry(
+            messageKey=key,
+            status="queued",
+            channel=channel,
+            to=to,
+            journey="j",
+            step="s",
+            template="t",
+            profileId="p",
+            createdAt=clock.iso(clock.now()),
+            content=content,
+        )
+    )
+    return OutboundMessage(
+        messageKey=key, channel=channel, to=to, content=content, journey="j", template="t", profileId="p"
+    )

@@ -6,32 +6,8 @@ import os
 import uuid
 
 from infra.local.engine import LocalEngine
-from shared import clock
-from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.store.messages import MessageLog
-from tests.integration.conftest import client
-
-
-def _queued(to: str, channel: str = "email") -> OutboundMessage:
-    key = f"test-{uuid.uuid4().hex}"
-    content = {"subject": "Hi", "text": "Hello"} if channel == "email" else {"title": "Hi", "body": "Hello"}
-    MessageLog("continuum-messages").record(
-        MessageLogEntry(
-            messageKey=key,
-            status="queued",
-            channel=channel,
-            to=to,
-            journey="j",
-            step="s",
-            template="t",
-            profileId="p",
-            createdAt=clock.iso(clock.now()),
-            content=content,
-        )
-    )
-    return OutboundMessage(
-        messageKey=key, channel=channel, to=to, content=content, journey="j", template="t", profileId="p"
-    )
+from tests.integration.conftest import client, queued_message
 
 
 def _record(body: str) -> dict:
@@ -51,7 +27,7 @@ def _record(body: str) -> dict:
 def test_a_bad_record_is_reported_as_a_batch_item_failure_and_the_good_one_is_sent(
     engine: LocalEngine,
 ) -> None:
-    good = _queued("good@example.com")
+    good = queued_message("good@example.com")
     good_record, bad_record = _record(good.model_dump_json()), _record("{not json")
 
     response = engine.invoke("channel-email", {"Records": [good_record, bad_record]})
@@ -62,7 +38,7 @@ def test_a_bad_record_is_reported_as_a_batch_item_failure_and_the_good_one_is_se
 
 
 def test_a_redelivered_message_is_not_sent_twice(engine: LocalEngine) -> None:
-    message = _queued("twice@example.com")
+    message = queued_message("twice@example.com")
     engine.invoke("channel-email", {"Records": [_record(message.model_dump_json())]})
     first = MessageLog("continuum-messages").get(message.messageKey)
 
@@ -72,7 +48,7 @@ def test_a_redelivered_message_is_not_sent_twice(engine: LocalEngine) -> None:
 
 
 def test_a_push_goes_to_the_devices_platform_endpoint(engine: LocalEngine) -> None:
-    message = _queued("device-token-xyz", channel="push")
+    message = queued_message("device-token-xyz", channel="push")
     engine.invoke("channel-push", {"Records": [_record(message.model_dump_json())]})
 
     entry = MessageLog("continuum-messages").get(message.messageKey)

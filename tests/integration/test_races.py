@@ -23,11 +23,11 @@ from moto.core.botocore_stubber import BotocoreStubber
 from infra.local.engine import LocalEngine
 from shared import clock
 from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY, Envelope, ResolvedEvent
-from shared.models.message import MessageLogEntry, OutboundMessage
+from shared.models.message import OutboundMessage
 from shared.store.journeys import JourneyRunStore
 from shared.store.messages import MessageLog
 from shared.store.providers import EmailProvider, PushProvider
-from tests.integration.conftest import eventbridge_event
+from tests.integration.conftest import eventbridge_event, queued_message
 
 MESSAGES_TABLE = "continuum-messages"
 
@@ -165,35 +165,6 @@ class GatedSends:
                 self._changed.notify_all()
 
 
-def _queued(channel: str) -> OutboundMessage:
-    key = f"race-{uuid.uuid4().hex}"
-    to = f"race-{key}@example.com" if channel == "email" else f"race-token-{key}"
-    content = {"subject": "Hi", "text": "Hello"} if channel == "email" else {"title": "Hi", "body": "Hello"}
-    MessageLog(MESSAGES_TABLE).record(
-        MessageLogEntry(
-            messageKey=key,
-            status="queued",
-            channel=channel,
-            to=to,
-            journey="cart_abandonment",
-            step="s",
-            template="t",
-            profileId="p",
-            createdAt=clock.iso(clock.now()),
-            content=content,
-        )
-    )
-    return OutboundMessage(
-        messageKey=key,
-        channel=channel,
-        to=to,
-        content=content,
-        journey="cart_abandonment",
-        template="t",
-        profileId="p",
-    )
-
-
 def _sqs_record(message: OutboundMessage) -> dict[str, Any]:
     return {
         "messageId": uuid.uuid4().hex,  # each delivery of one queue message has its own receipt
@@ -223,7 +194,8 @@ def test_concurrent_deliveries_of_one_message_call_the_provider_once(
     from importlib import import_module
 
     handler = import_module(module).handler
-    messages = [_queued(channel) for _ in range(3)]
+    addresses = [f"race-{i}@example.com" if channel == "email" else f"race-token-{i}" for i in range(3)]
+    messages = [queued_message(to, channel) for to in addresses]
     deliveries = [_sqs_record(message) for message in messages for _ in range(5)]
     gate = GatedSends(len(deliveries))
     send = provider.send
