@@ -22,10 +22,11 @@ from shared.models.events import SOURCE_INGEST, BusEvent
 from shared.models.segment import (
     MAX_IDENTIFIER_BYTES,
     SINGLE_CALLS,
+    TOO_MANY_BYTES,
     Batch,
     IdentifyCall,
     SegmentCall,
-    utf8_size,
+    bytes_over,
 )
 
 MAX_CALL_BYTES = 32 * 1024
@@ -271,17 +272,12 @@ def _check_identifiers(call_type: str, call: SegmentCall, index: int | None) -> 
         if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
             continue  # identity leaves non-text values out of matching: nothing to store
         text = str(value).lower() if loc.endswith("email") else str(value)  # emails are stored lowered
-        if len(text) * 4 <= MAX_IDENTIFIER_BYTES or (size := utf8_size(text)) <= MAX_IDENTIFIER_BYTES:
+        if (size := bytes_over(text, MAX_IDENTIFIER_BYTES)) is None:
             continue
         where = loc if index is None else f"batch.{index}.{loc}"
         raise BadRequestError(
             f"invalid {call_type} call",
-            [
-                {
-                    "loc": where,
-                    "error": f"String should have at most {MAX_IDENTIFIER_BYTES} bytes in UTF-8, not {size}",
-                }
-            ],
+            [{"loc": where, "error": TOO_MANY_BYTES.format(limit=MAX_IDENTIFIER_BYTES, size=size)}],
             limit="identifier_bytes",
             **({} if index is None else {"index": index}),
         )

@@ -31,19 +31,25 @@ MAX_IDENTIFIER_BYTES = 1024
 MAX_MESSAGE_ID_BYTES = 256
 
 
+TOO_MANY_BYTES = "String should have at most {limit} bytes in UTF-8, not {size}"
+
+
 def utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
+def bytes_over(text: str, limit: int) -> int | None:
+    """The UTF-8 size of `text` when it is over `limit` bytes, else None."""
+    # Most values are short ASCII: a UTF-8 character is at most 4 bytes, so no need to encode.
+    if len(text) * 4 > limit and (size := utf8_size(text)) > limit:
+        return size
+    return None
+
+
 def _fits(limit: int) -> Callable[[str], str]:
     def check(value: str) -> str:
-        # Most values are short ASCII: a UTF-8 character is at most 4 bytes, so no need to encode.
-        if len(value) * 4 > limit and (size := utf8_size(value)) > limit:
-            raise PydanticCustomError(
-                "string_too_many_bytes",
-                "String should have at most {limit} bytes in UTF-8, not {size}",
-                {"limit": limit, "size": size},
-            )
+        if (size := bytes_over(value, limit)) is not None:
+            raise PydanticCustomError("string_too_many_bytes", TOO_MANY_BYTES, {"limit": limit, "size": size})
         return value
 
     return check
