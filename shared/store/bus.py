@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.models.events import BusEvent, PublishError
-from shared.store.aws import client
+from shared.store.aws import backoff_delay, client
 
 __all__ = ["ATTEMPTS", "BATCH", "BATCH_BYTES", "EventPublisher", "PublishError", "backoff_delay"]
 
@@ -21,11 +21,6 @@ ATTEMPTS = 3
 # were throttled together; the cap bounds what one request can spend waiting (ingest answers an SDK).
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
-
-
-def backoff_delay(attempt: int, base: float, cap: float, draw: Callable[[], float]) -> float:
-    """The wait after failed attempt `attempt` (0-based): uniform in [0, min(cap, base × 2^attempt))."""
-    return draw() * min(cap, base * 2**attempt)
 
 
 class EventPublisher:

@@ -37,7 +37,7 @@ from shared.identity.resolver import (
 )
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
-from shared.store.aws import TableStore, error_code
+from shared.store.aws import TableStore, backoff_delay, error_code
 
 _BATCH_GET = 100
 _BATCH_WRITE = 25
@@ -85,7 +85,7 @@ def _from_json_values(attribute: dict[str, Any]) -> dict[str, Any]:
 def _backoff(attempt: int) -> None:
     """Unprocessed batch items are retried after an exponential, jittered pause, as AWS advises
     (boto3's BatchWriter re-sends them at once, with no pause; hence this loop)."""
-    time.sleep(random.uniform(0, min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt)))
+    time.sleep(backoff_delay(attempt, _BACKOFF_BASE_SECONDS, _BACKOFF_MAX_SECONDS, random.random))
 
 
 def profile_key(profile_id: str) -> dict[str, Any]:
