@@ -193,6 +193,8 @@ def queue_env(queue: str) -> str:
 
 PROFILES = "profiles"
 JOURNEY_RUNS = "journey-runs"
+JOURNEY_WAITS = "journey-waits"
+JOURNEY_STATS = "journey-stats"
 MESSAGES = "messages"
 SOURCES = "sources"
 SEEN_MESSAGES = "seen-messages"
@@ -202,8 +204,18 @@ TOPOLOGY = Topology(
         # Profiles, the identifier index, timelines, merge log and suppressions share one table, so
         # that a claim, a merge and a profile change commit in one transaction (shared/store/profiles.py).
         Table(PROFILES, partition_key="pk", sort_key="sk"),
-        # One item per journey execution, under the profile it runs for.
-        Table(JOURNEY_RUNS, partition_key="profileId", sort_key="runKey"),
+        # One item per journey execution, under the profile it runs for; found by its execution too
+        # (Step Functions' status-change events name the execution, not the profile).
+        Table(
+            JOURNEY_RUNS,
+            partition_key="profileId",
+            sort_key="runKey",
+            indexes=(Index("byExecution", partition_key="executionArn"),),
+        ),
+        # One item per execution parked in a wait_for step: its task token and what it waits for.
+        Table(JOURNEY_WAITS, partition_key="executionArn"),
+        # One item per journey: its counters (entered, exited by reason, conversions, per-step outcomes).
+        Table(JOURNEY_STATS, partition_key="journeyId"),
         # Sources by the SHA-256 of their write key (the key itself is never stored).
         Table(SOURCES, partition_key="keyHash"),
         # `<sourceId>#<messageId>` of every published call, until `expiresAt` (the dedupe window).

@@ -27,6 +27,8 @@ EventBusName = Annotated[str, Field(alias="EVENT_BUS_NAME", min_length=1)]
 ProfilesTable = Annotated[str, Field(alias="PROFILES_TABLE", min_length=1)]
 JourneyRunsTable = Annotated[str, Field(alias="JOURNEY_RUNS_TABLE", min_length=1)]
 MessagesTable = Annotated[str, Field(alias="MESSAGES_TABLE", min_length=1)]
+JourneyWaitsTable = Annotated[str, Field(alias="JOURNEY_WAITS_TABLE", min_length=1)]
+JourneyStatsTable = Annotated[str, Field(alias="JOURNEY_STATS_TABLE", min_length=1)]
 
 
 class JourneyRef(Model):
