@@ -119,8 +119,8 @@ class JourneyStateMachines(Construct):
             [
                 {
                     "id": journey.definition.id,
-                    "trigger": journey.definition.trigger,
-                    "goal": journey.definition.goal,
+                    "trigger": journey.definition.trigger.event,
+                    "goal": journey.definition.goal.event if journey.definition.goal else None,
                     "stateMachineArn": self.machines[journey.definition.id].state_machine_arn,
                 }
                 for journey in self._journeys

@@ -500,8 +500,8 @@ class LocalEngine:
             journeys.append(
                 {
                     "id": journey.definition.id,
-                    "trigger": journey.definition.trigger,
-                    "goal": journey.definition.goal,
+                    "trigger": journey.definition.trigger.event,
+                    "goal": journey.definition.goal.event if journey.definition.goal else None,
                     "stateMachineArn": arn,
                 }
             )

@@ -51,7 +51,7 @@ def compile_journey(journey: Journey, deliver_arn: str = DELIVER_ARN_PLACEHOLDER
                     "FunctionName": deliver_arn,
                     "Payload": {
                         "journey": definition.id,
-                        "goal": definition.goal,
+                        "goal": definition.goal.event if definition.goal else None,
                         "step": names[i],
                         "channel": step.send.channel,
                         "template": step.send.template,
