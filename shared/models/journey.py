@@ -480,6 +480,18 @@ _STEP_CLASSES: dict[str, type[_Step]] = {
 }
 
 
+# Each Task step's spec model: `Model.model_validate(step.spec())` gives the spec back (children
+# stripped), which is how the journey-steps function reads a Task payload's `spec`.
+SPEC_MODELS: dict[str, type[_Strict]] = {
+    "wait_until": WaitUntilSpec,
+    "wait_for": WaitForSpec,
+    "branch": BranchSpec,
+    "split": SplitSpec,
+    "send": SendSpec,
+    "update": UpdateSpec,
+}
+
+
 def _one_verb(value: Any) -> Any:
     """A written step: a mapping with an optional id and exactly one verb (or the bare `exit`)."""
     if isinstance(value, _Step):
@@ -560,6 +572,15 @@ def _with_children(step: _Step, paths: dict[str, list[Step]]) -> _Step:
     return step
 
 
+def _exits_last(steps: list[Step], where: str) -> None:
+    """Nothing may follow an exit in its path: it would never run."""
+    for i, step in enumerate(steps):
+        if isinstance(step, ExitStep) and i + 1 < len(steps):
+            raise ValueError(f"{where}: steps after an exit are never reached (step {i + 1})")
+        for name, path in step.paths():
+            _exits_last(path, f"step {step.id!r} {name}")
+
+
 def _iter_tree(steps: list[Step]) -> Iterator[_Step]:
     for step in steps:
         yield step
@@ -611,6 +632,7 @@ class JourneyDefinition(_Strict):
             raise ValueError(f"step ids must be unique in a journey; repeated: {duplicates}")
         # Frozen model: the ids are completed once, here, before anyone sees the definition.
         object.__setattr__(self, "steps", _assign_ids(self.steps, "", set(written)))
+        _exits_last(self.steps, "steps")
         by_id = {step.id: step for step in self.walk()}
         if not any(isinstance(step, SendStep) for step in by_id.values()):
             raise ValueError("a journey needs at least one send step")
