@@ -92,6 +92,8 @@ class FakeProfileStore:
             stored.traitTimes[name] = change.at
         if change.track_event:
             stored.lastEvents[change.track_event] = change.at
+        if change.timezone:
+            stored.timezone = change.timezone
         stored.latestEventAt = change.at
         stored.updatedAt = clock.iso(clock.now())
         stored.identifiers += claims
