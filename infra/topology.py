@@ -270,7 +270,11 @@ TOPOLOGY = Topology(
             "deliver",
             "functions.deliver.handler",
             "The send gate: drop or render and enqueue a journey's send step",
-            tables=(TableAccess(PROFILES), TableAccess(MESSAGES, write=True)),
+            tables=(
+                TableAccess(PROFILES),
+                TableAccess(MESSAGES, write=True),
+                TableAccess(JOURNEY_STATS, write=True),  # counts each step's sent / dropped
+            ),
             queues=(QueueAccess("email"), QueueAccess("push")),
         ),
         Function(

@@ -87,6 +87,7 @@ class RouterSettings(_Env):
 class DeliverSettings(_Env):
     profiles_table: ProfilesTable
     messages_table: MessagesTable
+    journey_stats_table: JourneyStatsTable
     email_queue_url: str = Field(alias="EMAIL_QUEUE_URL", min_length=1)
     push_queue_url: str = Field(alias="PUSH_QUEUE_URL", min_length=1)
 

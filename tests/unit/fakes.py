@@ -386,6 +386,24 @@ class FakeQueue:
         self.messages.append(message)
 
 
+class FakeJourneyStats:
+    """`JourneyStats` (shared/store/journey_stats.py) in memory: counters added per journey, atomically."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, journey_id: str, counters: dict[str, float]) -> None:
+        with self._lock:
+            kept = self.counters.setdefault(journey_id, {})
+            for name, value in counters.items():
+                kept[name] = kept.get(name, 0) + value
+
+    def get(self, journey_id: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self.counters.get(journey_id, {}))
+
+
 class FakeSeenMessages:
     """`shared.ingest.service.SeenMessages` in memory, keeping SeenMessageStore's contract: `reserve`
     takes each key atomically (as a conditional write does) when it is absent or its expiry has passed;
