@@ -258,6 +258,27 @@ class DynamoProfileStore(TableStore):
         ]
         return sorted(entries, key=lambda e: (e.timestamp, e.messageId), reverse=True)[:limit]
 
+    def timeline_since(self, profile_ids: Iterable[str], since: str) -> list[TimelineEntry]:
+        """Every timeline entry of these profiles from `since` (an ISO time) on, oldest first, read
+        strongly consistent (journeys' wait_for looks for an event that arrived before it began)."""
+        entries = [
+            TimelineEntry.model_validate_json(item["entry"]["S"])
+            for profile_id in dict.fromkeys(profile_ids)
+            for item in self._items(
+                "query",
+                # Timeline sort keys are `event#<timestamp>#<messageId>`; "~" sorts after every digit,
+                # so the range holds exactly the entries from `since` on (merge# items sort after it).
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"profile#{profile_id}"},
+                    ":from": {"S": f"event#{since}"},
+                    ":to": {"S": "event#~"},
+                },
+                ConsistentRead=True,
+            )
+        ]
+        return sorted(entries, key=lambda e: (e.timestamp, e.messageId))
+
     def merges(self, profile_id: str) -> list[MergeRecord]:
         return [
             MergeRecord.model_validate_json(i["record"]["S"]) for i in self.items_of(profile_id, "merge#")
