@@ -35,10 +35,10 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from shared import clock
-from shared.journeys.conditions import concrete_where, where_holds
+from shared.journeys.conditions import Outcome, case_holds, concrete, property_conditions_hold
 from shared.models.base import Model
 from shared.models.events import SOURCE_INGEST, BusEvent, Envelope
-from shared.models.journey import WEEKDAYS, SplitSpec, UpdateSpec, WaitForSpec, WaitUntilSpec, When
+from shared.models.journey import WEEKDAYS, Condition, SplitSpec, UpdateSpec, WaitForSpec, WaitUntilSpec, When
 from shared.models.message import MessageLogEntry
 from shared.models.profile import Profile, TimelineEntry
 from shared.models.types import ProfileId, iana_timezone
@@ -82,8 +82,11 @@ class JourneyWait(Model):
     step: str
     token: str
     event: str
-    where: dict[str, Any]
+    where: dict[str, Any]  # JSON of {property: condition}, as written (`{"cart_id": {"equals": "c-1"}}`)
     since: str  # the run's enteredAt: events from then on count
+
+    def conditions(self) -> dict[str, Condition]:
+        return {name: Condition.model_validate(condition) for name, condition in self.where.items()}
 
 
 # -- ports ---------------------------------------------------------------------------------------------
@@ -226,7 +229,8 @@ def awaited(wait: JourneyWait, entry: TimelineEntry, trigger_message_id: str | N
         and entry.name == wait.event
         and entry.timestamp >= wait.since
         and entry.messageId != trigger_message_id
-        and where_holds(wait.where, entry.data)
+        # Concrete conditions need no trigger; `now` for a before/after "now" is the clock's.
+        and property_conditions_hold(wait.conditions(), entry.data, {}, clock.now())
     )
 
 
@@ -240,7 +244,10 @@ def wait_for(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
         step=request.step,
         token=request.token,
         event=spec.event,
-        where=concrete_where(spec.where, request.trigger_properties),
+        where={
+            name: condition.model_dump(mode="json")
+            for name, condition in concrete(spec.where, request.trigger_properties).items()
+        },
         since=request.enteredAt,
     )
     ports.waits.put(wait)  # first: from here on the router sees it (see the module's docstring)
@@ -264,29 +271,32 @@ def message_key(execution_id: str, step_id: str) -> str:
     return f"{execution_id}#{step_id}"
 
 
-def _journey_holds(when: When, request: StepRequest, messages: Messages) -> bool:
-    if when.journey is None:
-        return True
-    for step_id, statuses in ((when.journey.sent, ("queued", "sent")), (when.journey.dropped, ("dropped",))):
-        if step_id is None:
-            continue
+def outcomes(request: StepRequest, cases: Iterable[When], messages: Messages) -> dict[str, Outcome]:
+    """What this run's send steps named in the cases did: queued or sent → `sent`, dropped →
+    `dropped` (one GetItem per step named; a step that has not run has no outcome)."""
+    named = {
+        step_id
+        for when in cases
+        if when.journey is not None
+        for step_id in (when.journey.sent, when.journey.dropped)
+        if step_id is not None
+    }
+    found: dict[str, Outcome] = {}
+    for step_id in sorted(named):
         entry = messages.get(message_key(request.executionId, step_id))
-        if entry is None or entry.status not in statuses:
-            return False
-    return True
+        if entry is not None:
+            found[step_id] = "dropped" if entry.status == "dropped" else "sent"
+    return found
 
 
 def branch(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
     cases = [When.model_validate(case["when"]) for case in request.spec.get("cases", [])]
     profile = ports.profiles.profile(request.profileId)
     traits = profile.traits if profile else {}
-    trigger = request.trigger_properties
+    done = outcomes(request, cases, ports.messages)
+    now = clock.now()
     for index, when in enumerate(cases):
-        if (
-            where_holds(concrete_where(when.traits, trigger), traits)
-            and where_holds(concrete_where(when.trigger, trigger), trigger)
-            and _journey_holds(when, request, ports.messages)
-        ):
+        if case_holds(when, traits, request.trigger_properties, done, now):
             return {"path": f"case-{index}"}
     return {"path": "else"}
 
