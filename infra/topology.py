@@ -71,6 +71,7 @@ class Function:
     queues: tuple[QueueAccess, ...] = ()
     publishes: bool = False  # PutEvents on the bus
     controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
+    resumes_journeys: bool = False  # SendTaskSuccess on the journeys' state machines (wait_for)
     settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
@@ -141,6 +142,7 @@ class Topology:
     http_routes: tuple[HttpRoute, ...]
     api_function: str  # the function behind the Segment API
     journey_task_function: str  # the function journeys' send steps invoke
+    journey_steps_function: str  # the function every other journey Task invokes (wait_until, branch, ...)
     journeys_dir: Path = field(default=JOURNEYS_DIR)
 
     def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
@@ -173,6 +175,7 @@ SETTINGS = {
     "DEDUPE_WINDOW_SECONDS": "seconds a messageId is remembered per source to drop repeats (Segment: 7 days)",
     "EMAIL_SENDER": "verified SES sender address for the email channel",
     "PUSH_PLATFORM_APPLICATION_ARN": "SNS platform application (FCM / APNs) for the push channel",
+    "DEFAULT_TIMEZONE": "IANA time zone of journeys' local-time waits for a recipient with no known zone",
 }
 
 # Names of the environment variables carrying resource names.
@@ -270,8 +273,25 @@ TOPOLOGY = Topology(
             "deliver",
             "functions.deliver.handler",
             "The send gate: drop or render and enqueue a journey's send step",
-            tables=(TableAccess(PROFILES), TableAccess(MESSAGES, write=True)),
+            tables=(
+                TableAccess(PROFILES),
+                TableAccess(MESSAGES, write=True),
+                TableAccess(JOURNEY_STATS, write=True),  # counts each step's sent / dropped
+            ),
             queues=(QueueAccess("email"), QueueAccess("push")),
+        ),
+        Function(
+            "journey-steps",
+            "functions.journey_steps.handler",
+            "Journey steps: wait until a local time, wait for an event, branch, split, update traits",
+            tables=(
+                TableAccess(PROFILES),
+                TableAccess(MESSAGES),  # branch on what this run sent or dropped
+                TableAccess(JOURNEY_WAITS, write=True),
+            ),
+            publishes=True,  # update: an identify, as ingest publishes it
+            resumes_journeys=True,  # wait_for: the awaited event may be there already
+            settings=("DEFAULT_TIMEZONE",),
         ),
         Function(
             "channel-email",
@@ -315,4 +335,5 @@ TOPOLOGY = Topology(
     ),
     api_function="ingest",
     journey_task_function="deliver",
+    journey_steps_function="journey-steps",
 )

@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared.models.base import Model
+from shared.models.types import iana_timezone
 
 
 class _Env(Model):
@@ -87,12 +88,29 @@ class RouterSettings(_Env):
 class DeliverSettings(_Env):
     profiles_table: ProfilesTable
     messages_table: MessagesTable
+    journey_stats_table: JourneyStatsTable
     email_queue_url: str = Field(alias="EMAIL_QUEUE_URL", min_length=1)
     push_queue_url: str = Field(alias="PUSH_QUEUE_URL", min_length=1)
 
     def queue_url(self, channel: str) -> str:
         url: str = getattr(self, f"{channel}_queue_url")
         return url
+
+
+class JourneyStepsSettings(_Env):
+    profiles_table: ProfilesTable
+    messages_table: MessagesTable
+    journey_waits_table: JourneyWaitsTable
+    event_bus_name: EventBusName
+    # The time zone of local-time waits for a recipient with no known zone (an IANA name).
+    default_timezone: str = Field(alias="DEFAULT_TIMEZONE", min_length=1)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        if iana_timezone(value) is None:
+            raise ValueError(f"DEFAULT_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
+        return value
 
 
 class EmailSettings(_Env):

@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from shared import config
 from shared.delivery.service import handle_send
 from shared.models.message import SendRequest
+from shared.store.journey_stats import JourneyStats
 from shared.store.messages import ChannelQueue, MessageLog
 from shared.store.profiles import DynamoProfileStore
 
@@ -29,6 +30,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         DynamoProfileStore(settings.profiles_table),
         MessageLog(settings.messages_table),
         ChannelQueue(settings.queue_url(request.channel)),
+        JourneyStats(settings.journey_stats_table),
     )
 
     outcome = "Queued" if entry.status == "queued" else "Dropped"

@@ -160,6 +160,7 @@ class LocalEngine:
         admin_token: str = "dev-admin-token",
         identity_rules: str = "{}",
         concurrency: int = CONCURRENCY,
+        default_timezone: str = "UTC",  # journeys' local-time waits for a recipient with no known zone
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -169,6 +170,7 @@ class LocalEngine:
         self.dedupe_window_seconds = dedupe_window_seconds
         self.admin_token = admin_token
         self.identity_rules = identity_rules
+        self.default_timezone = default_timezone
         self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
         self.failures: list[Failure] = []  # appended under `failures_lock`
         self.failures_lock = threading.Lock()
@@ -528,6 +530,7 @@ class LocalEngine:
         env["DEDUPE_WINDOW_SECONDS"] = str(self.dedupe_window_seconds)
         env["ADMIN_TOKEN_SHA256"] = hashlib.sha256(self.admin_token.encode()).hexdigest()
         env["IDENTITY_RULES"] = self.identity_rules
+        env["DEFAULT_TIMEZONE"] = self.default_timezone
         # Locally a revoked key stops at once (the cloud default trusts a cached answer for 60 s).
         env["WRITE_KEY_CACHE_SECONDS"] = "0"
         self._env = env

@@ -65,8 +65,27 @@ class Queue(Protocol):
     def send(self, message: OutboundMessage) -> None: ...
 
 
-def handle_send(request: SendRequest, profiles: Profiles, log: Log, queue: Queue) -> MessageLogEntry:
-    """Run the send gate; log the outcome; enqueue what passes. Returns the log entry."""
+class Stats(Protocol):
+    """The journey counters (shared/store/journey_stats.py)."""
+
+    def add(self, journey_id: str, counters: dict[str, float]) -> None: ...
+
+
+def outcome_counter(entry: MessageLogEntry) -> str:
+    """The journey-stats counter of a send step's outcome: `step#<id>#sent` (queued counts as sent:
+    the gate let it through) or `step#<id>#dropped#<reason>`."""
+    if entry.status == "dropped":
+        return f"step#{entry.step}#dropped#{entry.reason}"
+    return f"step#{entry.step}#sent"
+
+
+def handle_send(
+    request: SendRequest, profiles: Profiles, log: Log, queue: Queue, stats: Stats
+) -> MessageLogEntry:
+    """Run the send gate; log the outcome; enqueue what passes. Returns the log entry.
+
+    The outcome is counted in the journey's stats once: by the invocation whose log entry was first
+    recorded (a retried step finds the entry and counts nothing; ADD is not idempotent)."""
     profile = profiles.profile(request.profileId)
     decision = decide(request, profile)
     entry = MessageLogEntry(
@@ -89,6 +108,8 @@ def handle_send(request: SendRequest, profiles: Profiles, log: Log, queue: Queue
         if previous.status != "queued":
             return previous
         entry = previous  # queued before, perhaps never enqueued: enqueue again (the channel dedupes)
+    else:
+        stats.add(entry.journey, {outcome_counter(entry): 1})
     if entry.status == "queued" and entry.to and entry.content:
         queue.send(
             OutboundMessage(

@@ -23,7 +23,8 @@ from shared.models.profile import Identifier, Profile
 # 400 KB is DynamoDB's item limit; the rest is margin for the estimate and the merge log's envelope.
 PROFILE_MAX_BYTES = 256 * 1024
 _ENTRY = 16  # per map or list element: DynamoDB counts 1 byte per element plus type overhead
-_FIXED = 1024  # profileId, createdAt, updatedAt, version, latestEventAt, mergedInto, attribute names
+# profileId, createdAt, updatedAt, version, latestEventAt, timezone (≤ 64), mergedInto, attribute names
+_FIXED = 1024
 _TIME = len("2024-05-01T09:00:00.000Z")
 
 

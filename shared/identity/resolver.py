@@ -42,6 +42,7 @@ from shared.identity.bounds import Dropped, bound
 from shared.identity.identifiers import identifiers_of, user_traits
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
+from shared.models.types import iana_timezone
 
 MAX_ATTEMPTS = 8
 
@@ -74,6 +75,7 @@ class EventChange:
     traits: dict[str, Any]
     track_event: str | None
     call: dict[str, Any]
+    timezone: str | None = None  # the event's valid IANA `context.timezone`, if it has one
 
     def timeline_for(self, profile_id: str) -> TimelineEntry:
         return _timeline(self.call, profile_id, self.at)
@@ -141,7 +143,9 @@ def _change(call: dict[str, Any], at: str) -> EventChange:
     # A trait needs a name: DynamoDB (and every destination) refuses an empty one.
     traits = {name: value for name, value in user_traits(call).items() if name}
     track_event = call.get("event") if call.get("type") == "track" else None
-    return EventChange(at=at, traits=traits, track_event=track_event, call=call)
+    context = call.get("context")
+    timezone = iana_timezone(context.get("timezone")) if isinstance(context, dict) else None
+    return EventChange(at=at, traits=traits, track_event=track_event, call=call, timezone=timezone)
 
 
 def apply_change(profile: Profile, change: EventChange) -> None:
@@ -152,6 +156,8 @@ def apply_change(profile: Profile, change: EventChange) -> None:
             profile.traitTimes[name] = change.at
     if change.track_event and profile.lastEvents.get(change.track_event, "") < change.at:
         profile.lastEvents[change.track_event] = change.at
+    if change.timezone and (profile.latestEventAt or "") <= change.at:  # only the latest event's zone
+        profile.timezone = change.timezone
     profile.latestEventAt = max(profile.latestEventAt or change.at, change.at)
     profile.updatedAt = clock.iso(clock.now())
 
@@ -167,6 +173,10 @@ def merge_into(survivor: Profile, loser: Profile) -> None:
             survivor.traitTimes[name] = when
     for name, when in loser.lastEvents.items():
         survivor.lastEvents[name] = max(when, survivor.lastEvents.get(name, when))
+    if loser.timezone and (
+        not survivor.timezone or (survivor.latestEventAt or "") < (loser.latestEventAt or "")
+    ):
+        survivor.timezone = loser.timezone  # the zone of whichever was seen more recently
     if loser.latestEventAt:
         survivor.latestEventAt = max(survivor.latestEventAt or loser.latestEventAt, loser.latestEventAt)
     survivor.mergedFrom = list(dict.fromkeys([*survivor.mergedFrom, loser.profileId, *loser.mergedFrom]))

@@ -32,6 +32,9 @@ class Profile(Model):
     # Latest time (ISO, UTC) each track event was seen: the send gate checks goals against it.
     lastEvents: dict[str, str] = Field(default_factory=dict)
     latestEventAt: str | None = None
+    # The IANA time zone (`context.timezone`) of the latest event that named a valid one: journeys'
+    # local-time waits use it when the profile has no `timezone` trait.
+    timezone: str | None = None
     mergedInto: ProfileId | None = None
     mergedFrom: list[ProfileId] = Field(default_factory=list)
     createdAt: str

@@ -3,7 +3,7 @@
 Items (`pk`, `sk`):
 - `profile#<id>`, `profile`: the profile as native attributes (`traits`, `traitTimes`, `lastEvents`
   maps; one list attribute `ids_<type>` per identifier type, in the order they were attached;
-  `version`, `latestEventAt`, `mergedInto`, `mergedFrom`).
+  `version`, `latestEventAt`, `timezone`, `mergedInto`, `mergedFrom`).
 - `identifier#<type>#<value>`, `identifier`: the `profileId` the identifier resolves to.
 - `profile#<id>`, `event#<timestamp>#<messageId>`: one timeline entry.
 - `profile#<id>`, `merge#<at>#<merged id>`: a merge, with what the merged profile was.
@@ -127,6 +127,8 @@ def profile_item(profile: Profile) -> dict[str, Any]:
         item["latestEventAt"] = {"S": profile.latestEventAt}
     if profile.mergedInto:
         item["mergedInto"] = {"S": profile.mergedInto}
+    if profile.timezone:
+        item["timezone"] = {"S": profile.timezone}
     for kind in dict.fromkeys(i.type for i in profile.identifiers):
         item[f"ids_{kind}"] = {"L": [{"S": v} for v in profile.values_of(kind)]}
     return item
@@ -147,6 +149,7 @@ def profile_from_item(item: dict[str, Any]) -> Profile:
         lastEvents=_from_strings(item["lastEvents"]),
         latestEventAt=item.get("latestEventAt", {}).get("S"),
         mergedInto=item.get("mergedInto", {}).get("S"),
+        timezone=item.get("timezone", {}).get("S"),
         mergedFrom=[p["S"] for p in item["mergedFrom"]["L"]],
         createdAt=item["createdAt"]["S"],
         updatedAt=item["updatedAt"]["S"],
@@ -255,6 +258,27 @@ class DynamoProfileStore(TableStore):
         ]
         return sorted(entries, key=lambda e: (e.timestamp, e.messageId), reverse=True)[:limit]
 
+    def timeline_since(self, profile_ids: Iterable[str], since: str) -> list[TimelineEntry]:
+        """Every timeline entry of these profiles from `since` (an ISO time) on, oldest first, read
+        strongly consistent (journeys' wait_for looks for an event that arrived before it began)."""
+        entries = [
+            TimelineEntry.model_validate_json(item["entry"]["S"])
+            for profile_id in dict.fromkeys(profile_ids)
+            for item in self._items(
+                "query",
+                # Timeline sort keys are `event#<timestamp>#<messageId>`; "~" sorts after every digit,
+                # so the range holds exactly the entries from `since` on (merge# items sort after it).
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"profile#{profile_id}"},
+                    ":from": {"S": f"event#{since}"},
+                    ":to": {"S": "event#~"},
+                },
+                ConsistentRead=True,
+            )
+        ]
+        return sorted(entries, key=lambda e: (e.timestamp, e.messageId))
+
     def merges(self, profile_id: str) -> list[MergeRecord]:
         return [
             MergeRecord.model_validate_json(i["record"]["S"]) for i in self.items_of(profile_id, "merge#")
@@ -303,6 +327,10 @@ class DynamoProfileStore(TableStore):
         if change.track_event:
             names["#event"] = change.track_event
             sets.append("lastEvents.#event = :at")
+        if change.timezone:  # the condition below makes this event the profile's latest
+            names["#tz"] = "timezone"  # a reserved word in expressions
+            values[":tz"] = {"S": change.timezone}
+            sets.append("#tz = :tz")
         by_type: dict[str, list[Identifier]] = {}
         for identifier in claims:
             by_type.setdefault(identifier.type, []).append(identifier)

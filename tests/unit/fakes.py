@@ -19,6 +19,7 @@ from shared.identity.resolver import (
 from shared.identity.rules import IdentityRules
 from shared.ingest.service import Claim
 from shared.journeys.router import ExecutionState, Slot
+from shared.journeys.steps import JourneyWait
 from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
@@ -92,6 +93,8 @@ class FakeProfileStore:
             stored.traitTimes[name] = change.at
         if change.track_event:
             stored.lastEvents[change.track_event] = change.at
+        if change.timezone:
+            stored.timezone = change.timezone
         stored.latestEventAt = change.at
         stored.updatedAt = clock.iso(clock.now())
         stored.identifiers += claims
@@ -151,6 +154,15 @@ class FakeProfileStore:
         while found is not None and found.mergedInto:
             found = self.docs.get(found.mergedInto)
         return found.model_copy(deep=True) if found else None
+
+    # -- journeys.steps.Profiles ---------------------------------------------------------------
+    def timeline_since(self, profile_ids: Iterable[str], since: str) -> list[TimelineEntry]:
+        wanted = set(profile_ids)
+        self.reads.append("timeline")
+        return sorted(
+            (e for (owner, _), e in self.timeline.items() if owner in wanted and e.timestamp >= since),
+            key=lambda e: (e.timestamp, e.messageId),
+        )
 
     # -- test helpers --------------------------------------------------------------------------
     def _write(self, kind: str) -> None:
@@ -382,6 +394,63 @@ class FakeQueue:
 
     def send(self, message: OutboundMessage) -> None:
         self.messages.append(message)
+
+
+class FakeJourneyWaits:
+    """`shared.journeys.steps.Waits` (JourneyWaitStore's contract): one wait per execution; `delete`
+    only while the wait still holds the token given. `journal` records each call, in order."""
+
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.items: dict[str, JourneyWait] = {}
+        self.journal = journal if journal is not None else []
+
+    def put(self, wait: JourneyWait) -> None:
+        self.journal.append("put wait")
+        self.items[wait.executionArn] = wait.model_copy(deep=True)
+
+    def get(self, execution_arn: str) -> JourneyWait | None:
+        return self.items.get(execution_arn)
+
+    def delete(self, execution_arn: str, token: str) -> None:
+        self.journal.append("delete wait")
+        if execution_arn in self.items and self.items[execution_arn].token == token:
+            del self.items[execution_arn]
+
+
+class FakeTaskTokens:
+    """`shared.journeys.steps.Tasks` (Step Functions' contract): a token completes once; completing
+    it again (or a timed-out one) is refused, which `resume` reports as False, as TaskTokens does."""
+
+    def __init__(self, journal: list[str] | None = None) -> None:
+        self.spent: set[str] = set()
+        self.resumed: list[str] = []  # tokens this fake resumed, in order
+        self.journal = journal if journal is not None else []
+
+    def resume(self, token: str) -> bool:
+        self.journal.append("resume")
+        if token in self.spent:
+            return False
+        self.spent.add(token)
+        self.resumed.append(token)
+        return True
+
+
+class FakeJourneyStats:
+    """`JourneyStats` (shared/store/journey_stats.py) in memory: counters added per journey, atomically."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, journey_id: str, counters: dict[str, float]) -> None:
+        with self._lock:
+            kept = self.counters.setdefault(journey_id, {})
+            for name, value in counters.items():
+                kept[name] = kept.get(name, 0) + value
+
+    def get(self, journey_id: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self.counters.get(journey_id, {}))
 
 
 class FakeSeenMessages:

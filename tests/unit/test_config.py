@@ -9,7 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from shared import config
-from shared.config import DeliverSettings, IngestSettings, JourneyRef, ProfilesApiSettings, RouterSettings
+from shared.config import (
+    DeliverSettings,
+    IngestSettings,
+    JourneyRef,
+    JourneyStepsSettings,
+    ProfilesApiSettings,
+    RouterSettings,
+)
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
 
@@ -156,6 +163,7 @@ def test_deliver_settings_find_the_queue_of_each_channel(monkeypatch: pytest.Mon
     for name, value in {
         "PROFILES_TABLE": "profiles",
         "MESSAGES_TABLE": "messages",
+        "JOURNEY_STATS_TABLE": "journey-stats",
         "EMAIL_QUEUE_URL": "https://sqs/email",
         "PUSH_QUEUE_URL": "https://sqs/push",
     }.items():
@@ -191,3 +199,24 @@ def test_the_profile_api_needs_exactly_one_admin_credential(credential: dict[str
 def test_the_cloud_gives_the_profile_api_only_the_admin_tokens_secret() -> None:
     settings = ProfilesApiSettings.model_validate({**PROFILES_API, "ADMIN_TOKEN_SECRET_ARN": SECRET_ARN})
     assert (settings.admin_token_secret_arn, settings.admin_token_sha256) == (SECRET_ARN, None)
+
+
+JOURNEY_STEPS = {
+    "PROFILES_TABLE": "profiles",
+    "MESSAGES_TABLE": "messages",
+    "JOURNEY_WAITS_TABLE": "journey-waits",
+    "EVENT_BUS_NAME": "continuum-bus",
+}
+
+
+def test_journey_steps_settings_read_the_default_time_zone() -> None:
+    settings = JourneyStepsSettings.model_validate({**JOURNEY_STEPS, "DEFAULT_TIMEZONE": "Europe/Berlin"})
+
+    assert settings.default_timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("zone", [None, "", "Europe/Atlantis", "CET+1"])
+def test_journey_steps_refuse_a_missing_or_unknown_default_time_zone(zone: str | None) -> None:
+    given = {**JOURNEY_STEPS, **({} if zone is None else {"DEFAULT_TIMEZONE": zone})}
+    with pytest.raises(ValidationError, match="DEFAULT_TIMEZONE"):
+        JourneyStepsSettings.model_validate(given)

@@ -21,7 +21,7 @@ from shared.delivery.service import (
 )
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Identifier
-from tests.unit.fakes import FakeMessageLog, FakeProfileStore, FakeQueue
+from tests.unit.fakes import FakeJourneyStats, FakeMessageLog, FakeProfileStore, FakeQueue
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:cart_abandonment:run-1"
 STEP = "02 send email cart-reminder"
@@ -44,6 +44,11 @@ def _request(**overrides: Any) -> SendRequest:
         "executionId": EXECUTION,
     }
     return SendRequest.model_validate({**fields, **overrides})
+
+
+@pytest.fixture
+def stats() -> FakeJourneyStats:
+    return FakeJourneyStats()
 
 
 @pytest.fixture
@@ -88,8 +93,40 @@ def _entry(status: str, **overrides: Any) -> MessageLogEntry:
 # -- handle_send -----------------------------------------------------------------------------------
 
 
-def test_a_dropped_send_is_logged_with_its_reason(log: FakeMessageLog, queue: FakeQueue) -> None:
-    entry = handle_send(_request(profileId="p-unknown"), FakeProfileStore(), log, queue)
+def test_a_queued_send_counts_as_sent_for_its_step_once(
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats)  # the step retried
+
+    assert stats.counters == {"cart_abandonment": {f"step#{STEP}#sent": 1}}
+
+
+def test_a_dropped_send_counts_as_dropped_with_its_reason_once(
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    profiles.docs["p-1"].traits["unsubscribed"] = True
+
+    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats)
+
+    assert stats.counters == {"cart_abandonment": {f"step#{STEP}#dropped#unsubscribed": 1}}
+
+
+def test_a_retried_step_whose_entry_was_recorded_before_counts_nothing(
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    log.entries[KEY] = _entry("queued")
+
+    handle_send(_request(), profiles, log, queue, stats)
+
+    assert stats.counters == {}
+
+
+def test_a_dropped_send_is_logged_with_its_reason(
+    log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    entry = handle_send(_request(profileId="p-unknown"), FakeProfileStore(), log, queue, stats)
 
     assert entry.status == "dropped"
     assert entry.reason == "profile_not_found"
@@ -98,20 +135,24 @@ def test_a_dropped_send_is_logged_with_its_reason(log: FakeMessageLog, queue: Fa
 
 
 def test_a_dropped_send_enqueues_nothing(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     profiles.docs["p-1"].traits["unsubscribed"] = True
 
-    entry = handle_send(_request(), profiles, log, queue)
+    entry = handle_send(_request(), profiles, log, queue, stats)
 
     assert entry.reason == "unsubscribed"
     assert queue.messages == []
 
 
 def test_a_passing_send_is_logged_as_queued(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, fixed_clock: datetime
+    profiles: FakeProfileStore,
+    log: FakeMessageLog,
+    queue: FakeQueue,
+    fixed_clock: datetime,
+    stats: FakeJourneyStats,
 ) -> None:
-    entry = handle_send(_request(), profiles, log, queue)
+    entry = handle_send(_request(), profiles, log, queue, stats)
 
     assert log.entries[KEY].status == "queued"
     assert entry.messageKey == KEY
@@ -122,9 +163,9 @@ def test_a_passing_send_is_logged_as_queued(
 
 
 def test_a_passing_send_is_enqueued_once_with_everything_the_channel_needs(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue)
+    handle_send(_request(), profiles, log, queue, stats)
 
     assert queue.messages == [
         OutboundMessage(
@@ -141,22 +182,22 @@ def test_a_passing_send_is_enqueued_once_with_everything_the_channel_needs(
 
 
 def test_a_send_to_a_merged_profile_id_is_logged_under_the_survivor(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     profiles.seed("p-0", created_at="2024-04-02T00:00:00.000Z", mergedInto="p-1")
 
-    entry = handle_send(_request(profileId="p-0"), profiles, log, queue)
+    entry = handle_send(_request(profileId="p-0"), profiles, log, queue, stats)
 
     assert entry.profileId == "p-1"
     assert queue.messages[0].to == "ada@example.com"
 
 
 def test_a_retried_step_already_sent_enqueues_nothing(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     log.entries[KEY] = _entry("sent", sentAt="2024-05-01T11:00:01.000Z", providerMessageId="ses-1")
 
-    entry = handle_send(_request(), profiles, log, queue)
+    entry = handle_send(_request(), profiles, log, queue, stats)
 
     assert queue.messages == []
     assert entry.status == "sent"
@@ -164,36 +205,36 @@ def test_a_retried_step_already_sent_enqueues_nothing(
 
 
 def test_a_retried_step_keeps_its_first_drop_even_if_the_profile_changed(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     log.entries[KEY] = _entry("dropped", reason="no_email_address", to=None, content=None)
 
-    entry = handle_send(_request(), profiles, log, queue)
+    entry = handle_send(_request(), profiles, log, queue, stats)
 
     assert (entry.status, entry.reason) == ("dropped", "no_email_address")
     assert queue.messages == []
 
 
 def test_a_retried_step_twice_in_a_row_enqueues_once_then_stops_after_the_send(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue)
+    handle_send(_request(), profiles, log, queue, stats)
     handle_outbound(
         queue.messages[0], log, lambda message: "ses-1", holder="d-1", lease_until=clock.now() + LEASE
     )
 
-    handle_send(_request(), profiles, log, queue)
+    handle_send(_request(), profiles, log, queue, stats)
 
     assert len(queue.messages) == 1
 
 
 def test_a_retried_step_still_queued_is_enqueued_again_as_first_decided(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     # The first attempt logged the entry but may have died before enqueueing: the channel dedupes.
     log.entries[KEY] = _entry("queued")
 
-    entry = handle_send(_request(), profiles, log, queue)
+    entry = handle_send(_request(), profiles, log, queue, stats)
 
     assert entry.status == "queued"
     assert [(m.messageKey, m.to, m.content) for m in queue.messages] == [

@@ -1,0 +1,47 @@
+"""A journey's wait_until, wait_for, branch, split and update steps (invoked by its state machine):
+the step's action decides against the live profile; the state machine acts on what it returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from shared import config
+from shared.journeys.steps import StepPorts, StepRequest, run_step
+from shared.store.bus import EventPublisher
+from shared.store.journey_waits import JourneyWaitStore, TaskTokens
+from shared.store.messages import MessageLog
+from shared.store.profiles import DynamoProfileStore
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = config.load(config.JourneyStepsSettings)
+    request = StepRequest.model_validate(event)
+    logger.set_correlation_id(request.executionId)
+
+    result = run_step(
+        request,
+        StepPorts(
+            profiles=DynamoProfileStore(settings.profiles_table),
+            waits=JourneyWaitStore(settings.journey_waits_table),
+            tasks=TaskTokens(),
+            messages=MessageLog(settings.messages_table),
+            publisher=EventPublisher(settings.event_bus_name),
+            default_timezone=settings.default_timezone,
+        ),
+    )
+
+    metrics.add_metric(name=f"JourneyStep_{request.action}", unit=MetricUnit.Count, value=1)
+    # Ids and decisions only: never a trait, a property or an identifier.
+    logger.info(
+        "journey step",
+        extra={"action": request.action, "journey": request.journey, "step": request.step, **result},
+    )
+    return result

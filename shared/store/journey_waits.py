@@ -1,0 +1,84 @@
+"""Executions parked in a wait_for step (the journey-waits table), and resuming them.
+
+One item per execution (`executionArn`): a run waits in at most one wait_for step at a time, and a
+later wait_for of the run replaces the item. The journey-steps function puts it; whoever sees the
+awaited event first (journey-steps itself, or the router) resumes the execution and deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.journeys.steps import JourneyWait
+from shared.store.aws import TableStore, client, error_code
+
+# SendTaskSuccess's answers for a token that can no longer be completed: resumed already (the other
+# side of the race got there first), timed out (on_timeout runs), or its execution has ended.
+SPENT_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+
+
+class JourneyWaitStore(TableStore):
+    def put(self, wait: JourneyWait) -> None:
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                "executionArn": {"S": wait.executionArn},
+                "journey": {"S": wait.journey},
+                "step": {"S": wait.step},
+                "token": {"S": wait.token},
+                "event": {"S": wait.event},
+                "where": {"S": json.dumps(wait.where, sort_keys=True, separators=(",", ":"))},
+                "since": {"S": wait.since},
+            },
+        )
+
+    def get(self, execution_arn: str) -> JourneyWait | None:
+        item = self._db.get_item(
+            TableName=self._table, Key={"executionArn": {"S": execution_arn}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return JourneyWait(
+            executionArn=item["executionArn"]["S"],
+            journey=item["journey"]["S"],
+            step=item["step"]["S"],
+            token=item["token"]["S"],
+            event=item["event"]["S"],
+            where=json.loads(item["where"]["S"]),
+            since=item["since"]["S"],
+        )
+
+    def delete(self, execution_arn: str, token: str) -> None:
+        """Delete the wait if it still holds `token`: a later wait_for of the run keeps its own."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"executionArn": {"S": execution_arn}},
+                ConditionExpression="#t = :t",
+                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeValues={":t": {"S": token}},
+            )
+        except Exception as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+
+class TaskTokens:
+    """Resuming an execution parked on a task token (Step Functions SendTaskSuccess)."""
+
+    def __init__(self, sfn: Any = None):
+        self._client = sfn
+
+    def resume(self, token: str, output: dict[str, Any] | None = None) -> bool:
+        """True when this call resumed it; False when the token was spent already (ignored: the
+        router and journey-steps may both see the awaited event)."""
+        try:
+            (self._client or client("stepfunctions")).send_task_success(
+                taskToken=token, output=json.dumps(output or {})
+            )
+        except Exception as error:
+            if error_code(error) in SPENT_TOKEN_ERRORS:
+                return False
+            raise
+        return True
