@@ -73,9 +73,7 @@ def _holds(
 ) -> bool:
     if not isinstance(condition, Mapping):
         return value is not _ABSENT and value == condition
-    # Operators left unset (None) by a model dump are not conditions.
-    operators = {op: arg for op, arg in condition.items() if arg is not None}
-    for op, arg in operators.items():
+    for op, arg in condition.items():
         match op:
             case "equals":
                 ok = value is not _ABSENT and value == arg

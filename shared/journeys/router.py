@@ -242,7 +242,7 @@ _JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 def _where(where: Any) -> dict[str, Any]:
     """A model's conditions in their JSON form (what `shared.journeys.conditions` evaluates)."""
-    plain = _JSON.dump_python(where, mode="json", exclude_none=True) if where else {}
+    plain = _JSON.dump_python(where, mode="json") if where else {}
     return dict(plain or {})
 
 
