@@ -28,7 +28,7 @@ logger = Logger()
 metrics = Metrics()
 
 # The catalogue as the router reads it, built once per catalogue loaded (load_catalogue caches the file).
-_routed: tuple[Catalogue, list[RoutedJourney]] | None = None
+_routed: tuple[tuple[Catalogue, str, str], list[RoutedJourney]] | None = None
 
 
 @logger.inject_lambda_context
@@ -73,12 +73,10 @@ def handler(event: dict[str, Any], context: Any) -> None:
 def _journeys(settings: config.RouterSettings) -> list[RoutedJourney]:
     global _routed
     catalogue = load_catalogue(settings.journey_catalogue)
-    if _routed is None or _routed[0] is not catalogue:
+    key = (catalogue, settings.state_machine_arn_prefix, settings.journey_alias)
+    if _routed is None or _routed[0][0] is not catalogue or _routed[0][1:] != key[1:]:
         journeys = [
-            RoutedJourney.of(
-                entry.definition, entry.start_arn(settings.state_machine_arn_prefix, settings.journey_alias)
-            )
-            for entry in catalogue.journeys
+            RoutedJourney.of(entry.definition, entry.start_arn(*key[1:])) for entry in catalogue.journeys
         ]
-        _routed = (catalogue, journeys)
+        _routed = (key, journeys)
     return _routed[1]
