@@ -402,8 +402,8 @@ def test_journey_controllers_get_every_journey_with_its_state_machine(synth: Syn
         assert json.loads(rendered) == [
             {
                 "id": j.definition.id,
-                "trigger": j.definition.trigger,
-                "goal": j.definition.goal,
+                "trigger": j.definition.trigger.event,
+                "goal": j.definition.goal.event if j.definition.goal else None,
                 "stateMachineArn": f"<{machines[j.definition.id]}>",
             }
             for j in JOURNEYS
