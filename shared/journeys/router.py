@@ -34,16 +34,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import TypeAdapter
-
 from shared import clock
-from shared.journeys.conditions import matches
+from shared.journeys.conditions import property_conditions_hold
 from shared.models.events import ProfilesMerged, ResolvedEvent
+from shared.models.journey import Condition, EventRule, JourneyDefinition
 from shared.models.message import MessageLogEntry
 
 # How long a claimed slot whose execution does not exist yet is left to its claimer. The claimer
@@ -75,7 +74,7 @@ class Wait:
     step: str
     token: str
     event: str
-    where: dict[str, Any]
+    where: Mapping[str, Condition]
     since: str
 
 
@@ -173,17 +172,20 @@ class SlotContendedError(Exception):
 # -- the journeys, as the router sees them ---------------------------------------------------------
 
 
+Where = Mapping[str, Condition]
+
+
 @dataclass(frozen=True)
 class Rule:
     event: str
-    where: dict[str, Any] = field(default_factory=dict)
+    where: Where = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class GoalRule:
     event: str
     within: timedelta
-    where: dict[str, Any] = field(default_factory=dict)
+    where: Where = field(default_factory=dict)
     exit_on_goal: bool = True
 
 
@@ -209,8 +211,8 @@ class RoutedJourney:
     awaited: frozenset[str] = frozenset()  # events its wait_for steps await
 
     @classmethod
-    def of(cls, definition: Any, start_arn: str) -> RoutedJourney:
-        """From a `JourneyDefinition` (shared/models/journey.py) and the ARN to start."""
+    def of(cls, definition: JourneyDefinition, start_arn: str) -> RoutedJourney:
+        """From a journey's definition and the ARN to start."""
         goal = definition.goal
         re_entry = definition.re_entry
         return cls(
@@ -223,7 +225,7 @@ class RoutedJourney:
             else GoalRule(
                 event=goal.event,
                 within=_duration(goal.within),
-                where=_where(goal.where),
+                where=goal.where,
                 exit_on_goal=goal.exit_on_goal,
             ),
             holdout=float(definition.holdout or 0),
@@ -232,22 +234,13 @@ class RoutedJourney:
                 max=re_entry.max,
                 min_interval=None if re_entry.min_interval is None else _duration(re_entry.min_interval),
             ),
-            send_steps=tuple(step.id for step in definition.walk() if step.type == "send"),
+            send_steps=tuple(definition.send_step_ids()),
             awaited=frozenset(definition.awaited_events()),
         )
 
 
-_JSON: TypeAdapter[Any] = TypeAdapter(Any)
-
-
-def _where(where: Any) -> dict[str, Any]:
-    """A model's conditions in their JSON form (what `shared.journeys.conditions` evaluates)."""
-    plain = _JSON.dump_python(where, mode="json") if where else {}
-    return dict(plain or {})
-
-
-def _rule(rule: Any) -> Rule:
-    return Rule(event=rule.event, where=_where(rule.where))
+def _rule(rule: EventRule) -> Rule:
+    return Rule(event=rule.event, where=rule.where)
 
 
 def _duration(value: Any) -> timedelta:
@@ -322,12 +315,12 @@ def route(resolved: ResolvedEvent, journeys: Iterable[RoutedJourney], ports: Por
                 for run in _own_runs_excluded(
                     event, journey, ports.runs.active(event.profile_id, journey.id)
                 ):
-                    if matches(rule.where, event.properties, _trigger_of(run), event.moment):
+                    if property_conditions_hold(rule.where, event.properties, _trigger_of(run), event.moment):
                         _exit(event.profile_id, journey.id, run, "exit_event", f"'{event.name}'", ports, now)
                         routing.exited.append(run["executionArn"])
     for journey in journeys:
-        if journey.trigger.event == event.name and matches(
-            journey.trigger.where, event.properties, None, event.moment
+        if journey.trigger.event == event.name and property_conditions_hold(
+            journey.trigger.where, event.properties, event.properties, event.moment
         ):
             _enter(event, journey, ports, routing)
     return routing
@@ -378,7 +371,7 @@ def _resume(event: _Event, journey: RoutedJourney, ports: Ports, routing: Routin
         wait = ports.waits.get(run["executionArn"])
         if wait is None or wait.event != event.name:
             continue
-        if matches(wait.where, event.properties, _trigger_of(run), event.moment):
+        if property_conditions_hold(wait.where, event.properties, _trigger_of(run), event.moment):
             ports.executions.resume(
                 wait.token, {"event": event.name, "messageId": event.message_id, "timestamp": event.at}
             )
@@ -395,7 +388,7 @@ def _reach_goal(
         if run["status"] not in _NOT_ENTRIES
         and run["enteredAt"] <= event.at
         and event.moment - clock.parse(run["enteredAt"]) <= goal.within
-        and matches(goal.where, event.properties, _trigger_of(run), event.moment)
+        and property_conditions_hold(goal.where, event.properties, _trigger_of(run), event.moment)
     ]
     # One conversion per goal event: the latest entry's (an earlier entry's was the previous goal's).
     latest = max(reached, key=lambda run: run["enteredAt"], default=None)

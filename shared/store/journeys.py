@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from shared.journeys.router import ExecutionState, Slot, Wait
+from shared.models.journey import Condition
 from shared.store.aws import TableStore, client, error_code
 
 
@@ -14,10 +15,13 @@ def _run(item: dict[str, Any]) -> dict[str, str]:
     return {name: value["S"] for name, value in item.items() if "S" in value}
 
 
+_SLOT = "#slot#"
+
+
 def _slot_key(journey_id: str) -> str:
     # Journey ids start with a letter (shared/models/journey.py), so no run key begins with "#":
     # `active`'s `begins_with(runKey, "<journeyId>#")` never sees a slot.
-    return f"#slot#{journey_id}"
+    return f"{_SLOT}{journey_id}"
 
 
 class JourneyRunStore(TableStore):
@@ -41,7 +45,8 @@ class JourneyRunStore(TableStore):
 
     def by_execution(self, execution_arn: str) -> list[dict[str, str]]:
         # A global index reads eventually consistently: the run is written before its execution
-        # starts, so by the time the execution has ended it is there.
+        # starts, so by the time the execution has ended it is there. The slot the execution holds
+        # names it too: it is not a run.
         return [
             _run(item)
             for item in self._items(
@@ -50,6 +55,7 @@ class JourneyRunStore(TableStore):
                 KeyConditionExpression="executionArn = :arn",
                 ExpressionAttributeValues={":arn": {"S": execution_arn}},
             )
+            if not item["runKey"]["S"].startswith(_SLOT)
         ]
 
     def add(
@@ -249,7 +255,10 @@ class JourneyWaitStore(TableStore):
             step=item["step"]["S"],
             token=item["token"]["S"],
             event=item["event"]["S"],
-            where=json.loads(item.get("where", {}).get("S") or "{}"),
+            where={
+                name: Condition.model_validate(condition)
+                for name, condition in json.loads(item.get("where", {}).get("S") or "{}").items()
+            },
             since=item.get("since", {}).get("S", ""),
         )
 

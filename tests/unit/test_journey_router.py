@@ -29,6 +29,7 @@ from shared.journeys.router import (
     route,
 )
 from shared.models.events import ProfilesMerged, ResolvedEvent
+from shared.models.journey import Condition
 from shared.models.message import MessageLogEntry
 from tests.unit.fakes import FakeExecutions, FakeMessageLog, FakeRunStore, FakeStats, FakeWaits
 
@@ -52,6 +53,10 @@ WELCOME = RoutedJourney(
     start_arn=MACHINE.replace("cart_abandonment", "welcome"),
     trigger=Rule("Signed Up"),
 )
+
+
+def _where(written: dict[str, Any]) -> dict[str, Condition]:
+    return {name: Condition.model_validate(condition) for name, condition in written.items()}
 
 
 def _resolved(event: str = "Product Added", message_id: str = "m-1", **fields: Any) -> ResolvedEvent:
@@ -588,8 +593,8 @@ def test_a_journey_started_through_its_alias_records_the_executions_own_arn(port
 CARTS = RoutedJourney(
     id="cart_abandonment",
     start_arn=MACHINE,
-    trigger=Rule("Product Added", {"price": {"gte": 10}}),
-    exit_on=(Rule("Order Completed", {"cart_id": {"same_as_trigger": True}}),),
+    trigger=Rule("Product Added", _where({"price": {"gte": 10}})),
+    exit_on=(Rule("Order Completed", _where({"cart_id": {"same_as_trigger": True}})),),
 )
 
 
@@ -898,13 +903,14 @@ def test_re_entry_cap_limits_entries_and_their_interval(ports: Ports, executions
 
 
 def _parked(waits: FakeWaits, arn: str, where: dict[str, Any] | None = None) -> Wait:
+    """The execution parked in its wait_for, with these concrete conditions (as written)."""
     wait = Wait(
         execution_arn=arn,
         journey="cart_abandonment",
         step="wait-for-checkout-started",
         token=f"token-{arn[-6:]}",
         event="Checkout Started",
-        where=where or {},
+        where=_where(where or {}),
         since="2024-05-01T11:00:00.000Z",
     )
     waits.put(wait)
