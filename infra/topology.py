@@ -12,8 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-from shared.models.events import DETAIL_MERGED, DETAIL_RESOLVED, SOURCE_IDENTITY, SOURCE_INGEST
+from shared.models.events import (
+    DETAIL_EXECUTION_STATUS_CHANGE,
+    DETAIL_MERGED,
+    DETAIL_RESOLVED,
+    SOURCE_IDENTITY,
+    SOURCE_INGEST,
+    SOURCE_STATES,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
@@ -72,6 +80,9 @@ class Function:
     publishes: bool = False  # PutEvents on the bus
     controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
     resumes_journeys: bool = False  # SendTaskSuccess on the journeys' state machines (wait_for)
+    # Reads the journey catalogue: gets JOURNEY_CATALOGUE_ENV (the file's path); a function that also
+    # controls journeys gets JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV and JOURNEY_ALIAS_ENV to start them.
+    journey_catalogue: bool = False
     settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
@@ -86,11 +97,14 @@ class Function:
 
 @dataclass(frozen=True)
 class Route:
-    """An EventBridge rule on the bus delivering matching events to a function."""
+    """An EventBridge rule delivering matching events to a function. `bus`: Continuum's own bus, or
+    (in the cloud) the account's default bus, where AWS services put their events (Step Functions'
+    execution status changes). The local runtime puts those on its one bus: the same pattern routes them."""
 
     name: str
-    pattern: dict[str, list[str]]
+    pattern: dict[str, Any]
     function: str
+    bus: Literal["continuum", "default"] = "continuum"
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,13 @@ SETTINGS = {
 
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
-JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn}
+JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn} (replaced by the catalogue)
+# The journey catalogue (shared/journeys/catalogue.py): the file's path, the ARN prefix of the journeys'
+# state machines (`arn:<partition>:states:<region>:<account>:stateMachine:`), and the alias to start
+# (empty: the state machine itself).
+JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"
+JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
+JOURNEY_ALIAS_ENV = "JOURNEY_ALIAS"
 # The admin credential (see Function.admin_credential): exactly one of these is set.
 ADMIN_TOKEN_SECRET_ENV = "ADMIN_TOKEN_SECRET_ARN"
 ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
@@ -248,6 +268,7 @@ TOPOLOGY = Topology(
                 TableAccess(PROFILES, write=True),
                 TableAccess(MESSAGES, write=True),
                 TableAccess(JOURNEY_RUNS, write=True),
+                TableAccess(JOURNEY_STATS, write=True),  # erasure counts the runs it ends
             ),
             publishes=True,
             controls_journeys=True,  # erasure stops the person's running executions
@@ -265,9 +286,24 @@ TOPOLOGY = Topology(
         Function(
             "journey-router",
             "functions.journey_router.handler",
-            "Start journeys on their trigger, exit them on their goal",
-            tables=(TableAccess(JOURNEY_RUNS, write=True),),
+            "Journeys react: resume waits, record goals, exit, start; close runs whose execution ended",
+            tables=(
+                TableAccess(JOURNEY_RUNS, write=True),
+                TableAccess(JOURNEY_WAITS, write=True),  # deletes a wait it resumed
+                TableAccess(JOURNEY_STATS, write=True),
+                TableAccess(MESSAGES),  # the last step that sent, credited with a conversion
+            ),
             controls_journeys=True,
+            resumes_journeys=True,
+            journey_catalogue=True,
+        ),
+        Function(
+            "journeys",
+            "functions.journeys.handler",
+            "Journeys admin API: the catalogue with each journey's counters; admin credential only",
+            tables=(TableAccess(JOURNEY_STATS),),
+            journey_catalogue=True,
+            admin_credential=True,
         ),
         Function(
             "deliver",
@@ -317,6 +353,19 @@ TOPOLOGY = Topology(
             {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED, DETAIL_MERGED]},
             "journey-router",
         ),
+        # An execution ended: its run is closed and its slot freed. Only the statuses with something
+        # to close (a stopped execution's run was closed by whoever stopped it). In the cloud the
+        # rule lives on the default bus and also names the journeys' state machines.
+        Route(
+            "journey-executions-ended",
+            {
+                "source": [SOURCE_STATES],
+                "detail-type": [DETAIL_EXECUTION_STATUS_CHANGE],
+                "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT"]},
+            },
+            "journey-router",
+            bus="default",
+        ),
     ),
     consumers=(
         QueueConsumer("email", "channel-email"),
@@ -332,6 +381,8 @@ TOPOLOGY = Topology(
         HttpRoute("DELETE", "/v1/profiles/{profileId}", "profiles"),
         HttpRoute("POST", "/v1/profiles/{profileId}/unmerge", "profiles"),
         HttpRoute("DELETE", "/v1/profiles/{profileId}/identifiers/{type}/{value}", "profiles"),
+        HttpRoute("GET", "/v1/journeys", "journeys"),
+        HttpRoute("GET", "/v1/journeys/{journeyId}", "journeys"),
     ),
     api_function="ingest",
     journey_task_function="deliver",

@@ -7,12 +7,11 @@ Powertools layer, so these are plain pydantic models validated from `os.environ`
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.models.base import Model
 from shared.models.types import iana_timezone
@@ -32,13 +31,6 @@ JourneyWaitsTable = Annotated[str, Field(alias="JOURNEY_WAITS_TABLE", min_length
 JourneyStatsTable = Annotated[str, Field(alias="JOURNEY_STATS_TABLE", min_length=1)]
 
 
-class JourneyRef(Model):
-    id: str
-    trigger: str
-    goal: str | None = None  # CDK's to_json_string leaves a null out
-    state_machine_arn: str = Field(alias="stateMachineArn")
-
-
 class IngestSettings(_Env):
     event_bus_name: EventBusName
     sources_table: str = Field(alias="SOURCES_TABLE", min_length=1)
@@ -53,21 +45,18 @@ class IdentitySettings(_Env):
     profiles_table: ProfilesTable
 
 
-class ProfilesApiSettings(_Env):
-    event_bus_name: EventBusName
-    profiles_table: ProfilesTable
-    messages_table: MessagesTable
-    journey_runs_table: JourneyRunsTable
-    # The admin credential, exactly one of: in the cloud, the Secrets Manager secret holding the token
-    # (read at run time, so the token is in neither the template nor the environment); in the local
-    # runtime, the token's SHA-256.
+class AdminCredential(_Env):
+    """The admin credential of the admin APIs (profiles, journeys), exactly one of: in the cloud, the
+    Secrets Manager secret holding the token (read at run time, so the token is in neither the
+    template nor the environment); in the local runtime, the token's SHA-256."""
+
     admin_token_secret_arn: str | None = Field(alias="ADMIN_TOKEN_SECRET_ARN", default=None, min_length=1)
     admin_token_sha256: str | None = Field(
         alias="ADMIN_TOKEN_SHA256", default=None, pattern=r"^[0-9a-fA-F]{64}$"
     )
 
     @model_validator(mode="after")
-    def _one_admin_credential(self) -> ProfilesApiSettings:
+    def _one_admin_credential(self) -> AdminCredential:
         if (self.admin_token_secret_arn is None) == (self.admin_token_sha256 is None):
             raise ValueError(
                 "set exactly one of ADMIN_TOKEN_SECRET_ARN (cloud) and ADMIN_TOKEN_SHA256 (local)"
@@ -75,14 +64,36 @@ class ProfilesApiSettings(_Env):
         return self
 
 
+class ProfilesApiSettings(AdminCredential):
+    event_bus_name: EventBusName
+    profiles_table: ProfilesTable
+    messages_table: MessagesTable
+    journey_runs_table: JourneyRunsTable
+    journey_stats_table: JourneyStatsTable
+
+
+# The journey catalogue file (shared/journeys/catalogue.py) replaces the JOURNEYS variable: a Lambda's
+# environment holds 4 KB, not a hundred journeys.
+JourneyCatalogue = Annotated[str, Field(alias="JOURNEY_CATALOGUE", min_length=1)]
+
+
 class RouterSettings(_Env):
     journey_runs_table: JourneyRunsTable
-    journeys: list[JourneyRef] = Field(alias="JOURNEYS")
+    journey_waits_table: JourneyWaitsTable
+    journey_stats_table: JourneyStatsTable
+    messages_table: MessagesTable
+    journey_catalogue: JourneyCatalogue
+    # `arn:<partition>:states:<region>:<account>:stateMachine:`; + a catalogue entry's state machine name.
+    state_machine_arn_prefix: str = Field(
+        alias="JOURNEY_STATE_MACHINE_ARN_PREFIX", pattern=r"^arn:[^:]+:states:[^:]+:[^:]+:stateMachine:$"
+    )
+    # The alias every journey is started through (cloud: `live`); set, and empty, where there is none.
+    journey_alias: str = Field(alias="JOURNEY_ALIAS", pattern=r"^[A-Za-z0-9_-]{0,80}$")
 
-    @field_validator("journeys", mode="before")
-    @classmethod
-    def _json(cls, value: object) -> object:
-        return json.loads(value) if isinstance(value, str) else value
+
+class JourneysApiSettings(AdminCredential):
+    journey_stats_table: JourneyStatsTable
+    journey_catalogue: JourneyCatalogue
 
 
 class DeliverSettings(_Env):

@@ -12,14 +12,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
+from shared.admin import ApiError, BadRequestError, ConflictError, NotFoundError, authorize
 from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
-    ApiError,
-    BadRequestError,
-    ConflictError,
-    NotFoundError,
-    authorize,
     identifier_from_query,
     identifier_type_of,
     normalised,
@@ -39,6 +35,7 @@ from shared.models.profile import Profile
 from shared.models.types import PROFILE_ID_MAX_LENGTH
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
+from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
 from shared.store.profiles import ProfileAdmin, identifier_max_bytes
@@ -76,10 +73,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 erased = store.erase(profile)
                 MessageLog(settings.messages_table).delete_for_profiles(erased)
                 runs, executions = JourneyRunStore(settings.journey_runs_table), JourneyExecutions()
+                stats, now = JourneyStats(settings.journey_stats_table), clock.iso(clock.now())
                 for erased_id in erased:
                     # A running execution's input holds the person's data (kept 90 days): stop it.
-                    for execution_arn in runs.active_executions(erased_id):
-                        executions.stop(execution_arn, ERASED_CAUSE, error_name="Continuum.ProfileErased")
+                    for run in runs.active_runs(erased_id):
+                        executions.stop(
+                            run["executionArn"], ERASED_CAUSE, error_name="Continuum.ProfileErased"
+                        )
+                        # Closed before it is deleted, so that a retried erasure counts it once.
+                        if runs.close(erased_id, run["runKey"], "exited", now, "erased"):
+                            stats.add(run["runKey"].split("#", 1)[0], {"exited#erased": 1})
                     runs.delete_for_profile(erased_id)
                 metrics.add_metric(name="ProfilesErased", unit=MetricUnit.Count, value=1)
                 person = ErasedPerson.of(erased, profile.identifiers)

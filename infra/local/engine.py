@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 import traceback
@@ -37,6 +38,9 @@ from typing import Any
 from infra.local.clock import VirtualClock
 from infra.topology import (
     EVENT_BUS_ENV,
+    JOURNEY_ALIAS_ENV,
+    JOURNEY_CATALOGUE_ENV,
+    JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV,
     JOURNEYS_ENV,
     SOURCES,
     TOPOLOGY,
@@ -190,6 +194,7 @@ class LocalEngine:
         self._env: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
         self._state_machine_arns: dict[str, str] = {}
+        self._catalogue_dir = tempfile.TemporaryDirectory(prefix="continuum-journeys-")
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -239,6 +244,7 @@ class LocalEngine:
         clock.reset()
         config.reset()
         aws.reset()
+        self._catalogue_dir.cleanup()
 
     def _set_process_environment(self) -> None:
         os.environ.update(
@@ -426,6 +432,7 @@ class LocalEngine:
     def _provision(self) -> None:
         import boto3
 
+        from shared.journeys.catalogue import write_catalogue
         from shared.journeys.compiler import (
             DELIVER_ARN_PLACEHOLDER,
             JOURNEY_STEPS_ARN_PLACEHOLDER,
@@ -501,7 +508,8 @@ class LocalEngine:
         # rejects them): journeys using only waits and sends run.
         steps_arn = function_arns.get(JOURNEY_STEPS_FUNCTION, deliver_arn)
         journeys = []
-        for journey in load_journeys(self.topology.journeys_dir):
+        loaded = load_journeys(self.topology.journeys_dir)
+        for journey in loaded:
             definition = (
                 json.dumps(compile_journey(journey))
                 .replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
@@ -520,6 +528,15 @@ class LocalEngine:
                 }
             )
         env[JOURNEYS_ENV] = json.dumps(journeys)
+        # The journey catalogue the router and the Journeys API read (the cloud ships it in the layer).
+        catalogue = write_catalogue(
+            loaded,
+            {journey.definition.id: f"{PREFIX}-{journey.definition.id}" for journey in loaded},
+            os.path.join(self._catalogue_dir.name, "journeys.json"),
+        )
+        env[JOURNEY_CATALOGUE_ENV] = str(catalogue)
+        env[JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
+        env[JOURNEY_ALIAS_ENV] = ""  # executions start on the state machine itself locally
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(

@@ -1,14 +1,14 @@
-"""The Profile API's domain: who may call it, how a lookup names an identifier, what a profile shows."""
+"""The Profile API's domain: how a lookup names an identifier, what a profile shows (who may call it:
+shared/admin.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
 
+from shared.admin import BadRequestError
 from shared.identity.identifiers import normalise_email, normalise_phone
 from shared.identity.rules import IdentityRules
 from shared.models.base import Model
@@ -24,40 +24,6 @@ LOOKUP_PARAMETERS = {
     "deviceToken": "device_token",
     "deviceId": "device_id",
 }
-
-
-class ApiError(Exception):
-    status = 400
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequestError(ApiError):
-    status = 400
-
-
-class UnauthorizedError(ApiError):
-    status = 401
-
-
-class NotFoundError(ApiError):
-    status = 404
-
-
-class ConflictError(ApiError):
-    status = 409
-
-
-def authorize(authorization: str | None, token_sha256: str) -> None:
-    """The admin credential: `Authorization: Bearer <token>`. A write key never opens this API."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthorizedError("the Profile API needs the admin token: Authorization: Bearer <token>")
-    digest = hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
-    if not hmac.compare_digest(digest, token_sha256.strip().lower()):
-        raise UnauthorizedError("wrong admin token")
 
 
 # Error messages name the field and the rule, never the value: it may be an address or a number, and

@@ -17,6 +17,9 @@ DETAIL_MERGED = "profile.merged"
 DETAIL_UNMERGED = "profile.unmerged"
 DETAIL_IDENTIFIER_REMOVED = "profile.identifier_removed"
 DETAIL_ERASED = "profile.erased"
+# Step Functions' own event when an execution changes status (on the default bus in the cloud).
+SOURCE_STATES = "aws.states"
+DETAIL_EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 class PublishError(Exception):
@@ -86,3 +89,12 @@ class ProfilesMerged(Model):
 
     survivor: ProfileId
     merged: list[ProfileId] = Field(min_length=1)
+
+
+class ExecutionStatusChange(Model):
+    """`detail` of a Step Functions `Execution Status Change` event (the fields the router reads)."""
+
+    executionArn: str
+    stateMachineArn: str | None = None
+    status: str
+    output: str | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from shared.store.aws import client
 
 if TYPE_CHECKING:
-    from shared.config import ProfilesApiSettings
+    from shared.config import AdminCredential
 
 CACHE_SECONDS = 300
 
@@ -39,7 +39,7 @@ def reset() -> None:
     _provider.cache_clear()
 
 
-def admin_token_sha256(settings: ProfilesApiSettings) -> str:
+def admin_token_sha256(settings: AdminCredential) -> str:
     if settings.admin_token_sha256 is not None:
         return settings.admin_token_sha256
     assert settings.admin_token_secret_arn is not None  # the settings model requires one of the two

@@ -5,46 +5,114 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.journeys.router import ExecutionState, Slot
+from shared.journeys.router import ExecutionState, Slot, Wait
+from shared.models.journey import Condition
 from shared.store.aws import TableStore, client, error_code
+
+
+def _run(item: dict[str, Any]) -> dict[str, str]:
+    """A run item as the domain reads it: its string attributes."""
+    return {name: value["S"] for name, value in item.items() if "S" in value}
+
+
+_SLOT = "#slot#"
 
 
 def _slot_key(journey_id: str) -> str:
     # Journey ids start with a letter (shared/models/journey.py), so no run key begins with "#":
     # `active`'s `begins_with(runKey, "<journeyId>#")` never sees a slot.
-    return f"#slot#{journey_id}"
+    return f"{_SLOT}{journey_id}"
 
 
 class JourneyRunStore(TableStore):
-    """One item per execution under its profile: `runKey` = `<journeyId>#<executionName>`; and one
-    slot per journey the profile is in: `runKey` = `#slot#<journeyId>`, naming the execution holding it."""
+    """One item per run under its profile: `runKey` = `<journeyId>#<executionName>`; and one slot per
+    journey the profile is in: `runKey` = `#slot#<journeyId>`, naming the execution holding it. Runs
+    are found by execution too (index `byExecution`; a held-out run has no execution)."""
 
     def active(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
-        response = self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="profileId = :p AND begins_with(runKey, :j)",
-            FilterExpression="#s = :active",
+        return [run for run in self.runs(profile_id, journey_id) if run["status"] == "active"]
+
+    def runs(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
+        return [
+            _run(item)
+            for item in self._items(
+                "query",
+                KeyConditionExpression="profileId = :p AND begins_with(runKey, :j)",
+                ExpressionAttributeValues={":p": {"S": profile_id}, ":j": {"S": f"{journey_id}#"}},
+                ConsistentRead=True,
+            )
+        ]
+
+    def by_execution(self, execution_arn: str) -> list[dict[str, str]]:
+        # A global index reads eventually consistently: the run is written before its execution
+        # starts, so by the time the execution has ended it is there. The slot the execution holds
+        # names it too: it is not a run.
+        return [
+            _run(item)
+            for item in self._items(
+                "query",
+                IndexName="byExecution",
+                KeyConditionExpression="executionArn = :arn",
+                ExpressionAttributeValues={":arn": {"S": execution_arn}},
+            )
+            if not item["runKey"]["S"].startswith(_SLOT)
+        ]
+
+    def add(
+        self,
+        profile_id: str,
+        journey_id: str,
+        name: str,
+        execution_arn: str | None,
+        entered_at: str,
+        trigger: str = "{}",
+        status: str = "active",
+    ) -> bool:
+        item = {
+            "profileId": {"S": profile_id},
+            "runKey": {"S": f"{journey_id}#{name}"},
+            "status": {"S": status},
+            "enteredAt": {"S": entered_at},
+            "trigger": {"S": trigger},
+            "heldOut": {"BOOL": status == "held_out"},
+        }
+        if execution_arn is not None:
+            item["executionArn"] = {"S": execution_arn}
+        return self._conditional("put_item", Item=item, ConditionExpression="attribute_not_exists(runKey)")
+
+    def close(self, profile_id: str, run_key: str, status: str, at: str, reason: str | None = None) -> bool:
+        return self._conditional(
+            "update_item",
+            Key={"profileId": {"S": profile_id}, "runKey": {"S": run_key}},
+            UpdateExpression="SET #s = :s, closedAt = :at, closedReason = :reason",
+            ConditionExpression="#s = :active",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
-                ":p": {"S": profile_id},
-                ":j": {"S": f"{journey_id}#"},
+                ":s": {"S": status},
+                ":at": {"S": at},
+                ":reason": {"S": reason or status},
                 ":active": {"S": "active"},
             },
-            ConsistentRead=True,
         )
-        return [{name: value["S"] for name, value in item.items()} for item in response["Items"]]
 
-    def add(self, profile_id: str, journey_id: str, name: str, execution_arn: str, entered_at: str) -> None:
-        self._db.put_item(
-            TableName=self._table,
-            Item={
-                "profileId": {"S": profile_id},
-                "runKey": {"S": f"{journey_id}#{name}"},
-                "executionArn": {"S": execution_arn},
-                "status": {"S": "active"},
-                "enteredAt": {"S": entered_at},
-            },
+    def convert(self, profile_id: str, run_key: str, at: str) -> bool:
+        return self._conditional(
+            "update_item",
+            Key={"profileId": {"S": profile_id}, "runKey": {"S": run_key}},
+            UpdateExpression="SET convertedAt = :at",
+            ConditionExpression="attribute_exists(runKey) AND attribute_not_exists(convertedAt)",
+            ExpressionAttributeValues={":at": {"S": at}},
         )
+
+    def _conditional(self, operation: str, **request: Any) -> bool:
+        """A conditional write: True when it was applied, False when its condition did not hold."""
+        try:
+            getattr(self._db, operation)(TableName=self._table, **request)
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def claim(
         self, profile_id: str, journey_id: str, execution_arn: str, at: str, replacing: str | None = None
@@ -95,17 +163,16 @@ class JourneyRunStore(TableStore):
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
 
-    def active_executions(self, profile_id: str) -> list[str]:
-        """The execution ARNs of a profile's runs still marked active (erasure stops them)."""
+    def active_runs(self, profile_id: str) -> list[dict[str, str]]:
+        """A profile's runs still marked active, in every journey (erasure stops them)."""
         return [
-            item["executionArn"]["S"]
+            _run(item)
             for item in self._items(
                 "query",
                 KeyConditionExpression="profileId = :p",
                 FilterExpression="#s = :active",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":p": {"S": profile_id}, ":active": {"S": "active"}},
-                ProjectionExpression="executionArn",
                 ConsistentRead=True,
             )
         ]
@@ -119,15 +186,6 @@ class JourneyRunStore(TableStore):
             ProjectionExpression="profileId, runKey",
         ):
             self._db.delete_item(TableName=self._table, Key=item)
-
-    def close(self, profile_id: str, run_key: str, status: str, at: str) -> None:
-        self._db.update_item(
-            TableName=self._table,
-            Key={"profileId": {"S": profile_id}, "runKey": {"S": run_key}},
-            UpdateExpression="SET #s = :s, closedAt = :at",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": {"S": status}, ":at": {"S": at}},
-        )
 
 
 class JourneyExecutions:
@@ -163,9 +221,56 @@ class JourneyExecutions:
     def is_running(self, execution_arn: str) -> bool:
         return self.state(execution_arn) == "running"
 
-    def stop(self, execution_arn: str, cause: str, error_name: str = "Continuum.GoalReached") -> None:
+    def stop(self, execution_arn: str, cause: str, error_name: str = "Continuum.JourneyExited") -> None:
         try:
             self._sfn.stop_execution(executionArn=execution_arn, error=error_name, cause=cause)
         except Exception as error:
             if error_code(error) != "ExecutionDoesNotExist":
+                raise
+
+    def resume(self, token: str, output: dict[str, Any]) -> None:
+        """SendTaskSuccess. The token may be spent already (the journey-steps function found the
+        event first, or the wait timed out): that is no error."""
+        try:
+            self._sfn.send_task_success(taskToken=token, output=json.dumps(output, sort_keys=True))
+        except Exception as error:
+            if error_code(error) not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+                raise
+
+
+class JourneyWaitStore(TableStore):
+    """The journey-waits table: one item per execution parked in a wait_for step (written by the
+    journey-steps function): `executionArn, journey, step, token, event, where` (JSON of concrete
+    conditions), `since`."""
+
+    def get(self, execution_arn: str) -> Wait | None:
+        item = self._db.get_item(
+            TableName=self._table, Key={"executionArn": {"S": execution_arn}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return Wait(
+            execution_arn=item["executionArn"]["S"],
+            journey=item["journey"]["S"],
+            step=item["step"]["S"],
+            token=item["token"]["S"],
+            event=item["event"]["S"],
+            where={
+                name: Condition.model_validate(condition)
+                for name, condition in json.loads(item.get("where", {}).get("S") or "{}").items()
+            },
+            since=item.get("since", {}).get("S", ""),
+        )
+
+    def delete(self, execution_arn: str, token: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"executionArn": {"S": execution_arn}},
+                ConditionExpression="#t = :t",
+                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeValues={":t": {"S": token}},
+            )
+        except Exception as error:
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise

@@ -18,7 +18,7 @@ from shared.identity.resolver import (
 )
 from shared.identity.rules import IdentityRules
 from shared.ingest.service import Claim
-from shared.journeys.router import ExecutionState, Slot
+from shared.journeys.router import ExecutionState, Slot, Wait
 from shared.journeys.steps import JourneyWait
 from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
@@ -229,33 +229,66 @@ class FakeRunStore:
         self._lock = threading.RLock()
 
     def active(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
+        return [run for run in self.runs(profile_id, journey_id) if run["status"] == "active"]
+
+    def runs(self, profile_id: str, journey_id: str) -> list[dict[str, str]]:
         with self._lock:
             found = [
                 dict(item)
                 for (owner, run_key), item in self.items.items()
-                if owner == profile_id and run_key.startswith(f"{journey_id}#") and item["status"] == "active"
+                if owner == profile_id and run_key.startswith(f"{journey_id}#")
             ]
         if self.rendezvous is not None and threading.get_ident() not in self._met:
             self._met.add(threading.get_ident())
             self.rendezvous.wait()
         return found
 
-    def add(self, profile_id: str, journey_id: str, name: str, execution_arn: str, entered_at: str) -> None:
+    def by_execution(self, execution_arn: str) -> list[dict[str, str]]:
         with self._lock:
-            self.journal.append(("add", name))
+            return [dict(item) for item in self.items.values() if item.get("executionArn") == execution_arn]
+
+    def add(
+        self,
+        profile_id: str,
+        journey_id: str,
+        name: str,
+        execution_arn: str | None,
+        entered_at: str,
+        trigger: str = "{}",
+        status: str = "active",
+    ) -> bool:
+        with self._lock:
             run_key = f"{journey_id}#{name}"
+            if (profile_id, run_key) in self.items:
+                return False
+            self.journal.append(("add", name))
             self.items[(profile_id, run_key)] = {
                 "profileId": profile_id,
                 "runKey": run_key,
-                "executionArn": execution_arn,
-                "status": "active",
+                "status": status,
                 "enteredAt": entered_at,
+                "trigger": trigger,
             }
+            if execution_arn is not None:
+                self.items[(profile_id, run_key)]["executionArn"] = execution_arn
+            return True
 
-    def close(self, profile_id: str, run_key: str, status: str, at: str) -> None:
+    def close(self, profile_id: str, run_key: str, status: str, at: str, reason: str | None = None) -> bool:
         with self._lock:
+            item = self.items.get((profile_id, run_key))
+            if item is None or item["status"] != "active":
+                return False
             self.journal.append(("close", run_key))
-            self.items[(profile_id, run_key)].update(status=status, closedAt=at)
+            item.update(status=status, closedAt=at, closedReason=reason or status)
+            return True
+
+    def convert(self, profile_id: str, run_key: str, at: str) -> bool:
+        with self._lock:
+            item = self.items.get((profile_id, run_key))
+            if item is None or "convertedAt" in item:
+                return False
+            item["convertedAt"] = at
+            return True
 
     def claim(
         self, profile_id: str, journey_id: str, execution_arn: str, at: str, replacing: str | None = None
@@ -280,7 +313,7 @@ class FakeRunStore:
                 del self.slots[(profile_id, journey_id)]
 
     def status_of(self, execution_arn: str) -> list[str]:
-        return [item["status"] for item in self.items.values() if item["executionArn"] == execution_arn]
+        return [item["status"] for item in self.items.values() if item.get("executionArn") == execution_arn]
 
 
 class FakeExecutions:
@@ -293,6 +326,7 @@ class FakeExecutions:
         self.stopped: dict[str, str] = {}
         self.journal = journal if journal is not None else []
         self.crash_next_start: Exception | None = None  # raised by the next `start`, before it starts
+        self.resumed: list[tuple[str, dict[str, Any]]] = []  # (token, output) of each SendTaskSuccess
         self._lock = threading.RLock()
 
     @staticmethod
@@ -329,12 +363,51 @@ class FakeExecutions:
                 self.status[execution_arn] = "ABORTED"
             self.stopped[execution_arn] = cause
 
-    def finish(self, execution_arn: str) -> None:
-        self.status[execution_arn] = "SUCCEEDED"
+    def resume(self, token: str, output: dict[str, Any]) -> None:
+        with self._lock:
+            self.journal.append(("resume", token))
+            self.resumed.append((token, output))
+
+    def finish(self, execution_arn: str, status: str = "SUCCEEDED") -> None:
+        self.status[execution_arn] = status
 
     def running(self) -> list[str]:
         with self._lock:
             return [arn for arn, status in self.status.items() if status == "RUNNING"]
+
+
+class FakeWaits:
+    """`shared.journeys.router.Waits`: one wait per execution; `delete` only while it holds the token."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Wait] = {}
+
+    def put(self, wait: Wait) -> None:
+        self.items[wait.execution_arn] = wait
+
+    def get(self, execution_arn: str) -> Wait | None:
+        return self.items.get(execution_arn)
+
+    def delete(self, execution_arn: str, token: str) -> None:
+        if execution_arn in self.items and self.items[execution_arn].token == token:
+            del self.items[execution_arn]
+
+
+class FakeStats:
+    """`shared.journeys.router.Stats` (JourneyStats): counters added per journey."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, journey_id: str, counters: dict[str, float]) -> None:
+        with self._lock:
+            journey = self.counters.setdefault(journey_id, {})
+            for name, value in counters.items():
+                journey[name] = journey.get(name, 0) + value
+
+    def get(self, journey_id: str) -> dict[str, float]:
+        return dict(self.counters.get(journey_id, {}))
 
 
 class FakeMessageLog:

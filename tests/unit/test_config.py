@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +11,6 @@ from shared import config
 from shared.config import (
     DeliverSettings,
     IngestSettings,
-    JourneyRef,
     JourneyStepsSettings,
     ProfilesApiSettings,
     RouterSettings,
@@ -31,7 +29,7 @@ INGEST = {
 
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in (*INGEST, "WRITE_KEY_CACHE_SECONDS", "JOURNEY_RUNS_TABLE", "JOURNEYS"):
+    for name in (*INGEST, "WRITE_KEY_CACHE_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     config.reset()
     yield
@@ -100,50 +98,35 @@ def test_a_negative_write_key_cache_is_rejected(monkeypatch: pytest.MonkeyPatch)
         config.load(IngestSettings)
 
 
-def test_journeys_parse_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JOURNEY_RUNS_TABLE", "runs")
-    monkeypatch.setenv(
-        "JOURNEYS",
-        json.dumps(
-            [
-                {
-                    "id": "cart_abandonment",
-                    "trigger": "Product Added",
-                    "goal": "Order Completed",
-                    "stateMachineArn": MACHINE,
-                }
-            ]
-        ),
-    )
-
-    settings = config.load(RouterSettings)
-
-    assert settings.journeys == [
-        JourneyRef(
-            id="cart_abandonment", trigger="Product Added", goal="Order Completed", stateMachineArn=MACHINE
-        )
-    ]
-    assert settings.journeys[0].state_machine_arn == MACHINE
+ROUTER = {
+    "JOURNEY_RUNS_TABLE": "runs",
+    "JOURNEY_WAITS_TABLE": "waits",
+    "JOURNEY_STATS_TABLE": "stats",
+    "MESSAGES_TABLE": "messages",
+    "JOURNEY_CATALOGUE": "/opt/continuum/journeys.json",
+    "JOURNEY_STATE_MACHINE_ARN_PREFIX": "arn:aws:states:eu-west-1:123456789012:stateMachine:",
+    "JOURNEY_ALIAS": "live",
+}
 
 
-def test_a_journey_without_a_goal_may_leave_it_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    # CDK's to_json_string drops null values, so a journey without a goal arrives without the key.
-    monkeypatch.setenv("JOURNEY_RUNS_TABLE", "runs")
-    monkeypatch.setenv(
-        "JOURNEYS", json.dumps([{"id": "welcome", "trigger": "Signed Up", "stateMachineArn": MACHINE}])
-    )
+def test_the_router_reads_the_catalogue_file_not_the_journeys_themselves() -> None:
+    settings = RouterSettings.model_validate(ROUTER)
 
-    settings = config.load(RouterSettings)
-
-    assert settings.journeys[0].goal is None
+    assert settings.journey_catalogue == "/opt/continuum/journeys.json"
+    assert settings.state_machine_arn_prefix == MACHINE.removesuffix("cart_abandonment")
+    assert settings.journey_alias == "live"
 
 
-def test_journeys_that_are_not_json_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JOURNEY_RUNS_TABLE", "runs")
-    monkeypatch.setenv("JOURNEYS", "cart_abandonment")
+def test_no_alias_is_said_with_an_empty_alias_not_by_leaving_it_out() -> None:
+    assert RouterSettings.model_validate({**ROUTER, "JOURNEY_ALIAS": ""}).journey_alias == ""
+    with pytest.raises(ValidationError, match="JOURNEY_ALIAS"):
+        RouterSettings.model_validate({k: v for k, v in ROUTER.items() if k != "JOURNEY_ALIAS"})
 
-    with pytest.raises(ValueError):
-        config.load(RouterSettings)
+
+@pytest.mark.parametrize("prefix", [MACHINE, "arn:aws:states:eu-west-1:123456789012:execution:", "states"])
+def test_the_state_machine_arn_prefix_must_end_before_the_name(prefix: str) -> None:
+    with pytest.raises(ValidationError, match="JOURNEY_STATE_MACHINE_ARN_PREFIX"):
+        RouterSettings.model_validate({**ROUTER, "JOURNEY_STATE_MACHINE_ARN_PREFIX": prefix})
 
 
 def test_settings_are_read_once_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,6 +165,7 @@ PROFILES_API = {
     "PROFILES_TABLE": "profiles",
     "MESSAGES_TABLE": "messages",
     "JOURNEY_RUNS_TABLE": "journey-runs",
+    "JOURNEY_STATS_TABLE": "journey-stats",
 }
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:admin-token-AbCdEf"
 

@@ -13,10 +13,25 @@ import pytest
 
 from infra.topology import TOPOLOGY
 from shared import clock
-from shared.config import JourneyRef
-from shared.journeys.router import START_GRACE, execution_name, follow_merge, route
+from shared.journeys.router import (
+    START_GRACE,
+    GoalRule,
+    Ports,
+    ReEntryRule,
+    RoutedJourney,
+    Rule,
+    Wait,
+    close_execution,
+    execution_arn,
+    execution_name,
+    follow_merge,
+    held_out,
+    route,
+)
 from shared.models.events import ProfilesMerged, ResolvedEvent
-from tests.unit.fakes import FakeExecutions, FakeRunStore
+from shared.models.journey import Condition
+from shared.models.message import MessageLogEntry
+from tests.unit.fakes import FakeExecutions, FakeMessageLog, FakeRunStore, FakeStats, FakeWaits
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
 NOW = "2024-05-01T12:00:00.000Z"
@@ -24,15 +39,24 @@ PROFILE = "7d0c6f7e-2b7a-4c47-9a3e-5c1f0b6f2a11"
 MERGED = "0b8e1c55-93f4-4c61-8f0e-2a7d4e9b6c33"
 SFN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
-CART = JourneyRef(
-    id="cart_abandonment", trigger="Product Added", goal="Order Completed", stateMachineArn=MACHINE
+CART = RoutedJourney(
+    id="cart_abandonment",
+    start_arn=MACHINE,
+    trigger=Rule("Product Added"),
+    exit_on=(Rule("Order Completed"),),
+    goal=GoalRule("Order Completed", within=timedelta(days=7)),
+    send_steps=("send-email-cart-reminder", "checkout.on_timeout.send-push-cart-reminder"),
+    awaited=frozenset({"Checkout Started"}),
 )
-WELCOME = JourneyRef(
+WELCOME = RoutedJourney(
     id="welcome",
-    trigger="Signed Up",
-    goal=None,
-    stateMachineArn=MACHINE.replace("cart_abandonment", "welcome"),
+    start_arn=MACHINE.replace("cart_abandonment", "welcome"),
+    trigger=Rule("Signed Up"),
 )
+
+
+def _where(written: dict[str, Any]) -> dict[str, Condition]:
+    return {name: Condition.model_validate(condition) for name, condition in written.items()}
 
 
 def _resolved(event: str = "Product Added", message_id: str = "m-1", **fields: Any) -> ResolvedEvent:
@@ -62,8 +86,40 @@ def executions(journal: list[tuple[str, str]]) -> FakeExecutions:
     return FakeExecutions(journal)
 
 
+@pytest.fixture
+def waits() -> FakeWaits:
+    return FakeWaits()
+
+
+@pytest.fixture
+def stats() -> FakeStats:
+    return FakeStats()
+
+
+@pytest.fixture
+def messages() -> FakeMessageLog:
+    return FakeMessageLog()
+
+
+@pytest.fixture
+def ports(
+    runs: FakeRunStore,
+    executions: FakeExecutions,
+    waits: FakeWaits,
+    stats: FakeStats,
+    messages: FakeMessageLog,
+) -> Ports:
+    return Ports(runs=runs, executions=executions, waits=waits, stats=stats, messages=messages)
+
+
+def _ports(runs: FakeRunStore, executions: FakeExecutions) -> Ports:
+    return Ports(
+        runs=runs, executions=executions, waits=FakeWaits(), stats=FakeStats(), messages=FakeMessageLog()
+    )
+
+
 def _route(event: ResolvedEvent, runs: FakeRunStore, executions: FakeExecutions) -> Any:
-    return route(event, [CART, WELCOME], runs, executions, NOW)
+    return route(event, [CART, WELCOME], _ports(runs, executions), NOW)
 
 
 # -- execution names -------------------------------------------------------------------------------
@@ -109,6 +165,7 @@ def test_a_started_execution_gets_the_profile_entry_time_and_trigger(
     routing = _route(_resolved(), runs, executions)
 
     assert executions.payloads[routing.started[0]] == {
+        "journey": "cart_abandonment",
         "profileId": PROFILE,
         "enteredAt": "2024-05-01T10:00:00.000Z",
         "trigger": {
@@ -186,7 +243,8 @@ def test_a_goal_stops_the_active_run_and_closes_it(runs: FakeRunStore, execution
     assert routing.exited == [started]
     assert executions.status[started] == "ABORTED"
     assert "Order Completed" in executions.stopped[started]
-    assert runs.status_of(started) == ["goal_reached"]
+    assert runs.status_of(started) == ["exited"]
+    assert runs.by_execution(started)[0]["closedReason"] == "goal"
 
 
 def test_a_goal_stops_only_the_runs_of_its_own_profile(
@@ -259,7 +317,7 @@ def test_a_merged_profiles_active_run_moves_under_the_survivor(
     [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
 
     # When the merge is followed
-    moved = follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+    moved = follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
 
     # Then the same execution is active under the survivor, and closed as merged under the old id
     assert moved == [arn]
@@ -271,6 +329,7 @@ def test_a_merged_profiles_active_run_moves_under_the_survivor(
         "executionArn": arn,
         "status": "active",
         "enteredAt": "2024-05-01T10:00:00.000Z",
+        "trigger": '{"name":"Red shoes"}',
     }
     assert runs.active(MERGED, "cart_abandonment") == []
     closed = runs.items[(MERGED, f"cart_abandonment#{name}")]
@@ -282,20 +341,20 @@ def test_after_a_merge_the_survivors_goal_exits_the_moved_run(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
     [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
-    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
 
     routing = _route(_resolved(event="Order Completed", message_id="m-2"), runs, executions)
 
     assert routing.exited == [arn]
     assert executions.status[arn] == "ABORTED"
-    assert runs.status_of(arn) == ["merged", "goal_reached"]
+    assert runs.status_of(arn) == ["merged", "exited"]
 
 
 def test_after_a_merge_a_trigger_does_not_start_the_journey_again(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
     _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
-    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
 
     again = _route(_resolved(message_id="m-1"), runs, executions)
 
@@ -308,7 +367,7 @@ def test_every_merged_profile_and_journey_is_followed(runs: FakeRunStore, execut
         _resolved(event="Signed Up", profileId=OTHER, message_id="m-1"), runs, executions
     ).started
 
-    moved = follow_merge(_merge(MERGED, OTHER), [CART, WELCOME], runs, executions, NOW)
+    moved = follow_merge(_merge(MERGED, OTHER), [CART, WELCOME], _ports(runs, executions), NOW)
 
     assert moved == cart + welcome
     assert [r["executionArn"] for r in runs.active(PROFILE, "cart_abandonment")] == cart
@@ -324,7 +383,7 @@ def test_closed_runs_and_runs_of_unlisted_journeys_stay_where_they_are(
         _resolved(event="Signed Up", profileId=MERGED, message_id="m-1"), runs, executions
     ).started
 
-    moved = follow_merge(_merge(MERGED), [CART], runs, executions, NOW)
+    moved = follow_merge(_merge(MERGED), [CART], _ports(runs, executions), NOW)
 
     assert moved == []
     assert runs.status_of(finished) == ["completed"]
@@ -335,9 +394,9 @@ def test_following_the_same_merge_twice_moves_nothing_more(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
     _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
-    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
 
-    again = follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+    again = follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
 
     assert again == []
     assert len(runs.active(PROFILE, "cart_abandonment")) == 1
@@ -346,7 +405,7 @@ def test_following_the_same_merge_twice_moves_nothing_more(
 def test_a_merge_without_runs_moves_nothing(
     runs: FakeRunStore, executions: FakeExecutions, journal: list[tuple[str, str]]
 ) -> None:
-    assert follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW) == []
+    assert follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW) == []
     assert journal == []
 
 
@@ -358,7 +417,7 @@ def test_after_a_merge_the_survivor_is_in_each_journey_at_most_once(
     _route(_resolved(message_id="m-1"), runs, executions)
 
     # When the merge is followed
-    follow_merge(_merge(MERGED), [CART, WELCOME], runs, executions, NOW)
+    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
 
     # Then the survivor is in the journey once, and only one execution keeps running
     assert len(runs.active(PROFILE, "cart_abandonment")) == 1
@@ -409,7 +468,7 @@ def test_a_trigger_racing_a_merge_leaves_the_survivor_in_the_journey_once(
 
     _in_parallel(
         [
-            partial(follow_merge, _merge(MERGED), [CART], runs, executions, NOW),
+            partial(follow_merge, _merge(MERGED), [CART], _ports(runs, executions), NOW),
             partial(_route, _resolved(message_id="m-1"), runs, executions),
         ]
     )
@@ -459,7 +518,7 @@ def test_a_slot_whose_execution_never_started_is_taken_after_the_grace(
         _route(_resolved(message_id="m-1"), runs, executions)
     later = clock.iso(clock.parse(NOW) + START_GRACE + timedelta(seconds=1))
 
-    other = route(_resolved(message_id="m-2"), [CART], runs, executions, later)
+    other = route(_resolved(message_id="m-2"), [CART], _ports(runs, executions), later)
 
     name = execution_name(PROFILE, "m-2")
     assert other.started == [FakeExecutions.arn_of(MACHINE, name)]
@@ -486,7 +545,7 @@ def test_a_moved_run_holds_the_survivors_slot_and_frees_the_merged_profiles(
 ) -> None:
     [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
 
-    follow_merge(_merge(MERGED), [CART], runs, executions, NOW)
+    follow_merge(_merge(MERGED), [CART], _ports(runs, executions), NOW)
 
     held = runs.slot(PROFILE, "cart_abandonment")
     assert held is not None and held.execution_arn == arn
@@ -506,3 +565,451 @@ def test_a_survivor_run_recorded_before_slots_existed_still_counts(
 
     # Then the survivor stays in its one run
     assert routing.started == []
+
+
+# -- the execution ARN -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("qualifier", ["", ":live", ":3"])
+def test_an_execution_arn_drops_the_alias_or_version_of_the_state_machine_started(qualifier: str) -> None:
+    assert (
+        execution_arn(MACHINE + qualifier, "run-1")
+        == "arn:aws:states:eu-west-1:123456789012:execution:cart_abandonment:run-1"
+    )
+
+
+def test_a_journey_started_through_its_alias_records_the_executions_own_arn(ports: Ports) -> None:
+    live = RoutedJourney(id="cart_abandonment", start_arn=f"{MACHINE}:live", trigger=Rule("Product Added"))
+
+    routing = route(_resolved(), [live], ports, NOW)
+
+    [run] = ports.runs.active(PROFILE, "cart_abandonment")
+    assert run["executionArn"] == f"{MACHINE.replace(':stateMachine:', ':execution:')}:{run['runKey'][17:]}"
+    assert routing.started == [run["executionArn"]]
+
+
+# -- property conditions on the trigger and on exits -----------------------------------------------
+
+CARTS = RoutedJourney(
+    id="cart_abandonment",
+    start_arn=MACHINE,
+    trigger=Rule("Product Added", _where({"price": {"gte": 10}})),
+    exit_on=(Rule("Order Completed", _where({"cart_id": {"same_as_trigger": True}})),),
+)
+
+
+def _with(
+    event: str, message_id: str, timestamp: str = "2024-05-01T10:00:00.000Z", **properties: Any
+) -> ResolvedEvent:
+    return _resolved(event=event, message_id=message_id, properties=properties, timestamp=timestamp)
+
+
+def test_a_trigger_whose_conditions_fail_starts_nothing(ports: Ports) -> None:
+    routing = route(_with("Product Added", "m-1", price=5, cart_id="c-1"), [CARTS], ports, NOW)
+
+    assert routing.started == []
+    assert ports.runs.runs(PROFILE, "cart_abandonment") == []
+
+
+def test_an_exit_for_the_same_cart_as_the_trigger_exits_the_run(ports: Ports, stats: FakeStats) -> None:
+    [arn] = route(_with("Product Added", "m-1", price=20, cart_id="c-1"), [CARTS], ports, NOW).started
+
+    routing = route(_with("Order Completed", "m-2", cart_id="c-1"), [CARTS], ports, NOW)
+
+    assert routing.exited == [arn]
+    assert ports.runs.by_execution(arn)[0]["closedReason"] == "exit_event"
+    assert stats.get("cart_abandonment") == {"entered": 1, "exited#exit_event": 1}
+
+
+def test_an_exit_for_another_cart_leaves_the_run_running(ports: Ports, executions: FakeExecutions) -> None:
+    [arn] = route(_with("Product Added", "m-1", price=20, cart_id="c-1"), [CARTS], ports, NOW).started
+
+    routing = route(_with("Order Completed", "m-2", cart_id="c-2"), [CARTS], ports, NOW)
+
+    assert routing.exited == []
+    assert executions.is_running(arn)
+
+
+def test_an_exit_without_the_property_matches_a_trigger_without_it_too(ports: Ports) -> None:
+    [arn] = route(_with("Product Added", "m-1", price=20), [CARTS], ports, NOW).started
+
+    assert route(_with("Order Completed", "m-2"), [CARTS], ports, NOW).exited == [arn]
+
+
+def test_an_exit_is_counted_once_when_the_event_is_retried(ports: Ports, stats: FakeStats) -> None:
+    route(_with("Product Added", "m-1", price=20, cart_id="c-1"), [CARTS], ports, NOW)
+
+    for _ in range(2):
+        route(_with("Order Completed", "m-2", cart_id="c-1"), [CARTS], ports, NOW)
+
+    assert stats.get("cart_abandonment")["exited#exit_event"] == 1
+
+
+# -- exits come before triggers --------------------------------------------------------------------
+
+WIN_BACK = RoutedJourney(
+    id="win_back",
+    start_arn=MACHINE.replace("cart_abandonment", "win_back"),
+    trigger=Rule("Order Completed"),
+    exit_on=(Rule("Order Completed"),),
+    goal=GoalRule("Order Completed", within=timedelta(days=40)),
+    send_steps=("send-email-win-back",),
+)
+
+
+def test_an_event_that_exits_and_triggers_a_journey_restarts_its_run(ports: Ports, stats: FakeStats) -> None:
+    [first] = route(_with("Order Completed", "m-1"), [WIN_BACK], ports, NOW).started
+
+    routing = route(_with("Order Completed", "m-2", "2024-05-21T10:00:00.000Z"), [WIN_BACK], ports, NOW)
+
+    assert routing.exited == [first]
+    [second] = routing.started
+    assert second != first
+    assert [r["executionArn"] for r in ports.runs.active(PROFILE, "win_back")] == [second]
+    assert stats.get("win_back")["entered"] == 2
+
+
+def test_a_retried_trigger_does_not_exit_the_run_it_started(ports: Ports, executions: FakeExecutions) -> None:
+    [arn] = route(_with("Order Completed", "m-1"), [WIN_BACK], ports, NOW).started
+
+    again = route(_with("Order Completed", "m-1"), [WIN_BACK], ports, NOW)
+
+    assert again.exited == [] and again.converted == []
+    assert executions.is_running(arn)
+
+
+# -- goals -----------------------------------------------------------------------------------------
+
+
+def _sent(messages: FakeMessageLog, execution: str, step: str, at: str, status: str = "sent") -> None:
+    messages.record(
+        MessageLogEntry(
+            messageKey=f"{execution}#{step}",
+            status=status,  # type: ignore[arg-type]
+            reason="consent" if status == "dropped" else None,
+            channel="email",
+            journey="cart_abandonment",
+            step=step,
+            template="cart-reminder",
+            profileId=PROFILE,
+            createdAt=at,
+        )
+    )
+
+
+def test_a_goal_within_its_window_records_a_conversion_with_its_revenue(
+    ports: Ports, stats: FakeStats
+) -> None:
+    route(_resolved(), [CART], ports, NOW)
+
+    routing = route(
+        _with("Order Completed", "m-2", "2024-05-07T10:00:00.000Z", revenue=42.5, total=50),
+        [CART],
+        ports,
+        NOW,
+    )
+
+    assert len(routing.converted) == 1
+    counters = stats.get("cart_abandonment")
+    assert (counters["conversions"], counters["revenue"]) == (1, 42.5)
+    [run] = ports.runs.runs(PROFILE, "cart_abandonment")
+    assert run["convertedAt"] == "2024-05-07T10:00:00.000Z"
+
+
+def test_a_goal_without_revenue_counts_the_total(ports: Ports, stats: FakeStats) -> None:
+    route(_resolved(), [CART], ports, NOW)
+
+    route(_with("Order Completed", "m-2", "2024-05-02T10:00:00.000Z", total=30), [CART], ports, NOW)
+
+    assert stats.get("cart_abandonment")["revenue"] == 30
+
+
+def test_a_goal_after_its_window_is_no_conversion(ports: Ports, stats: FakeStats) -> None:
+    route(_resolved(), [CART], ports, NOW)
+
+    routing = route(_with("Order Completed", "m-2", "2024-05-08T10:00:01.000Z", total=30), [CART], ports, NOW)
+
+    assert routing.converted == []
+    assert "conversions" not in stats.get("cart_abandonment")
+
+
+def test_a_conversion_is_credited_to_the_last_step_that_sent(
+    ports: Ports, stats: FakeStats, messages: FakeMessageLog
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _sent(messages, arn, "send-email-cart-reminder", "2024-05-01T11:00:00.000Z")
+    _sent(messages, arn, "checkout.on_timeout.send-push-cart-reminder", "2024-05-02T10:00:00.000Z")
+
+    route(_with("Order Completed", "m-2", "2024-05-03T10:00:00.000Z", revenue=80), [CART], ports, NOW)
+
+    counters = stats.get("cart_abandonment")
+    assert counters["step#checkout.on_timeout.send-push-cart-reminder#conversions"] == 1
+    assert counters["step#checkout.on_timeout.send-push-cart-reminder#revenue"] == 80
+    assert "step#send-email-cart-reminder#conversions" not in counters
+
+
+def test_a_dropped_message_is_not_credited_with_the_conversion(
+    ports: Ports, stats: FakeStats, messages: FakeMessageLog
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _sent(messages, arn, "send-email-cart-reminder", "2024-05-01T11:00:00.000Z")
+    _sent(messages, arn, "checkout.on_timeout.send-push-cart-reminder", "2024-05-02T10:00:00.000Z", "dropped")
+
+    route(_with("Order Completed", "m-2", "2024-05-03T10:00:00.000Z", revenue=80), [CART], ports, NOW)
+
+    counters = stats.get("cart_abandonment")
+    assert counters["step#send-email-cart-reminder#conversions"] == 1
+    assert "step#checkout.on_timeout.send-push-cart-reminder#conversions" not in counters
+
+
+def test_a_goal_converts_a_run_that_already_completed(
+    ports: Ports, stats: FakeStats, executions: FakeExecutions
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    executions.finish(arn)
+    close_execution(arn, "SUCCEEDED", "{}", ports, NOW)
+
+    route(_with("Order Completed", "m-2", "2024-05-04T10:00:00.000Z", revenue=10), [CART], ports, NOW)
+
+    assert stats.get("cart_abandonment")["conversions"] == 1
+
+
+def test_a_goal_is_counted_once_per_entry(ports: Ports, stats: FakeStats) -> None:
+    route(_resolved(), [CART], ports, NOW)
+
+    route(_with("Order Completed", "m-2", "2024-05-02T10:00:00.000Z", revenue=10), [CART], ports, NOW)
+    route(_with("Order Completed", "m-2", "2024-05-02T10:00:00.000Z", revenue=10), [CART], ports, NOW)
+    route(_with("Order Completed", "m-3", "2024-05-03T10:00:00.000Z", revenue=10), [CART], ports, NOW)
+
+    assert stats.get("cart_abandonment")["conversions"] == 1
+
+
+def test_a_goal_that_does_not_exit_leaves_the_run_running(ports: Ports, executions: FakeExecutions) -> None:
+    staying = RoutedJourney(
+        id="cart_abandonment",
+        start_arn=MACHINE,
+        trigger=Rule("Product Added"),
+        goal=GoalRule("Order Completed", within=timedelta(days=7), exit_on_goal=False),
+    )
+    [arn] = route(_resolved(), [staying], ports, NOW).started
+
+    routing = route(_with("Order Completed", "m-2", "2024-05-02T10:00:00.000Z"), [staying], ports, NOW)
+
+    assert len(routing.converted) == 1 and routing.exited == []
+    assert executions.is_running(arn)
+
+
+# -- holdout ---------------------------------------------------------------------------------------
+
+
+def test_holdout_is_the_same_for_the_same_profile_every_time() -> None:
+    assert {held_out(PROFILE, "win_back", 50) for _ in range(5)} in ({True}, {False})
+
+
+def test_holdout_takes_about_its_share_of_profiles() -> None:
+    held = sum(held_out(f"profile-{i}", "win_back", 10) for i in range(1000))
+
+    assert 70 <= held <= 130  # 10 % of 1000; binomial sd ≈ 9.5, so ±3 sd
+
+
+def test_no_holdout_holds_no_one_and_all_holds_everyone() -> None:
+    ids = [f"profile-{i}" for i in range(200)]
+
+    assert not any(held_out(i, "win_back", 0) for i in ids)
+    assert all(held_out(i, "win_back", 100) for i in ids)
+
+
+def _held_out_profile(journey: str, percent: float) -> str:
+    return next(f"held-{i}" for i in range(1000) if held_out(f"held-{i}", journey, percent))
+
+
+def test_a_held_out_profile_is_recorded_and_never_started(ports: Ports, stats: FakeStats) -> None:
+    journey = RoutedJourney(**{**WIN_BACK.__dict__, "holdout": 10})
+    profile = _held_out_profile("win_back", 10)
+
+    routing = route(_resolved(event="Order Completed", profileId=profile), [journey], ports, NOW)
+
+    assert routing.started == [] and len(routing.held_out) == 1
+    [run] = ports.runs.runs(profile, "win_back")
+    assert run["status"] == "held_out" and "executionArn" not in run
+    assert stats.get("win_back") == {"heldOut": 1}
+
+
+def test_a_held_out_profiles_conversion_is_counted_apart(ports: Ports, stats: FakeStats) -> None:
+    journey = RoutedJourney(**{**WIN_BACK.__dict__, "holdout": 10})
+    profile = _held_out_profile("win_back", 10)
+    route(_resolved(event="Order Completed", profileId=profile), [journey], ports, NOW)
+
+    later = _resolved(
+        event="Order Completed",
+        profileId=profile,
+        message_id="m-2",
+        timestamp="2024-05-20T10:00:00.000Z",
+        properties={"revenue": 25},
+    )
+    route(later, [journey], ports, NOW)
+
+    counters = stats.get("win_back")
+    assert (counters["heldOutConversions"], counters["heldOutRevenue"]) == (1, 25)
+    assert "conversions" not in counters and "entered" not in counters
+
+
+# -- re-entry --------------------------------------------------------------------------------------
+
+
+def _again(ports: Ports, journey: RoutedJourney, message_id: str, timestamp: str) -> list[str]:
+    return route(_with(journey.trigger.event, message_id, timestamp), [journey], ports, NOW).started
+
+
+def _ended(ports: Ports, executions: FakeExecutions, arn: str) -> None:
+    executions.finish(arn)
+    close_execution(arn, "SUCCEEDED", "{}", ports, NOW)
+
+
+def test_re_entry_never_lets_a_profile_in_once(ports: Ports, executions: FakeExecutions) -> None:
+    once = RoutedJourney(**{**WELCOME.__dict__, "re_entry": ReEntryRule("never")})
+    [first] = _again(ports, once, "m-1", "2024-05-01T10:00:00.000Z")
+    _ended(ports, executions, first)
+
+    assert _again(ports, once, "m-2", "2024-06-01T10:00:00.000Z") == []
+
+
+def test_re_entry_after_exit_lets_a_profile_in_again_once_its_run_ended(
+    ports: Ports, executions: FakeExecutions
+) -> None:
+    [first] = _again(ports, WELCOME, "m-1", "2024-05-01T10:00:00.000Z")
+    assert _again(ports, WELCOME, "m-2", "2024-05-02T10:00:00.000Z") == []  # still in it
+    _ended(ports, executions, first)
+
+    assert len(_again(ports, WELCOME, "m-3", "2024-05-03T10:00:00.000Z")) == 1
+
+
+def test_re_entry_cap_limits_entries_and_their_interval(ports: Ports, executions: FakeExecutions) -> None:
+    capped = RoutedJourney(
+        **{**WELCOME.__dict__, "re_entry": ReEntryRule("cap", max=2, min_interval=timedelta(days=30))}
+    )
+    [first] = _again(ports, capped, "m-1", "2024-05-01T10:00:00.000Z")
+    _ended(ports, executions, first)
+
+    too_soon = _again(ports, capped, "m-2", "2024-05-20T10:00:00.000Z")
+    [second] = _again(ports, capped, "m-3", "2024-06-01T10:00:00.000Z")
+    _ended(ports, executions, second)
+    over_the_cap = _again(ports, capped, "m-4", "2024-08-01T10:00:00.000Z")
+
+    assert (too_soon, over_the_cap) == ([], [])
+
+
+# -- waits -----------------------------------------------------------------------------------------
+
+
+def _parked(waits: FakeWaits, arn: str, where: dict[str, Any] | None = None) -> Wait:
+    """The execution parked in its wait_for, with these concrete conditions (as written)."""
+    wait = Wait(
+        execution_arn=arn,
+        journey="cart_abandonment",
+        step="wait-for-checkout-started",
+        token=f"token-{arn[-6:]}",
+        event="Checkout Started",
+        where=_where(where or {}),
+        since="2024-05-01T11:00:00.000Z",
+    )
+    waits.put(wait)
+    return wait
+
+
+def test_an_awaited_event_resumes_the_waiting_execution(
+    ports: Ports, waits: FakeWaits, executions: FakeExecutions
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    wait = _parked(waits, arn, {"cart_id": {"equals": "c-1"}})
+
+    routing = route(
+        _with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z", cart_id="c-1"), [CART], ports, NOW
+    )
+
+    assert routing.resumed == [arn]
+    assert [token for token, _ in executions.resumed] == [wait.token]
+    assert waits.get(arn) is None
+
+
+def test_an_awaited_event_whose_conditions_fail_resumes_nothing(
+    ports: Ports, waits: FakeWaits, executions: FakeExecutions
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _parked(waits, arn, {"cart_id": {"equals": "c-1"}})
+
+    routing = route(
+        _with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z", cart_id="c-2"), [CART], ports, NOW
+    )
+
+    assert routing.resumed == [] and executions.resumed == []
+    assert waits.get(arn) is not None
+
+
+def test_an_awaited_event_under_a_merged_profile_resumes_the_moved_execution(
+    ports: Ports, waits: FakeWaits, executions: FakeExecutions
+) -> None:
+    # Given the merged profile's run parked in its wait_for, then the merge
+    [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
+    wait = _parked(waits, arn)
+    follow_merge(_merge(MERGED), [CART], ports, NOW)
+
+    # When the awaited event comes, resolved to the survivor
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    # Then the execution is resumed
+    assert routing.resumed == [arn]
+    assert [token for token, _ in executions.resumed] == [wait.token]
+
+
+def test_an_execution_not_waiting_is_not_resumed(ports: Ports, executions: FakeExecutions) -> None:
+    route(_resolved(), [CART], ports, NOW)
+
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    assert routing.resumed == [] and executions.resumed == []
+
+
+# -- executions ending -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "output", "run_status", "reason"),
+    [
+        ("SUCCEEDED", '{"profileId": "p"}', "completed", "completed"),
+        ("SUCCEEDED", '{"exit": {"step": "exit"}}', "exited", "exit_step"),
+        ("FAILED", None, "failed", "failed"),
+        ("TIMED_OUT", None, "failed", "failed"),
+    ],
+)
+def test_an_ended_execution_closes_its_run_counts_the_exit_and_frees_the_slot(
+    ports: Ports, stats: FakeStats, status: str, output: str | None, run_status: str, reason: str
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+
+    closed = close_execution(arn, status, output, ports, NOW)
+
+    assert len(closed) == 1
+    [run] = ports.runs.by_execution(arn)
+    assert (run["status"], run["closedReason"]) == (run_status, reason)
+    assert stats.get("cart_abandonment")[f"exited#{reason}"] == 1
+    assert ports.runs.slot(PROFILE, "cart_abandonment") is None
+
+
+def test_a_stopped_execution_closes_nothing_more(ports: Ports, stats: FakeStats) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    route(_with("Order Completed", "m-2", "2024-05-01T11:00:00.000Z"), [CART], ports, NOW)
+
+    assert close_execution(arn, "ABORTED", None, ports, NOW) == []
+    assert close_execution(arn, "SUCCEEDED", "{}", ports, NOW) == []
+    assert "exited#completed" not in stats.get("cart_abandonment")
+
+
+def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports) -> None:
+    [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
+    follow_merge(_merge(MERGED), [CART], ports, NOW)
+
+    close_execution(arn, "SUCCEEDED", "{}", ports, NOW)
+
+    assert sorted(ports.runs.status_of(arn)) == ["completed", "merged"]
+    assert ports.runs.active(PROFILE, "cart_abandonment") == []
