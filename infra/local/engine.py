@@ -21,7 +21,9 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
+import re
 import threading
 import time
 import traceback
@@ -63,6 +65,15 @@ STOP_SECONDS = 2.0  # how long `stop` lets running invocations finish
 DEDUPE_WINDOW_SECONDS = 7 * 86400  # Segment's
 
 
+# What Step Functions sends to EventBridge when an execution's status changes.
+STATES_SOURCE = "aws.states"
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def _epoch_millis(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
 @dataclass
 class Failure:
     """A function invocation that failed for good (locally the stand-in for a dead-letter queue)."""
@@ -96,6 +107,24 @@ def create_table(dynamodb: Any, table: Table, name: str) -> str:
         **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
     )
     return name
+
+
+def _execution_id(env: Any) -> str:
+    """The ARN of the execution a moto Step Functions environment (or frame) evaluates."""
+    return str(env.states.context_object.context_object_data["Execution"]["Id"])
+
+
+# What AWS accepts as a Wait state's timestamp: RFC 3339, `T` between date and time, `Z` or an offset.
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _parse_timestamp(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not _TIMESTAMP.match(text):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class _RequestLock:
@@ -184,6 +213,7 @@ class LocalEngine:
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pollers: list[threading.Thread] = []
         self._sqs: Any = None
+        self._events: Any = None
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._env: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
@@ -205,6 +235,7 @@ class LocalEngine:
         import boto3
 
         self._sqs = boto3.client("sqs", region_name=REGION)
+        self._events = boto3.client("events", region_name=REGION)
         self._pools = {
             f.name: ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"continuum-{f.name}")
             for f in self.topology.functions
@@ -223,6 +254,7 @@ class LocalEngine:
             poller.join(timeout=STOP_SECONDS)
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+        self._abort_executions()
         # Let running invocations finish before moto goes away (their requests would reach AWS).
         deadline = time.monotonic() + STOP_SECONDS
         while self._busy() and time.monotonic() < deadline:
@@ -237,6 +269,18 @@ class LocalEngine:
         clock.reset()
         config.reset()
         aws.reset()
+
+    def _abort_executions(self) -> None:
+        """End every running execution, as if stopped, so that none of their threads is left
+        waiting on the clock (or running on after moto is gone)."""
+        if self._mock is None:
+            return
+        now = self.clock.now()
+        for execution in self._executions():
+            worker = execution.exec_worker
+            if worker is not None and worker.env is not None and worker.env.is_running():
+                worker.env.set_stop(stop_date=now, cause="the local engine stopped", error=None)
+        self.clock.interrupt_all()
 
     def _set_process_environment(self) -> None:
         os.environ.update(
@@ -264,10 +308,21 @@ class LocalEngine:
         )
         from moto.awslambda.models import LambdaFunction
         from moto.events.models import Rule
+        from moto.stepfunctions.models import StepFunctionBackend
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEventException,
+        )
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E501
+            StateTaskServiceCallback,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
             WaitFunction,
         )
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeTimedOut
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
         engine = self
 
@@ -310,8 +365,77 @@ class LocalEngine:
             original_send(others, event, transform_input)  # type: ignore[arg-type]
 
         def wait_interval(wait: Any, env: Any, wait_seconds: int) -> None:
-            execution = env.states.context_object.context_object_data["Execution"]["Id"]
-            engine.clock.sleep(execution, wait_seconds, cancelled=lambda: not env.is_running())
+            # A Wait state blocks on the virtual clock; a wait already due (a timestamp in the
+            # past, `Seconds: 0`) continues at once, as in AWS.
+            engine.clock.sleep(_execution_id(env), wait_seconds, cancelled=lambda: not env.is_running())
+
+        def timestamp_wait_seconds(wait: Any, env: Any) -> int:
+            # moto measures a `Timestamp` / `TimestampPath` wait against the real time; here it is
+            # measured against the virtual clock. Like AWS (and unlike moto), an offset such as
+            # `+02:00` is accepted besides `Z`.
+            wait.string.eval(env=env)
+            text = env.stack.pop()
+            at = _parse_timestamp(text)
+            if at is None:
+                raise FailureEventException(wait._create_failure_event(env, text))
+            return math.ceil((at - engine.clock.now()).total_seconds())
+
+        def wait_for_task_token(
+            task: Any, env: Any, timeout_seconds: int, callback_endpoint: Any, heartbeat_endpoint: Any
+        ) -> Any:
+            # moto waits for the token on the real clock (a 23 h TimeoutSeconds is 23 real hours) and
+            # a StopExecution does not end the wait. Here the timeout runs on the virtual clock, the
+            # token's answer (SendTaskSuccess / Failure sets the endpoint's event) ends the wait at
+            # once, and a stop interrupts it. An execution parked on a token counts as waiting on
+            # the clock, so the engine is idle while it waits.
+            if heartbeat_endpoint is not None:  # HeartbeatSeconds: moto's own (real-time) wait
+                return original_token_wait(task, env, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+            # (A SendTaskSuccess after the timeout is accepted and ignored here; AWS refuses it with
+            # TaskTimedOut. moto's path for that answer is broken: it fails with a TypeError.)
+            engine.clock.sleep(
+                _execution_id(env),
+                timeout_seconds,
+                cancelled=lambda: not env.is_running(),
+                wake=callback_endpoint._notify_event,  # moto is pinned exactly; see pyproject.toml
+            )
+            outcome = callback_endpoint.get_outcome()
+            if outcome is not None:
+                return outcome
+            return CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+
+        original_evaluate = ExecutionState._evaluate_with_timeout
+
+        def evaluate_with_timeout(state: Any, env: Any) -> None:
+            try:
+                original_evaluate(state, env)
+            except Exception:
+                # The execution was stopped while the state ran (a token wait interrupted): AWS
+                # records no outcome for the task of an aborted execution, and moto would fail it
+                # (or take its Catch) as if the token had timed out.
+                if env.is_running():
+                    raise
+
+        original_terminated = BaseExecutionWorkerCommunication.terminated
+
+        def terminated(communication: Any) -> None:
+            # Counted as work until the status change is on the bus: between the execution's end and
+            # the event, nothing else may look finished.
+            with engine._working():
+                original_terminated(communication)
+                engine._publish_status_change(communication.execution)
+
+        original_start = Execution.start
+
+        def start_execution(execution: Any) -> None:
+            execution.start_date = engine.clock.now()  # moto dates it by the real clock
+            original_start(execution)
+
+        original_stop = StepFunctionBackend.stop_execution
+
+        def stop_execution(backend: Any, execution_arn: str) -> Any:
+            stopped = original_stop(backend, execution_arn)
+            engine.clock.interrupt(execution_arn)  # the waits of a stopped execution end now
+            return stopped
 
         class _RetrySleep:
             # Retry back-off of a failed task passes no real time locally.
@@ -328,6 +452,13 @@ class LocalEngine:
         patch(LambdaFunction, "_invoke_lambda", invoke_lambda)
         patch(Rule, "send_to_targets", send_to_targets)
         patch(WaitFunction, "_wait_interval", wait_interval)
+        patch(Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
+        original_token_wait = StateTaskServiceCallback._eval_wait_for_task_token
+        patch(StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_task_token)
+        patch(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+        patch(StepFunctionBackend, "stop_execution", stop_execution)
+        patch(BaseExecutionWorkerCommunication, "terminated", terminated)
+        patch(Execution, "start", start_execution)
         patch(retrier_decl, "time", _RetrySleep())
         # Metrics are disabled locally (POWERTOOLS_METRICS_DISABLED), yet Powertools still buffers every
         # value in one object per handler module, shared by concurrent invocations here (one process
@@ -749,6 +880,46 @@ class LocalEngine:
         self.clock.move_to(target)
         self.wait_idle()
         return self.clock.now()
+
+    # ---------------------------------------------------------------- Step Functions events
+
+    def _publish_status_change(self, execution: Any) -> None:
+        """Put the `Step Functions Execution Status Change` event AWS sends when an execution ends
+        (it sends it to the account's default bus; the topology's route for it is on the engine's
+        bus, so it goes there). Dates are the virtual clock's, in epoch milliseconds as AWS sends them."""
+        status = getattr(execution.exec_status, "value", execution.exec_status)
+        now = self.clock.now()
+        execution.stop_date = now
+        detail = {
+            "executionArn": execution.exec_arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "status": status,
+            "startDate": _epoch_millis(execution.start_date),
+            "stopDate": _epoch_millis(now),
+            "input": json.dumps(execution.input_data, separators=(",", ":")),
+            "inputDetails": {"included": True},
+            "output": (
+                json.dumps(execution.output, separators=(",", ":")) if status == "SUCCEEDED" else None
+            ),
+            "outputDetails": {"included": True} if status == "SUCCEEDED" else None,
+            "error": execution.error,
+            "cause": execution.cause,
+        }
+        response = self._events.put_events(
+            Entries=[
+                {
+                    "Source": STATES_SOURCE,
+                    "DetailType": STATUS_CHANGE,
+                    "Detail": json.dumps(detail),
+                    "Resources": [execution.exec_arn],
+                    "Time": now,
+                    "EventBusName": self._env[EVENT_BUS_ENV],
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            log.error("the status change of an execution was not put on the bus: %s", response["Entries"])
 
     # ---------------------------------------------------------------- inspection
 
