@@ -24,6 +24,8 @@ import logging
 import math
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -34,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from infra.local.clock import VirtualClock
@@ -72,6 +75,42 @@ STATUS_CHANGE = "Step Functions Execution Status Change"
 
 def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
+
+
+# The journey catalogue (DESIGN8 §3): where it is, how a journey's state machine ARN is formed.
+CATALOGUE_ENV = "JOURNEY_CATALOGUE"
+ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
+ALIAS_ENV = "JOURNEY_ALIAS"
+# Placeholders in compiled journeys, substituted with the functions' ARNs (CDK does it at deploy).
+DELIVER_PLACEHOLDER = "${DeliverFunctionArn}"
+STEPS_PLACEHOLDER = "${JourneyStepsFunctionArn}"
+STEPS_FUNCTION = "journey-steps"
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z]+Arn\}")
+
+
+def state_machine_name(journey_id: str) -> str:
+    return f"{PREFIX}-{journey_id}"
+
+
+def _event_name(rule: Any) -> Any:
+    """A trigger or goal as the JOURNEYS variable names it: the event name (a rule has `.event`)."""
+    return getattr(rule, "event", rule)
+
+
+def _write_catalogue(definitions: list[Any], names: list[str], path: Path) -> None:
+    """The catalogue file (DESIGN8 §3). Replaced at once (never read half-written), and its
+    modification time always moves on, so a reader caching by path and mtime sees every rewrite
+    (two writes in one tick of the file system's clock would otherwise share an mtime)."""
+    entries = [
+        {"stateMachine": name, "definition": definition.model_dump(mode="json")}
+        for definition, name in zip(definitions, names, strict=True)
+    ]
+    previous = path.stat().st_mtime_ns if path.exists() else 0
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps({"journeys": entries}), encoding="utf-8")
+    os.replace(staged, path)
+    if path.stat().st_mtime_ns <= previous:
+        os.utime(path, ns=(previous + 1000, previous + 1000))
 
 
 @dataclass
@@ -189,6 +228,7 @@ class LocalEngine:
         admin_token: str = "dev-admin-token",
         identity_rules: str = "{}",
         concurrency: int = CONCURRENCY,
+        journeys_dir: Path | None = None,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -198,7 +238,8 @@ class LocalEngine:
         self.dedupe_window_seconds = dedupe_window_seconds
         self.admin_token = admin_token
         self.identity_rules = identity_rules
-        self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
+        self._start = start or datetime.now(UTC).replace(microsecond=0)
+        self.clock = VirtualClock(self._start)
         self.failures: list[Failure] = []  # appended under `failures_lock`
         self.failures_lock = threading.Lock()
         self.bus_events: list[dict[str, Any]] = []
@@ -217,7 +258,15 @@ class LocalEngine:
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._env: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
+        self._dead_letter_urls: list[str] = []
         self._state_machine_arns: dict[str, str] = {}
+        self._definitions: dict[str, str] = {}  # journey id → its state machine's definition now
+        self._journeys: dict[str, Any] = {}  # journey id → Journey, as registered last
+        self._step_ids: dict[str, set[str]] = {}  # journey id → the step ids of all its definitions
+        self._function_arns: dict[str, str] = {}
+        self._role_arn = ""
+        self._catalogue_dir: Path | None = None
+        self.journeys_dir = Path(journeys_dir) if journeys_dir is not None else topology.journeys_dir
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -269,6 +318,8 @@ class LocalEngine:
         clock.reset()
         config.reset()
         aws.reset()
+        if self._catalogue_dir is not None:
+            shutil.rmtree(self._catalogue_dir, ignore_errors=True)
 
     def _abort_executions(self) -> None:
         """End every running execution, as if stopped, so that none of their threads is left
@@ -555,12 +606,11 @@ class LocalEngine:
     def _provision(self) -> None:
         import boto3
 
-        from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, compile_journey
         from shared.journeys.loader import load_journeys
 
         session = boto3.Session(region_name=REGION)
         dynamodb, sqs, events = session.client("dynamodb"), session.client("sqs"), session.client("events")
-        lam, sfn, iam = session.client("lambda"), session.client("stepfunctions"), session.client("iam")
+        lam, iam = session.client("lambda"), session.client("iam")
 
         env: dict[str, str] = {}
         for table in self.topology.tables:
@@ -568,6 +618,7 @@ class LocalEngine:
 
         for queue in self.topology.queues:
             dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
+            self._dead_letter_urls.append(dlq_url)
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
@@ -620,23 +671,17 @@ class LocalEngine:
                 Targets=[{"Id": route.function, "Arn": function_arns[route.function]}],
             )
 
-        deliver_arn = function_arns[self.topology.journey_task_function]
-        journeys = []
-        for journey in load_journeys(self.topology.journeys_dir):
-            definition = json.dumps(compile_journey(journey)).replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
-            arn = sfn.create_state_machine(
-                name=f"{PREFIX}-{journey.definition.id}", definition=definition, roleArn=role
-            )["stateMachineArn"]
-            self._state_machine_arns[journey.definition.id] = arn
-            journeys.append(
-                {
-                    "id": journey.definition.id,
-                    "trigger": journey.definition.trigger,
-                    "goal": journey.definition.goal,
-                    "stateMachineArn": arn,
-                }
-            )
-        env[JOURNEYS_ENV] = json.dumps(journeys)
+        self._function_arns = function_arns
+        self._role_arn = role
+        self._catalogue_dir = Path(tempfile.mkdtemp(prefix="continuum-journeys-"))
+        env[CATALOGUE_ENV] = str(self._catalogue_dir / "journeys.json")
+        env[ARN_PREFIX_ENV] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
+        # moto 5.2 publishes versions and creates aliases, but cannot start an execution on either
+        # (StateMachineDoesNotExist on an alias ARN, AttributeError on a version ARN): journeys start
+        # on the state machine's own ARN, and `reload_journeys` updates the machine in place.
+        env[ALIAS_ENV] = ""
+        self._env = env
+        env.update(self._register_journeys(load_journeys(self.journeys_dir)))
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -652,6 +697,85 @@ class LocalEngine:
         self._env = env
         os.environ.update(env)
         self.sources.add(new_source("default", self.write_key)[0])
+
+    # ---------------------------------------------------------------- journeys
+
+    def reload_journeys(self, journeys_dir: Path | None = None) -> list[str]:
+        """Register the journeys of `journeys_dir` (by default the folder the engine runs) again, as a
+        redeploy does: a changed journey's state machine gets the new definition, so new entries use
+        it, while running executions keep the definition they started with (moto snapshots it at
+        StartExecution, as Step Functions does); a new journey gets its state machine; a journey no
+        longer there leaves the catalogue, and its running executions finish. Rewrites the catalogue
+        the router reads. Returns the ids of the journeys whose state machine was created or changed."""
+        from shared import config
+        from shared.journeys.loader import load_journeys
+
+        if journeys_dir is not None:
+            self.journeys_dir = Path(journeys_dir)
+        before = dict(self._definitions)
+        changed_env = self._register_journeys(load_journeys(self.journeys_dir))
+        self._env.update(changed_env)
+        os.environ.update(changed_env)
+        config.reset()  # the handlers' settings are read again, with the catalogue's new contents
+        return [
+            journey for journey, definition in self._definitions.items() if before.get(journey) != definition
+        ]
+
+    def _register_journeys(self, journeys: list[Any]) -> dict[str, str]:
+        """Create or update each journey's state machine and write the catalogue; the environment the
+        functions need for it."""
+        import boto3
+
+        from shared.journeys.compiler import compile_journey
+
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        substitutions = {
+            DELIVER_PLACEHOLDER: self._function_arns[self.topology.journey_task_function],
+            **(
+                {STEPS_PLACEHOLDER: self._function_arns[STEPS_FUNCTION]}
+                if STEPS_FUNCTION in self._function_arns
+                else {}
+            ),
+        }
+        for journey in journeys:
+            journey_id = journey.definition.id
+            definition = json.dumps(compile_journey(journey))
+            for placeholder, arn in substitutions.items():
+                definition = definition.replace(placeholder, arn)
+            if unresolved := _PLACEHOLDER.search(definition):
+                raise ValueError(
+                    f"journey {journey_id}: no function for {unresolved.group(0)} in this topology"
+                )
+            if journey_id not in self._state_machine_arns:
+                self._state_machine_arns[journey_id] = sfn.create_state_machine(
+                    name=state_machine_name(journey_id), definition=definition, roleArn=self._role_arn
+                )["stateMachineArn"]
+            elif self._definitions[journey_id] != definition:
+                sfn.update_state_machine(
+                    stateMachineArn=self._state_machine_arns[journey_id], definition=definition
+                )
+            self._definitions[journey_id] = definition
+        self._journeys = {journey.definition.id: journey for journey in journeys}
+        for journey in journeys:
+            if hasattr(journey.definition, "walk"):  # step ids: every definition registered, old ones too
+                ids = {step.id for step in journey.definition.walk()}
+                self._step_ids[journey.definition.id] = self._step_ids.get(journey.definition.id, set()) | ids
+        _write_catalogue(
+            [journey.definition for journey in journeys],
+            [state_machine_name(journey.definition.id) for journey in journeys],
+            Path(self._env[CATALOGUE_ENV]),
+        )
+        # The JOURNEYS variable stays until the router reads the catalogue.
+        legacy = [
+            {
+                "id": journey.definition.id,
+                "trigger": _event_name(journey.definition.trigger),
+                "goal": _event_name(journey.definition.goal),
+                "stateMachineArn": self._state_machine_arns[journey.definition.id],
+            }
+            for journey in journeys
+        ]
+        return {JOURNEYS_ENV: json.dumps(legacy)}
 
     def _install_handlers(self) -> None:
         from shared import clock, config
@@ -881,6 +1005,41 @@ class LocalEngine:
         self.wait_idle()
         return self.clock.now()
 
+    # ---------------------------------------------------------------- reset
+
+    def reset(self, start: datetime | None = None) -> None:
+        """Forget all the engine holds (profiles, runs, messages, sources, queued messages, journey
+        executions, failures, events seen) and set the clock to `start` (by default where it started),
+        keeping the resources and the journeys as registered: a fresh engine in a fraction of the
+        time `start` takes. What is running is stopped first."""
+        import boto3
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        self._abort_executions()
+        self.wait_idle()
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        for machine in list(backend.state_machines):
+            machine.executions.clear()
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for table in self.topology.tables:
+            name = self._env[table_env(table.name)]
+            dynamodb.delete_table(TableName=name)
+            create_table(dynamodb, table, name)
+        for url in [*self._queue_urls.values(), *self._dead_letter_urls]:
+            # Received and deleted, not purged: SQS allows one PurgeQueue a minute per queue.
+            while received := self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                self._sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
+                    ],
+                )
+        with self.failures_lock:
+            self.failures.clear()
+        self.bus_events.clear()
+        self.clock.reset(start or self._start)
+        self.sources.add(new_source("default", self.write_key)[0])
+
     # ---------------------------------------------------------------- Step Functions events
 
     def _publish_status_change(self, execution: Any) -> None:
@@ -951,6 +1110,26 @@ class LocalEngine:
                 }
             )
         return listed
+
+    def execution_path(self, execution_arn: str) -> list[str]:
+        """The steps an execution entered, in order, by step id, from its history. States a step
+        compiles to besides its own (a wait_until's Wait, a branch's Choice) are left out."""
+        import boto3
+
+        history = boto3.client("stepfunctions", region_name=REGION).get_execution_history(
+            executionArn=execution_arn, maxResults=1000
+        )["events"]
+        entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+        journey = next(
+            (
+                j
+                for j, arn in self._state_machine_arns.items()
+                if execution_arn.split(":")[6] == arn.split(":")[6]
+            ),
+            None,
+        )
+        step_ids = self._step_ids.get(journey or "")
+        return [name for name in entered if step_ids is None or name in step_ids]
 
     def messages(self) -> list[dict[str, Any]]:
         """Messages handed to the email / push provider, in the order they were sent."""
