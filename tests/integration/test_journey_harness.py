@@ -12,7 +12,6 @@ import pytest
 from infra.local.harness import JourneyHarness
 from infra.topology import JOURNEYS_DIR
 
-
 MakeHarness = Callable[..., JourneyHarness]
 
 
@@ -61,7 +60,9 @@ def test_seven_simulated_days_of_one_customer_in_the_cart_journey(journey_harnes
 
 
 @pytest.mark.journeys(str(JOURNEYS_DIR))
-def test_a_customer_without_an_address_shows_as_drops_with_their_reason(journey_harness: JourneyHarness) -> None:
+def test_a_customer_without_an_address_shows_as_drops_with_their_reason(
+    journey_harness: JourneyHarness,
+) -> None:
     h = journey_harness
     h.identify("bob")  # no email, no device
     h.track("bob", "Product Added", cart_id="c-2")
@@ -75,7 +76,9 @@ def test_a_customer_without_an_address_shows_as_drops_with_their_reason(journey_
     ]
 
 
-def test_each_test_gets_a_fresh_engine_at_the_start_instant(make_journey_harness: MakeHarness, tmp_path: Path) -> None:
+def test_each_test_gets_a_fresh_engine_at_the_start_instant(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
     journeys = _write_journey(tmp_path, ONE_SEND)
     h = make_journey_harness(journeys)
     start = h.now
@@ -115,7 +118,9 @@ def test_a_reloaded_journey_keeps_runs_in_flight_on_their_definition_and_starts_
     assert len(h.path("late", "reload_probe")) == len(h.path("early", "reload_probe")) + 2
 
 
-def test_reloading_unchanged_journeys_changes_nothing(make_journey_harness: MakeHarness, tmp_path: Path) -> None:
+def test_reloading_unchanged_journeys_changes_nothing(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
     h = make_journey_harness(_write_journey(tmp_path, ONE_SEND))
 
     assert h.reload() == []
