@@ -21,7 +21,10 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -33,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from infra.local.clock import VirtualClock
@@ -65,6 +69,51 @@ CONCURRENCY = 4  # invocations of one function at a time (Lambda's concurrent in
 POLL_SECONDS = 0.02  # how often an idle queue consumer asks SQS again (moto has no long polling worth using)
 STOP_SECONDS = 2.0  # how long `stop` lets running invocations finish
 DEDUPE_WINDOW_SECONDS = 7 * 86400  # Segment's
+
+
+# What Step Functions sends to EventBridge when an execution's status changes.
+STATES_SOURCE = "aws.states"
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def _epoch_millis(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+# The journey catalogue (DESIGN8 §3): where it is, how a journey's state machine ARN is formed.
+CATALOGUE_ENV = "JOURNEY_CATALOGUE"
+ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
+ALIAS_ENV = "JOURNEY_ALIAS"
+# Placeholders in compiled journeys, substituted with the functions' ARNs (CDK does it at deploy).
+DELIVER_PLACEHOLDER = "${DeliverFunctionArn}"
+STEPS_PLACEHOLDER = "${JourneyStepsFunctionArn}"
+STEPS_FUNCTION = "journey-steps"
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z]+Arn\}")
+
+
+def state_machine_name(journey_id: str) -> str:
+    return f"{PREFIX}-{journey_id}"
+
+
+def _event_name(rule: Any) -> Any:
+    """A trigger or goal as the JOURNEYS variable names it: the event name (a rule has `.event`)."""
+    return getattr(rule, "event", rule)
+
+
+def _write_catalogue(definitions: list[Any], names: list[str], path: Path) -> None:
+    """The catalogue file (DESIGN8 §3). Replaced at once (never read half-written), and its
+    modification time always moves on, so a reader caching by path and mtime sees every rewrite
+    (two writes in one tick of the file system's clock would otherwise share an mtime)."""
+    entries = [
+        {"stateMachine": name, "definition": definition.model_dump(mode="json")}
+        for definition, name in zip(definitions, names, strict=True)
+    ]
+    previous = path.stat().st_mtime_ns if path.exists() else 0
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps({"journeys": entries}), encoding="utf-8")
+    os.replace(staged, path)
+    if path.stat().st_mtime_ns <= previous:
+        os.utime(path, ns=(previous + 1000, previous + 1000))
 
 
 @dataclass
@@ -100,6 +149,24 @@ def create_table(dynamodb: Any, table: Table, name: str) -> str:
         **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
     )
     return name
+
+
+def _execution_id(env: Any) -> str:
+    """The ARN of the execution a moto Step Functions environment (or frame) evaluates."""
+    return str(env.states.context_object.context_object_data["Execution"]["Id"])
+
+
+# What AWS accepts as a Wait state's timestamp: RFC 3339, `T` between date and time, `Z` or an offset.
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _parse_timestamp(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not _TIMESTAMP.match(text):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class _RequestLock:
@@ -165,6 +232,7 @@ class LocalEngine:
         identity_rules: str = "{}",
         concurrency: int = CONCURRENCY,
         default_timezone: str = "UTC",  # journeys' local-time waits for a recipient with no known zone
+        journeys_dir: Path | None = None,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -175,7 +243,8 @@ class LocalEngine:
         self.admin_token = admin_token
         self.identity_rules = identity_rules
         self.default_timezone = default_timezone
-        self.clock = VirtualClock(start or datetime.now(UTC).replace(microsecond=0))
+        self._start = start or datetime.now(UTC).replace(microsecond=0)
+        self.clock = VirtualClock(self._start)
         self.failures: list[Failure] = []  # appended under `failures_lock`
         self.failures_lock = threading.Lock()
         self.bus_events: list[dict[str, Any]] = []
@@ -190,11 +259,19 @@ class LocalEngine:
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pollers: list[threading.Thread] = []
         self._sqs: Any = None
+        self._events: Any = None
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._env: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
+        self._dead_letter_urls: list[str] = []
         self._state_machine_arns: dict[str, str] = {}
-        self._catalogue_dir = tempfile.TemporaryDirectory(prefix="continuum-journeys-")
+        self._definitions: dict[str, str] = {}  # journey id → its state machine's definition now
+        self._journeys: dict[str, Any] = {}  # journey id → Journey, as registered last
+        self._step_ids: dict[str, set[str]] = {}  # journey id → the step ids of all its definitions
+        self._function_arns: dict[str, str] = {}
+        self._role_arn = ""
+        self._catalogue_dir: Path | None = None
+        self.journeys_dir = Path(journeys_dir) if journeys_dir is not None else topology.journeys_dir
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -212,6 +289,7 @@ class LocalEngine:
         import boto3
 
         self._sqs = boto3.client("sqs", region_name=REGION)
+        self._events = boto3.client("events", region_name=REGION)
         self._pools = {
             f.name: ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"continuum-{f.name}")
             for f in self.topology.functions
@@ -230,6 +308,7 @@ class LocalEngine:
             poller.join(timeout=STOP_SECONDS)
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+        self._abort_executions()
         # Let running invocations finish before moto goes away (their requests would reach AWS).
         deadline = time.monotonic() + STOP_SECONDS
         while self._busy() and time.monotonic() < deadline:
@@ -244,7 +323,20 @@ class LocalEngine:
         clock.reset()
         config.reset()
         aws.reset()
-        self._catalogue_dir.cleanup()
+        if self._catalogue_dir is not None:
+            shutil.rmtree(self._catalogue_dir, ignore_errors=True)
+
+    def _abort_executions(self) -> None:
+        """End every running execution, as if stopped, so that none of their threads is left
+        waiting on the clock (or running on after moto is gone)."""
+        if self._mock is None:
+            return
+        now = self.clock.now()
+        for execution in self._executions():
+            worker = execution.exec_worker
+            if worker is not None and worker.env is not None and worker.env.is_running():
+                worker.env.set_stop(stop_date=now, cause="the local engine stopped", error=None)
+        self.clock.interrupt_all()
 
     def _set_process_environment(self) -> None:
         os.environ.update(
@@ -272,10 +364,21 @@ class LocalEngine:
         )
         from moto.awslambda.models import LambdaFunction
         from moto.events.models import Rule
+        from moto.stepfunctions.models import StepFunctionBackend
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEventException,
+        )
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (  # noqa: E501
+            StateTaskServiceCallback,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
             WaitFunction,
         )
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeTimedOut
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
         engine = self
 
@@ -318,8 +421,77 @@ class LocalEngine:
             original_send(others, event, transform_input)  # type: ignore[arg-type]
 
         def wait_interval(wait: Any, env: Any, wait_seconds: int) -> None:
-            execution = env.states.context_object.context_object_data["Execution"]["Id"]
-            engine.clock.sleep(execution, wait_seconds, cancelled=lambda: not env.is_running())
+            # A Wait state blocks on the virtual clock; a wait already due (a timestamp in the
+            # past, `Seconds: 0`) continues at once, as in AWS.
+            engine.clock.sleep(_execution_id(env), wait_seconds, cancelled=lambda: not env.is_running())
+
+        def timestamp_wait_seconds(wait: Any, env: Any) -> int:
+            # moto measures a `Timestamp` / `TimestampPath` wait against the real time; here it is
+            # measured against the virtual clock. Like AWS (and unlike moto), an offset such as
+            # `+02:00` is accepted besides `Z`.
+            wait.string.eval(env=env)
+            text = env.stack.pop()
+            at = _parse_timestamp(text)
+            if at is None:
+                raise FailureEventException(wait._create_failure_event(env, text))
+            return math.ceil((at - engine.clock.now()).total_seconds())
+
+        def wait_for_task_token(
+            task: Any, env: Any, timeout_seconds: int, callback_endpoint: Any, heartbeat_endpoint: Any
+        ) -> Any:
+            # moto waits for the token on the real clock (a 23 h TimeoutSeconds is 23 real hours) and
+            # a StopExecution does not end the wait. Here the timeout runs on the virtual clock, the
+            # token's answer (SendTaskSuccess / Failure sets the endpoint's event) ends the wait at
+            # once, and a stop interrupts it. An execution parked on a token counts as waiting on
+            # the clock, so the engine is idle while it waits.
+            if heartbeat_endpoint is not None:  # HeartbeatSeconds: moto's own (real-time) wait
+                return original_token_wait(task, env, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+            # (A SendTaskSuccess after the timeout is accepted and ignored here; AWS refuses it with
+            # TaskTimedOut. moto's path for that answer is broken: it fails with a TypeError.)
+            engine.clock.sleep(
+                _execution_id(env),
+                timeout_seconds,
+                cancelled=lambda: not env.is_running(),
+                wake=callback_endpoint._notify_event,  # moto is pinned exactly; see pyproject.toml
+            )
+            outcome = callback_endpoint.get_outcome()
+            if outcome is not None:
+                return outcome
+            return CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+
+        original_evaluate = ExecutionState._evaluate_with_timeout
+
+        def evaluate_with_timeout(state: Any, env: Any) -> None:
+            try:
+                original_evaluate(state, env)
+            except Exception:
+                # The execution was stopped while the state ran (a token wait interrupted): AWS
+                # records no outcome for the task of an aborted execution, and moto would fail it
+                # (or take its Catch) as if the token had timed out.
+                if env.is_running():
+                    raise
+
+        original_terminated = BaseExecutionWorkerCommunication.terminated
+
+        def terminated(communication: Any) -> None:
+            # Counted as work until the status change is on the bus: between the execution's end and
+            # the event, nothing else may look finished.
+            with engine._working():
+                original_terminated(communication)
+                engine._publish_status_change(communication.execution)
+
+        original_start = Execution.start
+
+        def start_execution(execution: Any) -> None:
+            execution.start_date = engine.clock.now()  # moto dates it by the real clock
+            original_start(execution)
+
+        original_stop = StepFunctionBackend.stop_execution
+
+        def stop_execution(backend: Any, execution_arn: str) -> Any:
+            stopped = original_stop(backend, execution_arn)
+            engine.clock.interrupt(execution_arn)  # the waits of a stopped execution end now
+            return stopped
 
         class _RetrySleep:
             # Retry back-off of a failed task passes no real time locally.
@@ -331,11 +503,19 @@ class LocalEngine:
                 return None
 
         requests_lock = self._patch_request_lock(patch)
+        self._patch_parsing(patch)
         self._patch_dynamodb_transactions(patch)
         self._patch_client_creation(patch)
         patch(LambdaFunction, "_invoke_lambda", invoke_lambda)
         patch(Rule, "send_to_targets", send_to_targets)
         patch(WaitFunction, "_wait_interval", wait_interval)
+        patch(Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
+        original_token_wait = StateTaskServiceCallback._eval_wait_for_task_token
+        patch(StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_task_token)
+        patch(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+        patch(StepFunctionBackend, "stop_execution", stop_execution)
+        patch(BaseExecutionWorkerCommunication, "terminated", terminated)
+        patch(Execution, "start", start_execution)
         patch(retrier_decl, "time", _RetrySleep())
         # Metrics are disabled locally (POWERTOOLS_METRICS_DISABLED), yet Powertools still buffers every
         # value in one object per handler module, shared by concurrent invocations here (one process
@@ -364,6 +544,37 @@ class LocalEngine:
 
         patch(BotocoreStubber, "process_request", process_request)
         return lock
+
+    @staticmethod
+    def _patch_parsing(patch: Callable[[Any, str, Any], None]) -> None:
+        """moto parses a state machine's definition (ANTLR, ~150 ms for a journey) at every execution's
+        start, and each JSONPath (`$.profileId`, ~2-10 ms) each time a state evaluates it: for a
+        thousand customers, minutes of CPU before any work. Both are parsed once here. A parsed
+        program is shared by the executions of its definition: its components hold no evaluation
+        state (that lives in each execution's environment; Map and Parallel make their workers per
+        evaluation)."""
+        from functools import lru_cache
+
+        import jsonpath_ng.ext
+        from jsonpath_ng import parse as parse_jsonpath
+        from jsonpath_ng.ext import parse as parse_jsonpath_ext
+        from moto.stepfunctions.parser.asl.component.common.path import result_path
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+        from moto.stepfunctions.parser.asl.utils import json_path
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+        program = lru_cache(maxsize=256)(lambda definition: AmazonStateLanguageParser.parse(definition)[0])
+
+        def entrypoint(worker: Any) -> Any:
+            return program(worker._evaluation_details.state_machine_details.definition)
+
+        patch(ExecutionWorker, "_get_evaluation_entrypoint", entrypoint)
+        cached_ext = lru_cache(maxsize=4096)(parse_jsonpath_ext)
+        patch(json_path, "parse", cached_ext)
+        patch(result_path, "parse", lru_cache(maxsize=4096)(parse_jsonpath))
+        # EventBridge's archive target applies an input transformer to every event put on the bus,
+        # parsing its JSONPaths each time (with a new parser: ~10 ms, forty times per customer call).
+        patch(jsonpath_ng.ext, "parse", cached_ext)
 
     @staticmethod
     def _patch_client_creation(patch: Callable[[Any, str, Any], None]) -> None:
@@ -432,18 +643,11 @@ class LocalEngine:
     def _provision(self) -> None:
         import boto3
 
-        from shared.journeys.catalogue import write_catalogue
-        from shared.journeys.compiler import (
-            DELIVER_ARN_PLACEHOLDER,
-            JOURNEY_STEPS_ARN_PLACEHOLDER,
-            JOURNEY_STEPS_FUNCTION,
-            compile_journey,
-        )
         from shared.journeys.loader import load_journeys
 
         session = boto3.Session(region_name=REGION)
         dynamodb, sqs, events = session.client("dynamodb"), session.client("sqs"), session.client("events")
-        lam, sfn, iam = session.client("lambda"), session.client("stepfunctions"), session.client("iam")
+        lam, iam = session.client("lambda"), session.client("iam")
 
         env: dict[str, str] = {}
         for table in self.topology.tables:
@@ -451,6 +655,7 @@ class LocalEngine:
 
         for queue in self.topology.queues:
             dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
+            self._dead_letter_urls.append(dlq_url)
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
@@ -503,40 +708,17 @@ class LocalEngine:
                 Targets=[{"Id": route.function, "Arn": function_arns[route.function]}],
             )
 
-        deliver_arn = function_arns[self.topology.journey_task_function]
-        # Until the journey-steps function is in the topology, its Tasks go to the send gate (which
-        # rejects them): journeys using only waits and sends run.
-        steps_arn = function_arns.get(JOURNEY_STEPS_FUNCTION, deliver_arn)
-        journeys = []
-        loaded = load_journeys(self.topology.journeys_dir)
-        for journey in loaded:
-            definition = (
-                json.dumps(compile_journey(journey))
-                .replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
-                .replace(JOURNEY_STEPS_ARN_PLACEHOLDER, steps_arn)
-            )
-            arn = sfn.create_state_machine(
-                name=f"{PREFIX}-{journey.definition.id}", definition=definition, roleArn=role
-            )["stateMachineArn"]
-            self._state_machine_arns[journey.definition.id] = arn
-            journeys.append(
-                {
-                    "id": journey.definition.id,
-                    "trigger": journey.definition.trigger.event,
-                    "goal": journey.definition.goal.event if journey.definition.goal else None,
-                    "stateMachineArn": arn,
-                }
-            )
-        env[JOURNEYS_ENV] = json.dumps(journeys)
-        # The journey catalogue the router and the Journeys API read (the cloud ships it in the layer).
-        catalogue = write_catalogue(
-            loaded,
-            {journey.definition.id: f"{PREFIX}-{journey.definition.id}" for journey in loaded},
-            os.path.join(self._catalogue_dir.name, "journeys.json"),
-        )
-        env[JOURNEY_CATALOGUE_ENV] = str(catalogue)
-        env[JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
-        env[JOURNEY_ALIAS_ENV] = ""  # executions start on the state machine itself locally
+        self._function_arns = function_arns
+        self._role_arn = role
+        self._catalogue_dir = Path(tempfile.mkdtemp(prefix="continuum-journeys-"))
+        env[CATALOGUE_ENV] = str(self._catalogue_dir / "journeys.json")
+        env[ARN_PREFIX_ENV] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
+        # moto 5.2 publishes versions and creates aliases, but cannot start an execution on either
+        # (StateMachineDoesNotExist on an alias ARN, AttributeError on a version ARN): journeys start
+        # on the state machine's own ARN, and `reload_journeys` updates the machine in place.
+        env[ALIAS_ENV] = ""
+        self._env = env
+        env.update(self._register_journeys(load_journeys(self.journeys_dir)))
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -553,6 +735,85 @@ class LocalEngine:
         self._env = env
         os.environ.update(env)
         self.sources.add(new_source("default", self.write_key)[0])
+
+    # ---------------------------------------------------------------- journeys
+
+    def reload_journeys(self, journeys_dir: Path | None = None) -> list[str]:
+        """Register the journeys of `journeys_dir` (by default the folder the engine runs) again, as a
+        redeploy does: a changed journey's state machine gets the new definition, so new entries use
+        it, while running executions keep the definition they started with (moto snapshots it at
+        StartExecution, as Step Functions does); a new journey gets its state machine; a journey no
+        longer there leaves the catalogue, and its running executions finish. Rewrites the catalogue
+        the router reads. Returns the ids of the journeys whose state machine was created or changed."""
+        from shared import config
+        from shared.journeys.loader import load_journeys
+
+        if journeys_dir is not None:
+            self.journeys_dir = Path(journeys_dir)
+        before = dict(self._definitions)
+        changed_env = self._register_journeys(load_journeys(self.journeys_dir))
+        self._env.update(changed_env)
+        os.environ.update(changed_env)
+        config.reset()  # the handlers' settings are read again, with the catalogue's new contents
+        return [
+            journey for journey, definition in self._definitions.items() if before.get(journey) != definition
+        ]
+
+    def _register_journeys(self, journeys: list[Any]) -> dict[str, str]:
+        """Create or update each journey's state machine and write the catalogue; the environment the
+        functions need for it."""
+        import boto3
+
+        from shared.journeys.compiler import compile_journey
+
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        substitutions = {
+            DELIVER_PLACEHOLDER: self._function_arns[self.topology.journey_task_function],
+            **(
+                {STEPS_PLACEHOLDER: self._function_arns[STEPS_FUNCTION]}
+                if STEPS_FUNCTION in self._function_arns
+                else {}
+            ),
+        }
+        for journey in journeys:
+            journey_id = journey.definition.id
+            definition = json.dumps(compile_journey(journey))
+            for placeholder, arn in substitutions.items():
+                definition = definition.replace(placeholder, arn)
+            if unresolved := _PLACEHOLDER.search(definition):
+                raise ValueError(
+                    f"journey {journey_id}: no function for {unresolved.group(0)} in this topology"
+                )
+            if journey_id not in self._state_machine_arns:
+                self._state_machine_arns[journey_id] = sfn.create_state_machine(
+                    name=state_machine_name(journey_id), definition=definition, roleArn=self._role_arn
+                )["stateMachineArn"]
+            elif self._definitions[journey_id] != definition:
+                sfn.update_state_machine(
+                    stateMachineArn=self._state_machine_arns[journey_id], definition=definition
+                )
+            self._definitions[journey_id] = definition
+        self._journeys = {journey.definition.id: journey for journey in journeys}
+        for journey in journeys:
+            if hasattr(journey.definition, "walk"):  # step ids: every definition registered, old ones too
+                ids = {step.id for step in journey.definition.walk()}
+                self._step_ids[journey.definition.id] = self._step_ids.get(journey.definition.id, set()) | ids
+        _write_catalogue(
+            [journey.definition for journey in journeys],
+            [state_machine_name(journey.definition.id) for journey in journeys],
+            Path(self._env[CATALOGUE_ENV]),
+        )
+        # The JOURNEYS variable stays until the router reads the catalogue.
+        legacy = [
+            {
+                "id": journey.definition.id,
+                "trigger": _event_name(journey.definition.trigger),
+                "goal": _event_name(journey.definition.goal),
+                "stateMachineArn": self._state_machine_arns[journey.definition.id],
+            }
+            for journey in journeys
+        ]
+        return {JOURNEYS_ENV: json.dumps(legacy)}
 
     def _install_handlers(self) -> None:
         from shared import clock, config
@@ -657,6 +918,12 @@ class LocalEngine:
         while not self._stopped.is_set():
             if not free.acquire(timeout=POLL_SECONDS):
                 continue
+            if not self._queue_holds_messages(url):
+                # Nothing to receive: ReceiveMessage would only hold the request lock that every other
+                # request waits for (an idle queue asked it fifty times a second).
+                free.release()
+                self._stopped.wait(POLL_SECONDS)
+                continue
             try:
                 received = self._sqs.receive_message(
                     QueueUrl=url,
@@ -736,17 +1003,17 @@ class LocalEngine:
     def _running_executions(self) -> set[str]:
         return {e.exec_arn for e in self._executions() if getattr(e.exec_status, "value", None) == "RUNNING"}
 
+    def _queue_holds_messages(self, url: str) -> bool:
+        """Whether a queue holds any message (visible, in flight or delayed), read from moto's queue
+        in-process: GetQueueAttributes computes every attribute of the queue each time, and idleness
+        is checked every few milliseconds (it cost more than the work it waited for)."""
+        from moto.sqs.models import sqs_backends
+
+        queue = sqs_backends[ACCOUNT][REGION].queues.get(url.rsplit("/", 1)[1])
+        return queue is None or bool(queue._messages)  # moto is pinned exactly; see pyproject.toml
+
     def _queues_empty(self) -> bool:
-        for url in self._queue_urls.values():
-            attributes = self._sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            if int(attributes["ApproximateNumberOfMessages"]) or int(
-                attributes["ApproximateNumberOfMessagesNotVisible"]
-            ):
-                return False
-        return True
+        return not any(self._queue_holds_messages(url) for url in self._queue_urls.values())
 
     def is_idle(self) -> bool:
         """Nothing left to do until virtual time moves: no pending or running invocation, no queued
@@ -782,6 +1049,81 @@ class LocalEngine:
         self.wait_idle()
         return self.clock.now()
 
+    # ---------------------------------------------------------------- reset
+
+    def reset(self, start: datetime | None = None) -> None:
+        """Forget all the engine holds (profiles, runs, messages, sources, queued messages, journey
+        executions, failures, events seen) and set the clock to `start` (by default where it started),
+        keeping the resources and the journeys as registered: a fresh engine in a fraction of the
+        time `start` takes. What is running is stopped first."""
+        import boto3
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        self._abort_executions()
+        self.wait_idle()
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        for machine in list(backend.state_machines):
+            machine.executions.clear()
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for table in self.topology.tables:
+            name = self._env[table_env(table.name)]
+            dynamodb.delete_table(TableName=name)
+            create_table(dynamodb, table, name)
+        for url in [*self._queue_urls.values(), *self._dead_letter_urls]:
+            # Received and deleted, not purged: SQS allows one PurgeQueue a minute per queue.
+            while received := self._sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+                self._sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
+                    ],
+                )
+        with self.failures_lock:
+            self.failures.clear()
+        self.bus_events.clear()
+        self.clock.reset(start or self._start)
+        self.sources.add(new_source("default", self.write_key)[0])
+
+    # ---------------------------------------------------------------- Step Functions events
+
+    def _publish_status_change(self, execution: Any) -> None:
+        """Put the `Step Functions Execution Status Change` event AWS sends when an execution ends
+        (it sends it to the account's default bus; the topology's route for it is on the engine's
+        bus, so it goes there). Dates are the virtual clock's, in epoch milliseconds as AWS sends them."""
+        status = getattr(execution.exec_status, "value", execution.exec_status)
+        now = self.clock.now()
+        execution.stop_date = now
+        detail = {
+            "executionArn": execution.exec_arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "status": status,
+            "startDate": _epoch_millis(execution.start_date),
+            "stopDate": _epoch_millis(now),
+            "input": json.dumps(execution.input_data, separators=(",", ":")),
+            "inputDetails": {"included": True},
+            "output": (
+                json.dumps(execution.output, separators=(",", ":")) if status == "SUCCEEDED" else None
+            ),
+            "outputDetails": {"included": True} if status == "SUCCEEDED" else None,
+            "error": execution.error,
+            "cause": execution.cause,
+        }
+        response = self._events.put_events(
+            Entries=[
+                {
+                    "Source": STATES_SOURCE,
+                    "DetailType": STATUS_CHANGE,
+                    "Detail": json.dumps(detail),
+                    "Resources": [execution.exec_arn],
+                    "Time": now,
+                    "EventBusName": self._env[EVENT_BUS_ENV],
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            log.error("the status change of an execution was not put on the bus: %s", response["Entries"])
+
     # ---------------------------------------------------------------- inspection
 
     @property
@@ -812,6 +1154,26 @@ class LocalEngine:
                 }
             )
         return listed
+
+    def execution_path(self, execution_arn: str) -> list[str]:
+        """The steps an execution entered, in order, by step id, from its history. States a step
+        compiles to besides its own (a wait_until's Wait, a branch's Choice) are left out."""
+        import boto3
+
+        history = boto3.client("stepfunctions", region_name=REGION).get_execution_history(
+            executionArn=execution_arn, maxResults=1000
+        )["events"]
+        entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+        journey = next(
+            (
+                j
+                for j, arn in self._state_machine_arns.items()
+                if execution_arn.split(":")[6] == arn.split(":")[6]
+            ),
+            None,
+        )
+        step_ids = self._step_ids.get(journey or "")
+        return [name for name in entered if step_ids is None or name in step_ids]
 
     def messages(self) -> list[dict[str, Any]]:
         """Messages handed to the email / push provider, in the order they were sent."""

@@ -1,0 +1,3 @@
+"""The project's own tests use the journey harness as a journey author's project would."""
+
+pytest_plugins = ["infra.local.harness"]

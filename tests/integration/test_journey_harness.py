@@ -1,0 +1,126 @@
+"""The journey harness (infra/local/harness.py) as a journey author uses it, and journeys reloaded
+while customers are in them: runs in flight finish on the definition they started with."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infra.local.harness import JourneyHarness
+from infra.topology import JOURNEYS_DIR
+
+MakeHarness = Callable[..., JourneyHarness]
+
+
+def _write_journey(root: Path, steps: str) -> Path:
+    folder = root / "reload_probe"
+    (folder / "templates").mkdir(parents=True, exist_ok=True)
+    for template in ("first", "second", "third"):
+        (folder / "templates" / f"{template}.yaml").write_text(
+            f"email:\n  subject: {template}\n  text: the {template} message\n", encoding="utf-8"
+        )
+    (folder / "journey.yaml").write_text(
+        f"id: reload_probe\nname: Reload probe\ntrigger: Product Added\nsteps:\n{steps}", encoding="utf-8"
+    )
+    return root
+
+
+ONE_SEND = "  - wait: 1h\n  - send: {channel: email, template: first}\n"
+TWO_SENDS = (
+    "  - wait: 30m\n  - send: {channel: email, template: second}\n"
+    "  - wait: 1h\n  - send: {channel: email, template: third}\n"
+)
+
+
+def _templates(h: JourneyHarness, user_id: str) -> list[str]:
+    return [m["template"] for m in h.messages(user_id)]
+
+
+@pytest.mark.journeys(str(JOURNEYS_DIR))
+def test_seven_simulated_days_of_one_customer_in_the_cart_journey(journey_harness: JourneyHarness) -> None:
+    h = journey_harness
+    started = time.perf_counter()
+    h.identify("ada", email="ada@example.com", context={"device": {"token": "ada-device"}})
+    h.track("ada", "Product Added", cart_id="c-1", name="Kettle")
+
+    h.advance("7d")
+
+    wall = time.perf_counter() - started
+    # The figure `make bench` reports; printed here (with -s) but never asserted on.
+    print(f"\nseven simulated days of one customer: {wall:.3f} s of wall time")
+    assert [(m["channel"], m["template"]) for m in h.messages("ada")] == [
+        ("email", "cart-reminder"),
+        ("push", "cart-reminder"),
+    ]
+    assert h.status("ada", "cart_abandonment") == "SUCCEEDED"
+    assert h.path("ada", "cart_abandonment")  # the steps it entered, from the execution's history
+
+
+@pytest.mark.journeys(str(JOURNEYS_DIR))
+def test_a_customer_without_an_address_shows_as_drops_with_their_reason(
+    journey_harness: JourneyHarness,
+) -> None:
+    h = journey_harness
+    h.identify("bob")  # no email, no device
+    h.track("bob", "Product Added", cart_id="c-2")
+
+    h.advance("2d")
+
+    assert h.messages("bob") == []
+    assert [(d["channel"], d["reason"]) for d in h.drops("bob")] == [
+        ("email", "no_email_address"),
+        ("push", "no_push_address"),
+    ]
+
+
+def test_each_test_gets_a_fresh_engine_at_the_start_instant(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    journeys = _write_journey(tmp_path, ONE_SEND)
+    h = make_journey_harness(journeys)
+    start = h.now
+    h.identify("cy", email="cy@example.com")
+    h.track("cy", "Product Added")
+    h.advance("1h")
+    assert _templates(h, "cy") == ["first"]
+
+    again = make_journey_harness(journeys)
+
+    assert again.now == start
+    assert again.messages() == [] and again.engine.executions() == []
+    assert again.profile_ids("cy") == set()
+
+
+def test_a_reloaded_journey_keeps_runs_in_flight_on_their_definition_and_starts_new_ones_on_the_new(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a customer one step into the journey as first deployed (wait 1 h → email `first`)
+    journeys = _write_journey(tmp_path, ONE_SEND)
+    h = make_journey_harness(journeys)
+    for user in ("early", "late"):
+        h.identify(user, email=f"{user}@example.com")
+    h.track("early", "Product Added")
+    h.advance("10m")
+
+    # When the journey changes (another template, a step added) and is redeployed
+    _write_journey(tmp_path, TWO_SENDS)
+    assert h.reload() == ["reload_probe"]
+    h.track("late", "Product Added")
+    h.advance("3h")
+
+    # Then the run in flight finished on the old definition, the new entry ran the new one
+    assert _templates(h, "early") == ["first"]
+    assert _templates(h, "late") == ["second", "third"]
+    assert h.status("early", "reload_probe") == h.status("late", "reload_probe") == "SUCCEEDED"
+    assert len(h.path("late", "reload_probe")) == len(h.path("early", "reload_probe")) + 2
+
+
+def test_reloading_unchanged_journeys_changes_nothing(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_journey_harness(_write_journey(tmp_path, ONE_SEND))
+
+    assert h.reload() == []

@@ -1,0 +1,256 @@
+"""moto's Step Functions on the local runtime's virtual clock, with small hand-written state machines:
+a task-token wait times out on the virtual clock (and counts as waiting, so the engine is idle), a
+Timestamp wait is measured against the virtual clock, StopExecution interrupts a token wait, and
+every execution that ends puts AWS's `Step Functions Execution Status Change` event on the bus."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from infra.local.engine import STATES_SOURCE, STATUS_CHANGE, LocalEngine
+from infra.topology import TOPOLOGY, Function, Route
+from tests.integration import concurrency_probe
+from tests.integration.conftest import WRITE_KEY, client
+
+PROBE = "probe"
+HOUR = 3600
+SETTLE_SECONDS = 20  # a wait_idle that needs longer has found something that never settles
+TEST_TOPOLOGY = replace(
+    TOPOLOGY,
+    functions=(*TOPOLOGY.functions, Function(PROBE, "tests.integration.concurrency_probe", "test only")),
+    routes=(
+        *TOPOLOGY.routes,
+        Route("status-changes", {"source": [STATES_SOURCE], "detail-type": [STATUS_CHANGE]}, PROBE),
+    ),
+)
+
+
+class Probe:
+    """What the probe function received: task tokens (from a token task's payload) and status changes."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, str] = {}  # execution ARN → its latest task token
+        self.status_changes: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        if event.get("detail-type") == STATUS_CHANGE:
+            self.status_changes.append(event)
+        elif "token" in event:
+            self.tokens[event["execution"]] = event["token"]
+        return {"ok": True}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LocalEngine]:
+    local = LocalEngine(write_key=WRITE_KEY, topology=TEST_TOPOLOGY).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    recorder = Probe()
+    concurrency_probe.behaviour = recorder
+    yield recorder
+    concurrency_probe.behaviour = concurrency_probe._nothing
+
+
+def _probe_arn() -> str:
+    arn: str = client("lambda").get_function(FunctionName=f"continuum-{PROBE}")["Configuration"][
+        "FunctionArn"
+    ]
+    return arn
+
+
+def _token_machine(
+    timeout_seconds: int | None = 23 * HOUR, after_timeout: dict[str, Any] | None = None
+) -> str:
+    """Park on a task token (the token goes to the probe), then `Answered`; a timeout goes to `TimedOut`."""
+    task: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {
+            "FunctionName": _probe_arn(),
+            "Payload": {"token.$": "$$.Task.Token", "execution.$": "$$.Execution.Id"},
+        },
+        "ResultPath": None,
+        "Next": "Answered",
+        "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut", "ResultPath": None}],
+    }
+    if timeout_seconds is not None:
+        task["TimeoutSeconds"] = timeout_seconds
+    states = {
+        "Token": task,
+        "Answered": {"Type": "Pass", "End": True},
+        "TimedOut": after_timeout or {"Type": "Pass", "End": True},
+    }
+    return _machine({"StartAt": "Token", "States": states})
+
+
+def _machine(definition: dict[str, Any]) -> str:
+    arn: str = client("stepfunctions").create_state_machine(
+        name=f"test-{uuid.uuid4().hex[:12]}",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/continuum-local",
+    )["stateMachineArn"]
+    return arn
+
+
+def _start(machine: str, payload: dict[str, Any] | None = None) -> str:
+    arn: str = client("stepfunctions").start_execution(
+        stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(payload or {})
+    )["executionArn"]
+    return arn
+
+
+def _status(execution: str) -> str:
+    return str(client("stepfunctions").describe_execution(executionArn=execution)["status"])
+
+
+def _history(execution: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = client("stepfunctions").get_execution_history(executionArn=execution)[
+        "events"
+    ]
+    return events
+
+
+def _entered(execution: str) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in _history(execution) if "stateEnteredEventDetails" in e
+    ]
+
+
+def test_a_token_wait_times_out_on_the_virtual_clock_and_counts_as_idle(
+    engine: LocalEngine, probe: Probe
+) -> None:
+    # Given an execution parked on a task token with a 23 h timeout
+    execution = _start(_token_machine())
+    engine.wait_idle(SETTLE_SECONDS)  # parked on the token: idle, though the execution runs
+    assert execution in probe.tokens and _status(execution) == "RUNNING"
+
+    # When virtual time reaches the timeout (and not before)
+    engine.advance(23 * HOUR - 1)
+    assert _status(execution) == "RUNNING"
+    engine.advance(1)
+
+    # Then the wait timed out (States.Timeout, caught) at that virtual instant
+    assert _status(execution) == "SUCCEEDED"
+    assert _entered(execution) == ["Token", "TimedOut"]
+
+
+def test_a_token_answered_before_its_timeout_resumes_the_execution_at_once(
+    engine: LocalEngine, probe: Probe
+) -> None:
+    execution = _start(_token_machine())
+    engine.wait_idle(SETTLE_SECONDS)
+    engine.advance(5 * HOUR)
+    before = engine.clock.now()
+
+    client("stepfunctions").send_task_success(taskToken=probe.tokens[execution], output="{}")
+    engine.wait_idle(SETTLE_SECONDS)
+
+    assert _status(execution) == "SUCCEEDED"
+    assert _entered(execution) == ["Token", "Answered"]
+    assert engine.clock.now() == before  # nothing moved the clock on to the timeout
+    assert engine.clock.next_due() is None  # and the timeout no longer waits on it
+
+
+def test_a_token_without_a_timeout_parks_the_execution_idle(engine: LocalEngine, probe: Probe) -> None:
+    execution = _start(_token_machine(timeout_seconds=None))
+    engine.wait_idle(SETTLE_SECONDS)
+    assert _status(execution) == "RUNNING"
+
+    client("stepfunctions").send_task_failure(taskToken=probe.tokens[execution], error="Nope", cause="test")
+    engine.wait_idle(SETTLE_SECONDS)
+
+    assert _status(execution) == "FAILED"
+
+
+def test_stop_execution_interrupts_a_token_wait(engine: LocalEngine, probe: Probe) -> None:
+    execution = _start(_token_machine())
+    engine.wait_idle(SETTLE_SECONDS)
+
+    client("stepfunctions").stop_execution(executionArn=execution)
+    engine.wait_idle(SETTLE_SECONDS)
+
+    assert _status(execution) == "ABORTED"
+    assert execution not in engine.clock.waiting()
+    types = [e["type"] for e in _history(execution)]
+    assert types[-1] == "ExecutionAborted"
+    assert not {"TaskTimedOut", "TaskFailed", "TaskSucceeded"} & set(types)  # the task had no outcome
+
+
+def _timestamp_machine() -> str:
+    return _machine(
+        {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "TimestampPath": "$.until", "End": True}}}
+    )
+
+
+@pytest.mark.parametrize("offset", ["Z", "+02:00"])
+def test_a_timestamp_wait_ends_at_that_virtual_instant(engine: LocalEngine, offset: str) -> None:
+    due = engine.clock.now() + timedelta(days=3, hours=2)
+    text = (
+        due.isoformat().replace("+00:00", "Z")
+        if offset == "Z"
+        else due.astimezone(__import__("datetime").timezone(timedelta(hours=2))).isoformat()
+    )
+    execution = _start(_timestamp_machine(), {"until": text})
+    engine.wait_idle(SETTLE_SECONDS)
+
+    engine.advance((due - engine.clock.now()).total_seconds() - 1)
+    assert _status(execution) == "RUNNING"
+    engine.advance(1)
+
+    assert _status(execution) == "SUCCEEDED"
+
+
+def test_a_timestamp_in_the_past_continues_at_once(engine: LocalEngine) -> None:
+    past = engine.clock.now() - timedelta(days=1)
+    execution = _start(_timestamp_machine(), {"until": past.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+    engine.wait_idle(SETTLE_SECONDS)  # no advance
+
+    assert _status(execution) == "SUCCEEDED"
+
+
+def test_an_ended_execution_puts_its_status_change_on_the_bus(engine: LocalEngine, probe: Probe) -> None:
+    machine = _machine(
+        {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "Result": {"exit": "x"}, "End": True}}}
+    )
+    execution = _start(machine, {"profileId": "p-1"})
+    engine.wait_idle(SETTLE_SECONDS)
+
+    (event,) = [e for e in probe.status_changes if e["detail"]["executionArn"] == execution]
+    assert event["source"] == "aws.states"
+    assert event["resources"] == [execution]
+    detail = event["detail"]
+    assert detail["stateMachineArn"] == machine
+    assert detail["name"] == execution.rsplit(":", 1)[1]
+    assert detail["status"] == "SUCCEEDED"
+    assert json.loads(detail["input"]) == {"profileId": "p-1"}
+    assert json.loads(detail["output"]) == {"exit": "x"}
+    assert detail["startDate"] <= detail["stopDate"] == int(engine.clock.now().timestamp() * 1000)
+
+
+@pytest.mark.parametrize("ending", ["FAILED", "ABORTED"])
+def test_failed_and_aborted_executions_put_their_status_change_on_the_bus(
+    engine: LocalEngine, probe: Probe, ending: str
+) -> None:
+    execution = _start(_token_machine())
+    engine.wait_idle(SETTLE_SECONDS)
+    if ending == "FAILED":
+        client("stepfunctions").send_task_failure(taskToken=probe.tokens[execution], error="E", cause="c")
+    else:
+        client("stepfunctions").stop_execution(executionArn=execution)
+    engine.wait_idle(SETTLE_SECONDS)
+
+    (event,) = [e for e in probe.status_changes if e["detail"]["executionArn"] == execution]
+    assert event["detail"]["status"] == ending
+    assert event["detail"]["output"] is None
