@@ -71,6 +71,10 @@ class Function:
     queues: tuple[QueueAccess, ...] = ()
     publishes: bool = False  # PutEvents on the bus
     controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
+    # Reads the journey catalogue: gets JOURNEY_CATALOGUE_ENV, JOURNEY_ARN_PREFIX_ENV and JOURNEY_ALIAS_ENV.
+    reads_journeys: bool = False
+    # Resumes executions parked on a task token (states:SendTaskSuccess): the wait_for steps.
+    resumes_journeys: bool = False
     settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
@@ -83,13 +87,24 @@ class Function:
         return ROOT / Path(*self.module.split(".")[:-1])
 
 
+# What Step Functions puts on the default bus when an execution changes status.
+SOURCE_STEP_FUNCTIONS = "aws.states"
+DETAIL_EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+
+# The buses a route can listen on: Continuum's own, or the account's default bus, where AWS services
+# put their events (Step Functions' execution status changes).
+CONTINUUM_BUS = "continuum"
+DEFAULT_BUS = "default"
+
+
 @dataclass(frozen=True)
 class Route:
-    """An EventBridge rule on the bus delivering matching events to a function."""
+    """An EventBridge rule on a bus delivering matching events to a function."""
 
     name: str
     pattern: dict[str, list[str]]
     function: str
+    bus: str = CONTINUUM_BUS  # or DEFAULT_BUS
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,9 @@ class Topology:
     consumers: tuple[QueueConsumer, ...]
     http_routes: tuple[HttpRoute, ...]
     api_function: str  # the function behind the Segment API
-    journey_task_function: str  # the function journeys' send steps invoke
+    journey_task_function: str  # the function journeys' send steps invoke (${DeliverFunctionArn})
+    # The function every other journey Task invokes (${JourneyStepsFunctionArn}): waits, branches, updates.
+    journey_steps_function: str | None = None
     journeys_dir: Path = field(default=JOURNEYS_DIR)
 
     def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
@@ -177,7 +194,12 @@ SETTINGS = {
 
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
-JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn}
+JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn} (the local runtime, until #8)
+# The journey catalogue (shared/journeys/catalogue.py): a file, not an environment variable (4 KB limit).
+JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"  # its path (cloud: in the shared layer)
+# arn:<partition>:states:<region>:<account>:stateMachine: (a name from the catalogue completes the ARN)
+JOURNEY_ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
+JOURNEY_ALIAS_ENV = "JOURNEY_ALIAS"  # the alias executions start on (cloud: live)
 # The admin credential (see Function.admin_credential): exactly one of these is set.
 ADMIN_TOKEN_SECRET_ENV = "ADMIN_TOKEN_SECRET_ARN"
 ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
@@ -265,6 +287,8 @@ TOPOLOGY = Topology(
             "Start journeys on their trigger, exit them on their goal",
             tables=(TableAccess(JOURNEY_RUNS, write=True),),
             controls_journeys=True,
+            reads_journeys=True,
+            resumes_journeys=True,  # an awaited event resumes its wait_for step
         ),
         Function(
             "deliver",
@@ -296,6 +320,14 @@ TOPOLOGY = Topology(
             "resolved-events",
             {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED, DETAIL_MERGED]},
             "journey-router",
+        ),
+        # Step Functions reports every execution's end on the account's default bus; the stack narrows
+        # the rule to this stack's journeys (infra/stacks/continuum_stack.py).
+        Route(
+            "journey-executions",
+            {"source": [SOURCE_STEP_FUNCTIONS], "detail-type": [DETAIL_EXECUTION_STATUS_CHANGE]},
+            "journey-router",
+            bus=DEFAULT_BUS,
         ),
     ),
     consumers=(
