@@ -155,9 +155,7 @@ class Topology:
     consumers: tuple[QueueConsumer, ...]
     http_routes: tuple[HttpRoute, ...]
     api_function: str  # the function behind the Segment API
-    journey_task_function: str  # the function journeys' send steps invoke (${DeliverFunctionArn})
-    # The function every other journey Task invokes (${JourneyStepsFunctionArn}): waits, branches, updates.
-    journey_steps_function: str | None = None
+    journey_task_function: str  # the function journeys' send steps invoke
     journeys_dir: Path = field(default=JOURNEYS_DIR)
 
     def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:

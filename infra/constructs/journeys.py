@@ -30,7 +30,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from shared.journeys.catalogue import write_catalogue
-from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, compile_journey
+from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, JOURNEY_STEPS_ARN_PLACEHOLDER, compile_journey
 from shared.models.journey import Journey
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -46,17 +46,13 @@ MAX_JOURNEY_ID = 63
 _STACK_PART = MAX_STATE_MACHINE_NAME - MAX_JOURNEY_ID - 1
 
 
-# The placeholder every Task but the send steps invokes (DESIGN8 §2), substituted with journey-steps.
-STEPS_ARN_PLACEHOLDER = "${JourneyStepsFunctionArn}"
-
-
 def _variable(placeholder: str) -> str:
     """ "${DeliverFunctionArn}" → "DeliverFunctionArn": the compiler owns the placeholders' names."""
     return placeholder.removeprefix("${").removesuffix("}")
 
 
 DELIVER_ARN_VARIABLE = _variable(DELIVER_ARN_PLACEHOLDER)
-STEPS_ARN_VARIABLE = _variable(STEPS_ARN_PLACEHOLDER)
+STEPS_ARN_VARIABLE = _variable(JOURNEY_STEPS_ARN_PLACEHOLDER)
 
 
 def name_prefix(stack_name: str) -> str:
@@ -158,8 +154,7 @@ class JourneyStateMachines(Construct):
             missing = sorted(used - set(task_functions))
             if missing:
                 raise ValueError(
-                    f"journey {journey_id}: its steps invoke {missing}, which no topology function "
-                    "stands for (Topology.journey_task_function / journey_steps_function)"
+                    f"journey {journey_id}: its steps invoke {missing}, which no topology function stands for"
                 )
             invoked |= used
             machine_scope = Construct(self, journey_id)
@@ -205,11 +200,9 @@ class JourneyStateMachines(Construct):
             self.aliases[journey_id] = alias
         # The definitions invoke the unqualified ARNs only: grant exactly those, not CDK's grant_invoke,
         # which also grants every version and alias (`<arn>:*`).
+        arns = list(dict.fromkeys(task_functions[v].function_arn for v in sorted(invoked)))
         self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                resources=[task_functions[v].function_arn for v in sorted(invoked)],
-            )
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=arns)
         )
 
     @property

@@ -41,6 +41,7 @@ from infra.topology import (
     queue_env,
     table_env,
 )
+from shared.journeys.compiler import JOURNEY_STEPS_FUNCTION
 from shared.journeys.loader import load_journeys
 
 TAGS = {"project": "continuum"}
@@ -122,9 +123,14 @@ class ContinuumStack(Stack):
             assert admin_token is not None
             admin_token.grant(functions[name])
 
-        task_functions = {DELIVER_ARN_VARIABLE: functions[topology.journey_task_function]}
-        if topology.journey_steps_function is not None:
-            task_functions[STEPS_ARN_VARIABLE] = functions[topology.journey_steps_function]
+        send_gate = functions[topology.journey_task_function]
+        task_functions = {
+            DELIVER_ARN_VARIABLE: send_gate,
+            # Until the journey-steps function is in the topology, its placeholder resolves to the send
+            # gate (which rejects those payloads), as in the local runtime: journeys using only waits
+            # and sends run.
+            STEPS_ARN_VARIABLE: functions.get(JOURNEY_STEPS_FUNCTION, send_gate),
+        }
         journeys = JourneyStateMachines(
             self, "Journeys", journeys=journey_list, names=machine_names, task_functions=task_functions
         )

@@ -31,6 +31,7 @@ from infra.topology import (
     TableAccess,
     Topology,
 )
+from shared.journeys.catalogue import load_catalogue
 from shared.journeys.loader import load_journeys
 from tests.infra.test_continuum_stack import DEPLOY_CONTEXT
 
@@ -69,13 +70,28 @@ def _journey_yaml(n: int) -> str:
     return f"""\
 id: {journey_id}
 name: Generated journey {n} of {JOURNEY_COUNT}, to show the catalogue is not an environment variable
-trigger: Generated Event {n}
-goal: Order Completed
+trigger: {{event: Generated Event {n}, where: {{plan: {{one_of: [pro, team]}}}}}}
+exit_on:
+  - {{event: Order Completed, where: {{cart_id: {{same_as_trigger: true}}}}}}
+goal: {{event: Order Completed, within: 7d}}
+holdout: 10
 steps:
   - wait: 1h
   - send: {{channel: email, template: reminder}}
-  - wait: 23h
-  - send: {{channel: push, template: reminder}}
+  - id: checkout
+    wait_for:
+      event: Checkout Started
+      where: {{cart_id: {{same_as_trigger: true}}}}
+      timeout: 23h
+      on_event: [exit]
+      on_timeout:
+        - branch:
+            cases:
+              - when: {{traits: {{plan: pro}}}}
+                steps: [{{send: {{channel: push, template: reminder}}}}]
+            else:
+              - wait_until: {{time: "10:00", days_after_entry: 1}}
+              - send: {{channel: email, template: reminder}}
 """
 
 
@@ -140,7 +156,6 @@ def scale_topology(journeys_dir: Path, stand_in: Path) -> Topology:
             )
             if route not in TOPOLOGY.http_routes
         ),
-        journey_steps_function="journey-steps",
     )
 
 
@@ -226,13 +241,12 @@ def test_no_function_environment_names_a_journey(scale: Scale) -> None:
 
 def test_the_catalogue_in_the_layer_holds_every_journey(scale: Scale) -> None:
     [layer] = [d for d in scale.outdir.glob("asset.*") if (d / "python" / "shared").is_dir()]
-    catalogue = json.loads((layer / CATALOGUE_IN_LAYER).read_text())
+    catalogue = load_catalogue(layer / CATALOGUE_IN_LAYER)
     journeys = load_journeys(scale.topology.journeys_dir)
-    assert len(journeys) == JOURNEY_COUNT
-    assert {e["stateMachine"] for e in catalogue["journeys"]} == {
-        state_machine_name(STACK_NAME, j.definition.id) for j in journeys
-    }
-    assert {e["definition"]["id"] for e in catalogue["journeys"]} == {j.definition.id for j in journeys}
+    assert len(journeys) == len(catalogue.journeys) == JOURNEY_COUNT
+    assert [(e.state_machine, e.definition) for e in catalogue.journeys] == [
+        (state_machine_name(STACK_NAME, j.definition.id), j.definition) for j in journeys
+    ]
 
 
 def test_a_hundred_journeys_fit_in_one_stack(scale: Scale) -> None:
