@@ -160,13 +160,15 @@ def build_app(
     outdir: str | Path,
     context: Mapping[str, Any] | None = None,
     warn: Callable[[str], None] = _stderr,
+    topology: Topology = TOPOLOGY,
 ) -> tuple[cdk.App, ContinuumStack]:
     """The app and its stack, not yet synthesized. `context` defaults to cdk.json's: when the CDK CLI
-    runs this, it passes its own context too (cdk.json plus any -c), which takes precedence."""
+    runs this, it passes its own context too (cdk.json plus any -c), which takes precedence.
+    `topology` is for tests (e.g. another journeys folder)."""
     app = cdk.App(outdir=str(outdir), context=dict(cdk_json_context() if context is None else context))
-    settings = read_settings(app, TOPOLOGY, warn=warn)
+    settings = read_settings(app, topology, warn=warn)
     stack = ContinuumStack(
-        app, STACK_NAME, topology=TOPOLOGY, settings=settings.functions, alarm_email=settings.alarm_email
+        app, STACK_NAME, topology=topology, settings=settings.functions, alarm_email=settings.alarm_email
     )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack

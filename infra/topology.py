@@ -79,10 +79,10 @@ class Function:
     queues: tuple[QueueAccess, ...] = ()
     publishes: bool = False  # PutEvents on the bus
     controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
-    resumes_journeys: bool = False  # SendTaskSuccess on the journeys' state machines (wait_for)
-    # Reads the journey catalogue: gets JOURNEY_CATALOGUE_ENV (the file's path); a function that also
-    # controls journeys gets JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV and JOURNEY_ALIAS_ENV to start them.
-    journey_catalogue: bool = False
+    # Reads the journey catalogue: gets JOURNEY_CATALOGUE_ENV, JOURNEY_ARN_PREFIX_ENV and JOURNEY_ALIAS_ENV.
+    reads_journeys: bool = False
+    # Resumes executions parked on a task token (states:SendTaskSuccess): the wait_for steps.
+    resumes_journeys: bool = False
     settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
@@ -95,16 +95,20 @@ class Function:
         return ROOT / Path(*self.module.split(".")[:-1])
 
 
+# The buses a route can listen on: Continuum's own, or the account's default bus, where AWS services
+# put their events (Step Functions' execution status changes).
+CONTINUUM_BUS = "continuum"
+DEFAULT_BUS = "default"
+
+
 @dataclass(frozen=True)
 class Route:
-    """An EventBridge rule delivering matching events to a function. `bus`: Continuum's own bus, or
-    (in the cloud) the account's default bus, where AWS services put their events (Step Functions'
-    execution status changes). The local runtime puts those on its one bus: the same pattern routes them."""
+    """An EventBridge rule on a bus delivering matching events to a function."""
 
     name: str
     pattern: dict[str, Any]
     function: str
-    bus: Literal["continuum", "default"] = "continuum"
+    bus: str = CONTINUUM_BUS  # or DEFAULT_BUS
 
 
 @dataclass(frozen=True)
@@ -194,13 +198,12 @@ SETTINGS = {
 
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
-JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn} (replaced by the catalogue)
-# The journey catalogue (shared/journeys/catalogue.py): the file's path, the ARN prefix of the journeys'
-# state machines (`arn:<partition>:states:<region>:<account>:stateMachine:`), and the alias to start
-# (empty: the state machine itself).
-JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"
-JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
-JOURNEY_ALIAS_ENV = "JOURNEY_ALIAS"
+JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn} (the local runtime, until #8)
+# The journey catalogue (shared/journeys/catalogue.py): a file, not an environment variable (4 KB limit).
+JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"  # its path (cloud: in the shared layer)
+# arn:<partition>:states:<region>:<account>:stateMachine: (a name from the catalogue completes the ARN)
+JOURNEY_ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
+JOURNEY_ALIAS_ENV = "JOURNEY_ALIAS"  # the alias executions start on (cloud: live)
 # The admin credential (see Function.admin_credential): exactly one of these is set.
 ADMIN_TOKEN_SECRET_ENV = "ADMIN_TOKEN_SECRET_ARN"
 ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
@@ -295,14 +298,14 @@ TOPOLOGY = Topology(
             ),
             controls_journeys=True,
             resumes_journeys=True,
-            journey_catalogue=True,
+            reads_journeys=True,
         ),
         Function(
             "journeys",
             "functions.journeys.handler",
             "Journeys admin API: the catalogue with each journey's counters; admin credential only",
             tables=(TableAccess(JOURNEY_STATS),),
-            journey_catalogue=True,
+            reads_journeys=True,
             admin_credential=True,
         ),
         Function(
@@ -353,18 +356,18 @@ TOPOLOGY = Topology(
             {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED, DETAIL_MERGED]},
             "journey-router",
         ),
-        # An execution ended: its run is closed and its slot freed. Only the statuses with something
-        # to close (a stopped execution's run was closed by whoever stopped it). In the cloud the
-        # rule lives on the default bus and also names the journeys' state machines.
+        # Step Functions reports every execution's end on the account's default bus; the stack narrows
+        # the rule to this stack's journeys (infra/stacks/continuum_stack.py).
         Route(
-            "journey-executions-ended",
+            "journey-executions",
             {
                 "source": [SOURCE_STATES],
                 "detail-type": [DETAIL_EXECUTION_STATUS_CHANGE],
+                # A stopped execution's run was closed by whoever stopped it: nothing to do.
                 "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT"]},
             },
             "journey-router",
-            bus="default",
+            bus=DEFAULT_BUS,
         ),
     ),
     consumers=(

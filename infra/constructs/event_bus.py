@@ -11,7 +11,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.topology import Route
+from infra.topology import CONTINUUM_BUS, DEFAULT_BUS, Route
 
 # Every event is archived, so any consumer (a fixed bug, a new journey) can be replayed from history.
 ARCHIVE_RETENTION = Duration.days(30)
@@ -31,7 +31,9 @@ _PATTERN_FIELDS = {
 }
 
 
-def event_pattern(pattern: dict[str, list[str]]) -> events.EventPattern:
+def event_pattern(pattern: dict[str, list[str]], detail: dict[str, Any] | None = None) -> events.EventPattern:
+    """The route's envelope pattern, and `detail` conditions the stack adds (e.g. the ARNs of its own
+    state machines, known only to the stack)."""
     unknown = set(pattern) - set(_PATTERN_FIELDS)
     if unknown:
         # Fail the synth rather than deploy a rule wider than the route asked for.
@@ -39,6 +41,8 @@ def event_pattern(pattern: dict[str, list[str]]) -> events.EventPattern:
             f"route pattern keys {sorted(unknown)} are not supported; use {sorted(_PATTERN_FIELDS)}"
         )
     fields: dict[str, Any] = {_PATTERN_FIELDS[key]: values for key, values in pattern.items()}
+    if detail:
+        fields["detail"] = detail
     return events.EventPattern(**fields)
 
 
@@ -55,13 +59,24 @@ class EventBus(Construct):
             retention=ARCHIVE_RETENTION,
         )
 
-    def route(self, spec: Route, function: lambda_.IFunction, dead_letters: sqs.IQueue) -> events.Rule:
+    def route(
+        self,
+        spec: Route,
+        function: lambda_.IFunction,
+        dead_letters: sqs.IQueue,
+        *,
+        detail: dict[str, Any] | None = None,
+    ) -> events.Rule:
+        """A rule on the route's bus: Continuum's, or the account's default bus (AWS services' events)."""
+        if spec.bus not in (CONTINUUM_BUS, DEFAULT_BUS):
+            raise ValueError(f"route {spec.name}: unknown bus {spec.bus!r}")
         return events.Rule(
             self,
             f"route-{spec.name}",
-            event_bus=self.bus,
+            # None: the account's default event bus.
+            event_bus=self.bus if spec.bus == CONTINUUM_BUS else None,
             description=f"Continuum route {spec.name}",
-            event_pattern=event_pattern(spec.pattern),
+            event_pattern=event_pattern(spec.pattern, detail),
             targets=[
                 targets.LambdaFunction(
                     function,

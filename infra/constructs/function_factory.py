@@ -36,12 +36,23 @@ OBSERVABILITY_ENV = {
 }
 
 
+# See JourneyStateMachines.grant_resume.
+_RESUMES_JOURNEYS_REASON = (
+    " So has states:SendTaskSuccess (the Service Authorization Reference lists no resource type for "
+    "it): the task token it is called with names the one execution step it may resume."
+)
+
+
 class FunctionFactory(Construct):
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    """`layer_files`: data files shipped in the shared layer (path in the layer → content)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, layer_files: Mapping[str, bytes] | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
         self._layers = [
             lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", POWERTOOLS_LAYER_ARN),
-            SharedLayer(self, "Shared").layer,
+            SharedLayer(self, "Shared", data_files=layer_files).layer,
         ]
 
     def build(
@@ -65,7 +76,8 @@ class FunctionFactory(Construct):
             Acknowledgment(
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
                 reason="X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) has no "
-                "resource-level permissions, so the tracing statement CDK adds must use '*'.",
+                "resource-level permissions, so the tracing statement CDK adds must use '*'."
+                + (_RESUMES_JOURNEYS_REASON if spec.resumes_journeys else ""),
             )
         )
         function = lambda_.Function(

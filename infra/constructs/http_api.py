@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import jsii
 from aws_cdk import Acknowledgment, Duration, Validations
@@ -60,8 +60,8 @@ _NO_AUTHORIZER = {
     "ingest": "Segment SDKs authenticate with HTTP Basic auth carrying the write key; the ingest function "
     "checks it against the sources table (hashed keys) before doing anything else. An authorizer would "
     "add a second invocation per call to repeat it.",
-    "profiles": "The Profile API's function checks the admin bearer token (compared as a SHA-256 digest) "
-    "before anything else; the write key never opens it.",
+    "admin": "The admin API's functions (Profile API, journeys) check the admin bearer token (compared as "
+    "a SHA-256 digest) before anything else; the write key never opens them.",
     "public": "The API's public description (OpenAPI document and Swagger UI page) carries no data and "
     "is meant to be read without credentials.",
 }
@@ -77,7 +77,9 @@ class IngestApi(Construct):
         *,
         routes: Sequence[HttpRoute],
         functions: Mapping[str, lambda_.IFunction],
+        admin_functions: Collection[str] = (),
     ) -> None:
+        """`admin_functions`: the functions that check the admin credential themselves."""
         super().__init__(scope, construct_id)
         # The default stage is declared below, to give it throttling and access logs.
         self.api = apigwv2.HttpApi(
@@ -108,7 +110,14 @@ class IngestApi(Construct):
             for route in self.api.add_routes(
                 path=spec.path, methods=[apigwv2.HttpMethod(spec.method)], integration=integration
             ):
-                reason = _NO_AUTHORIZER["public" if spec.public else spec.function]
+                who = (
+                    "public"
+                    if spec.public
+                    else "admin"
+                    if spec.function in admin_functions
+                    else spec.function
+                )
+                reason = _NO_AUTHORIZER[who]
                 Validations.of(route).acknowledge(
                     Acknowledgment(id="AwsSolutions::AwsSolutions-APIG4", reason=reason)
                 )

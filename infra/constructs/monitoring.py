@@ -7,6 +7,8 @@ executions alarm too. All alarms notify one SNS topic (its ARN is a stack output
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -20,6 +22,8 @@ from constructs import Construct
 
 from infra.constructs.function_factory import OBSERVABILITY_ENV
 
+# A CloudWatch alarm's metric math takes at most 10 metrics: failed and timed out of 5 journeys.
+MACHINES_PER_ALARM = 5
 # Short enough to hear of a failure within minutes, long enough not to alarm on each retry's blip.
 PERIOD = Duration.minutes(5)
 # Powertools' metrics: the namespace and the `service` dimension every function shares.
@@ -58,7 +62,7 @@ class Monitoring(Construct):
         # Collected by the watch_* calls, drawn by `draw_dashboard` once everything is watched.
         self._dead_letters: list[tuple[str, sqs.IQueue]] = []
         self._functions: list[tuple[str, lambda_.IFunction]] = []
-        self._machines: list[tuple[str, sfn.StateMachine]] = []
+        self._machine_groups: list[cloudwatch.MathExpression] = []
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
@@ -101,18 +105,36 @@ class Monitoring(Construct):
         )
         self._functions.append((name, function))
 
-    def watch_state_machine(self, name: str, machine: sfn.StateMachine) -> None:
-        self._alarm(
-            f"{name}-failed",
-            machine.metric_failed(period=PERIOD, statistic=cloudwatch.Stats.SUM),
-            f"Continuum: executions of journey {name} failed; see its executions in Step Functions",
-        )
-        self._alarm(
-            f"{name}-timed-out",
-            machine.metric_timed_out(period=PERIOD, statistic=cloudwatch.Stats.SUM),
-            f"Continuum: executions of journey {name} timed out",
-        )
-        self._machines.append((name, machine))
+    def watch_state_machines(self, machines: Mapping[str, sfn.StateMachine]) -> None:
+        """Alarm as soon as one execution fails or times out. One alarm per group of journeys, not one
+        per journey: a hundred journeys' alarms would crowd out the stack's 500 resources."""
+        ids = list(machines)
+        for start in range(0, len(ids), MACHINES_PER_ALARM):
+            group = ids[start : start + MACHINES_PER_ALARM]
+            metrics: dict[str, cloudwatch.IMetric] = {}
+            for i, journey_id in enumerate(group):
+                machine = machines[journey_id]
+                # Ids unique across groups: the dashboard draws every group in one graph.
+                group_number = start // MACHINES_PER_ALARM
+                metrics[f"failed{group_number}_{i}"] = machine.metric_failed(
+                    period=PERIOD, statistic=cloudwatch.Stats.SUM
+                )
+                metrics[f"timedout{group_number}_{i}"] = machine.metric_timed_out(
+                    period=PERIOD, statistic=cloudwatch.Stats.SUM
+                )
+            expression = cloudwatch.MathExpression(
+                expression=f"SUM([{', '.join(metrics)}])",
+                using_metrics=metrics,
+                period=PERIOD,
+                label=f"failed or timed out: {', '.join(group)}",
+            )
+            self._alarm(
+                f"journeys-{start // MACHINES_PER_ALARM}-failed",
+                expression,
+                f"Continuum: executions of journey(s) {', '.join(group)} failed or timed out; see their "
+                "executions in Step Functions",
+            )
+            self._machine_groups.append(expression)
 
     def draw_dashboard(self, api: apigwv2.HttpApi) -> None:
         """The dashboard: the flow from ingest to delivery, then where failures pile up."""
@@ -145,14 +167,7 @@ class Monitoring(Construct):
             graph(
                 title="Journeys: started / exited",
                 left=[_app_metric("JourneysStarted"), _app_metric("JourneysExited")],
-                right=[
-                    metric
-                    for name, machine in self._machines
-                    for metric in (
-                        machine.metric_failed(period=PERIOD, label=f"{name} failed"),
-                        machine.metric_timed_out(period=PERIOD, label=f"{name} timed out"),
-                    )
-                ],
+                right=list(self._machine_groups),
             ),
             graph(
                 title="Deliveries",

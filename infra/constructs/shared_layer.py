@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,19 @@ def _package_dir(name: str) -> Path:
     return Path(module.__file__).parent
 
 
-def content_hash() -> str:
-    """The layer's identity: shared/'s source and the vendored packages' versions."""
+# Where Lambda extracts a layer: a data file at `<path>` in the layer is `/opt/<path>` in the function.
+LAYER_ROOT = "/opt"
+
+
+def content_hash(data_files: Mapping[str, bytes] | None = None) -> str:
+    """The layer's identity: shared/'s source, the vendored packages' versions and the data files."""
     digest = hashlib.sha256()
     for path in sorted(SHARED_PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
     for name in (*VENDORED, DOCS_ASSETS_PACKAGE):
         digest.update(f"{name}=={importlib.metadata.version(name)}".encode())
+    for target, content in sorted((data_files or {}).items()):
+        digest.update(target.encode() + hashlib.sha256(content).digest())
     return digest.hexdigest()
 
 
@@ -55,11 +62,18 @@ def _docs_assets() -> dict[str, Path]:
 
 @jsii.implements(ILocalBundling)
 class CopyPackages:
-    """Copies packages to `python/<name>` in the layer, where the Lambda runtime puts them on sys.path."""
+    """Copies packages to `python/<name>` in the layer, where the Lambda runtime puts them on sys.path,
+    and writes data files at their path in the layer (under /opt in the function)."""
 
-    def __init__(self, packages: list[Path], files: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        packages: list[Path],
+        files: dict[str, Path] | None = None,
+        data_files: Mapping[str, bytes] | None = None,
+    ) -> None:
         self._packages = packages
         self._files = files or {}  # path under python/ → file to copy there
+        self._data_files = dict(data_files or {})  # path in the layer → content
 
     # jsii hands the BundlingOptions struct over as keyword arguments; only `image` is named here.
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
@@ -74,31 +88,45 @@ class CopyPackages:
             destination = Path(output_dir) / "python" / target
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
+        for target, content in self._data_files.items():
+            destination = Path(output_dir) / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(content)
         return True
 
 
 class SharedLayer(Construct):
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    """`data_files`: path in the layer → content, e.g. the journey catalogue built at synth
+    (`continuum/journeys.json`, read by the functions at `/opt/continuum/journeys.json`)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, data_files: Mapping[str, bytes] | None = None
+    ) -> None:
         super().__init__(scope, construct_id)
+        for target in data_files or {}:
+            if Path(target).is_absolute() or ".." in Path(target).parts or Path(target).parts[0] == "python":
+                raise ValueError(f"layer data file {target!r}: a relative path outside python/")
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
-            description="Continuum's shared package (models, domain logic, store), phonenumbers and the "
-            "Swagger UI assets",
+            description="Continuum's shared package (models, domain logic, store), phonenumbers, the "
+            "Swagger UI assets and the journey catalogue",
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.ARM_64],
-            # Hashed by content (shared/'s source, the vendored versions), so any edit re-bundles and
-            # redeploys the layer and an unchanged one does not.
+            # Hashed by content (shared/'s source, the vendored versions, the data files), so any edit
+            # (a changed journey too) re-bundles and redeploys the layer and an unchanged one does not.
             code=lambda_.Code.from_asset(
                 str(SHARED_PACKAGE),
                 asset_hash_type=AssetHashType.CUSTOM,
-                asset_hash=content_hash(),
+                asset_hash=content_hash(data_files),
                 exclude=list(_IGNORED),
                 bundling=BundlingOptions(
                     # Never pulled: local bundling always succeeds, so Docker is not needed.
                     image=DockerImage.from_registry("unused"),
                     local=CopyPackages(
-                        [SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)], _docs_assets()
+                        [SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)],
+                        _docs_assets(),
+                        data_files,
                     ),
                 ),
             ),

@@ -15,19 +15,33 @@ from infra.constructs.channels import SETTING_GRANTS
 from infra.constructs.event_bus import EventBus
 from infra.constructs.function_factory import FunctionFactory
 from infra.constructs.http_api import IngestApi
-from infra.constructs.journeys import JOURNEY_STEPS_FUNCTION, JourneyStateMachines
+from infra.constructs.journeys import (
+    ALIAS,
+    CATALOGUE_IN_LAYER,
+    DELIVER_ARN_VARIABLE,
+    STEPS_ARN_VARIABLE,
+    JourneyStateMachines,
+    arn_prefix,
+    catalogue_file,
+    state_machine_name,
+)
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
+from infra.constructs.shared_layer import LAYER_ROOT
 from infra.constructs.tables import Tables
 from infra.topology import (
     EVENT_BUS_ENV,
-    JOURNEYS_ENV,
+    JOURNEY_ALIAS_ENV,
+    JOURNEY_ARN_PREFIX_ENV,
+    JOURNEY_CATALOGUE_ENV,
     MESSAGES,
+    SOURCE_STATES,
     SOURCES,
     Topology,
     queue_env,
     table_env,
 )
+from shared.journeys.compiler import JOURNEY_STEPS_FUNCTION
 from shared.journeys.loader import load_journeys
 
 TAGS = {"project": "continuum"}
@@ -58,7 +72,20 @@ class ContinuumStack(Stack):
             visibility_timeout_seconds=topology.visibility_timeout_seconds,
         )
         bus = EventBus(self, "Events")
-        factory = FunctionFactory(self, "Functions")
+        # The journey catalogue is built here, at synth, and ships in the shared layer: its state
+        # machine names are derived from the stack name, so it needs nothing resolved at deploy.
+        journey_list = load_journeys(topology.journeys_dir)
+        machine_names = {
+            j.definition.id: state_machine_name(self.stack_name, j.definition.id) for j in journey_list
+        }
+        factory = FunctionFactory(
+            self, "Functions", layer_files={CATALOGUE_IN_LAYER: catalogue_file(journey_list, machine_names)}
+        )
+        catalogue_env = {
+            JOURNEY_CATALOGUE_ENV: f"{LAYER_ROOT}/{CATALOGUE_IN_LAYER}",
+            JOURNEY_ARN_PREFIX_ENV: arn_prefix(),
+            JOURNEY_ALIAS_ENV: ALIAS,
+        }
 
         # Functions a rule invokes run asynchronously and so get their own dead-letter queue.
         routed = {route.function for route in topology.routes}
@@ -85,6 +112,9 @@ class ContinuumStack(Stack):
             for name in spec.settings:
                 if name in SETTING_GRANTS:
                     SETTING_GRANTS[name](function, settings[name])
+            if spec.reads_journeys:
+                for key, value in catalogue_env.items():
+                    function.add_environment(key, value)
             functions[spec.name] = function
 
         checking = [spec.name for spec in topology.functions if spec.admin_credential]
@@ -93,12 +123,35 @@ class ContinuumStack(Stack):
             assert admin_token is not None
             admin_token.grant(functions[name])
 
+        send_gate = functions[topology.journey_task_function]
+        task_functions = {
+            DELIVER_ARN_VARIABLE: send_gate,
+            # Until the journey-steps function is in the topology, its placeholder resolves to the send
+            # gate (which rejects those payloads), as in the local runtime: journeys using only waits
+            # and sends run.
+            STEPS_ARN_VARIABLE: functions.get(JOURNEY_STEPS_FUNCTION, send_gate),
+        }
+        journeys = JourneyStateMachines(
+            self, "Journeys", journeys=journey_list, names=machine_names, task_functions=task_functions
+        )
+        for spec in topology.functions:
+            if spec.controls_journeys:
+                journeys.grant_control(functions[spec.name])
+            if spec.resumes_journeys:
+                journeys.grant_resume(functions[spec.name])
+
         for route in topology.routes:
             target = functions[route.function]
             assert target.dead_letter_queue is not None  # routed functions are built with one
+            # Step Functions' events on the default bus: only this stack's journeys' executions.
+            detail = (
+                {"stateMachineArn": [{"prefix": arn_prefix() + journeys.name_prefix}]}
+                if route.pattern.get("source") == [SOURCE_STATES]
+                else None
+            )
             # A rule's undeliverable events and the function's failed invocations share one queue:
             # everything this function never processed, in one place to inspect and replay.
-            bus.route(route, target, dead_letters=target.dead_letter_queue)
+            bus.route(route, target, dead_letters=target.dead_letter_queue, detail=detail)
 
         for consumer in topology.consumers:
             functions[consumer.function].add_event_source(
@@ -107,22 +160,9 @@ class ContinuumStack(Stack):
                 )
             )
 
-        journeys = JourneyStateMachines(
-            self,
-            "Journeys",
-            journeys=load_journeys(topology.journeys_dir),
-            send_gate=functions[topology.journey_task_function],
-            # Until the journey-steps function is in the topology, its placeholder resolves to the
-            # send gate (which rejects those payloads): journeys using only waits and sends run.
-            journey_steps=functions.get(JOURNEY_STEPS_FUNCTION, functions[topology.journey_task_function]),
+        api = IngestApi(
+            self, "Ingest", routes=topology.http_routes, functions=functions, admin_functions=checking
         )
-        for spec in topology.functions:
-            if spec.controls_journeys:
-                controller = functions[spec.name]
-                journeys.grant_control(controller)
-                controller.add_environment(JOURNEYS_ENV, journeys.catalogue())
-
-        api = IngestApi(self, "Ingest", routes=topology.http_routes, functions=functions)
 
         monitoring = Monitoring(self, "Monitoring", alarm_email=alarm_email)
         for name, dead_letters in queues.dead_letters.items():
@@ -131,8 +171,7 @@ class ContinuumStack(Stack):
             if function.dead_letter_queue is not None:
                 monitoring.watch_dead_letters(f"function-{name}", function.dead_letter_queue)
             monitoring.watch_function(name, function)
-        for journey_id, machine in journeys.machines.items():
-            monitoring.watch_state_machine(journey_id, machine)
+        monitoring.watch_state_machines(journeys.machines)
         monitoring.draw_dashboard(api.api)
 
         CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")

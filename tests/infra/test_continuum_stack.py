@@ -20,6 +20,7 @@ from cfnlint.api import ManualArgs, lint
 
 from infra.app import (
     PLACEHOLDERS,
+    STACK_NAME,
     DeploySettings,
     UnsafeSettingsError,
     build_app,
@@ -29,11 +30,16 @@ from infra.app import (
 from infra.constructs.event_bus import ARCHIVE_RETENTION
 from infra.constructs.function_factory import OBSERVABILITY_ENV
 from infra.constructs.http_api import THROTTLE
+from infra.constructs.journeys import ALIAS, CATALOGUE_IN_LAYER, name_prefix, state_machine_name
+from infra.constructs.monitoring import MACHINES_PER_ALARM
 from infra.stacks.continuum_stack import TAGS
 from infra.topology import (
     ADMIN_TOKEN_SECRET_ENV,
+    DEFAULT_BUS,
     EVENT_BUS_ENV,
-    JOURNEYS_ENV,
+    JOURNEY_ALIAS_ENV,
+    JOURNEY_ARN_PREFIX_ENV,
+    JOURNEY_CATALOGUE_ENV,
     ROOT,
     TOPOLOGY,
     VISIBILITY_TIMEOUT_FACTOR,
@@ -43,6 +49,7 @@ from infra.topology import (
     table_env,
 )
 from shared.ingest import docs
+from shared.journeys.catalogue import load_catalogue
 from shared.journeys.compiler import JOURNEY_STEPS_FUNCTION, compile_journey
 from shared.journeys.loader import load_journeys
 
@@ -71,6 +78,8 @@ UNSCOPABLE_ACTIONS = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+    # The task token names the one execution step it resumes.
+    "states:SendTaskSuccess",
 }
 
 
@@ -245,11 +254,15 @@ def test_one_rule_per_route_with_its_pattern_targeting_its_function_with_retries
 ) -> None:
     synth.template.resource_count_is("AWS::Events::Rule", len(TOPOLOGY.routes))
     for route in TOPOLOGY.routes:
+        on_default_bus = route.bus == DEFAULT_BUS
         synth.template.has_resource_properties(
             "AWS::Events::Rule",
             {
-                "EventBusName": {"Ref": bus_id(synth.template)},
-                "EventPattern": Match.exact(route.pattern),
+                # No bus named: the account's default bus.
+                "EventBusName": Match.absent() if on_default_bus else {"Ref": bus_id(synth.template)},
+                "EventPattern": Match.object_like(route.pattern)
+                if on_default_bus
+                else Match.exact(route.pattern),
                 "Targets": [
                     Match.object_like(
                         {
@@ -383,42 +396,180 @@ def test_one_standard_state_machine_per_journey_running_its_compiled_definition(
         assert properties["TracingConfiguration"] == {"Enabled": True}
 
 
+def test_each_state_machine_has_a_name_derived_from_the_stack_and_the_journey(synth: Synth) -> None:
+    # Derivable names are what lets the catalogue (a file built at synth) carry the ARNs.
+    ids = state_machine_ids(synth)
+    for journey in JOURNEYS:
+        name = synth.resources[ids[journey.definition.id]]["Properties"]["StateMachineName"]
+        assert (
+            name
+            == f"{STACK_NAME}_{journey.definition.id}"
+            == state_machine_name(STACK_NAME, journey.definition.id)
+        )
+
+
+def test_state_machine_names_fit_step_functions_and_name_this_stack_only() -> None:
+    longest_id = "j" * 63
+    for stack_name in ("Continuum", "C", "ContinuumProductionEuWest1-Blue"):
+        name = state_machine_name(stack_name, longest_id)
+        assert len(name) <= 80
+        assert name.startswith(name_prefix(stack_name)) and name_prefix(stack_name).count("_") == 1
+    # A stack whose name starts like ours cannot share our prefix: stack names have no '_'.
+    assert not state_machine_name("Continuum-Staging", "win_back").startswith(name_prefix("Continuum"))
+    # Cut names stay apart.
+    assert name_prefix("ContinuumProductionA") != name_prefix("ContinuumProductionB")
+
+
+def test_each_state_machine_publishes_a_version_per_definition_and_an_alias_on_it(synth: Synth) -> None:
+    synth.template.resource_count_is("AWS::StepFunctions::StateMachineVersion", len(JOURNEYS))
+    synth.template.resource_count_is("AWS::StepFunctions::StateMachineAlias", len(JOURNEYS))
+    versions = synth.template.find_resources("AWS::StepFunctions::StateMachineVersion")
+    aliases = synth.template.find_resources("AWS::StepFunctions::StateMachineAlias")
+    for machine in state_machine_ids(synth).values():
+        # The revision id changes with the definition and is immutable on a version: a changed journey
+        # replaces its version, i.e. publishes a new one.
+        [version] = [
+            logical_id
+            for logical_id, v in versions.items()
+            if v["Properties"]["StateMachineArn"] == {"Ref": machine}
+            and v["Properties"]["StateMachineRevisionId"]
+            == {"Fn::GetAtt": [machine, "StateMachineRevisionId"]}
+        ]
+        [alias] = [
+            a["Properties"]
+            for a in aliases.values()
+            if a["Properties"]["RoutingConfiguration"][0]["StateMachineVersionArn"]
+            == {"Fn::GetAtt": [version, "Arn"]}
+        ]
+        assert alias["Name"] == ALIAS == "live"
+        assert alias["RoutingConfiguration"] == [
+            {"StateMachineVersionArn": {"Fn::GetAtt": [version, "Arn"]}, "Weight": 100}
+        ]
+
+
+def journeys_role_statements(synth: Synth) -> list[dict[str, Any]]:
+    roles = {
+        m["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+        for m in synth.template.find_resources("AWS::StepFunctions::StateMachine").values()
+    }
+    assert len(roles) == 1, "one role for every journey"
+    return [
+        statement
+        for policy in synth.template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": next(iter(roles))} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
 def test_state_machines_may_invoke_the_send_gate_and_nothing_else(synth: Synth) -> None:
     deliver = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_task_function))
-    synth.template.resource_properties_count_is(
-        "AWS::IAM::Policy",
+    invokes = [s for s in journeys_role_statements(synth) if "lambda:InvokeFunction" in as_list(s["Action"])]
+    # The unqualified ARN only (what the definitions name), not CDK's grant_invoke's `<arn>:*` too.
+    assert invokes == [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(deliver)}]
+
+
+def layer_dir(synth: Synth) -> Path:
+    [layer] = [d for d in synth.outdir.glob("asset.*") if (d / "python" / "shared").is_dir()]
+    return layer
+
+
+def test_the_catalogue_ships_in_the_shared_layer_with_every_journey_and_its_state_machine(
+    synth: Synth,
+) -> None:
+    # Read as the functions read it.
+    catalogue = load_catalogue(layer_dir(synth) / CATALOGUE_IN_LAYER)
+    assert [(e.state_machine, e.definition) for e in catalogue.journeys] == [
+        (state_machine_name(STACK_NAME, j.definition.id), j.definition) for j in JOURNEYS
+    ]
+
+
+def test_catalogue_readers_get_its_path_the_arn_prefix_and_the_alias_not_the_catalogue(synth: Synth) -> None:
+    readers = [f for f in TOPOLOGY.functions if f.reads_journeys]
+    assert "journey-router" in {f.name for f in readers}
+    for spec in readers:
+        variables = synth.resources[function_id(synth.template, spec)]["Properties"]["Environment"][
+            "Variables"
+        ]
+        assert variables[JOURNEY_CATALOGUE_ENV] == f"/opt/{CATALOGUE_IN_LAYER}"
+        assert variables[JOURNEY_ALIAS_ENV] == "live"
+        assert variables[JOURNEY_ARN_PREFIX_ENV] == {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":states:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    ":stateMachine:",
+                ],
+            ]
+        }
+        assert "JOURNEYS" not in variables
+
+
+def _on_our_journeys(kind: str, suffix: str) -> str:
+    return json.dumps(
         {
-            "PolicyDocument": {
-                "Statement": Match.array_with(
-                    [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(deliver)}]
-                )
-            }
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":states:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    f":{kind}:{STACK_NAME}_{suffix}",
+                ],
+            ]
         },
-        len(JOURNEYS),
+        sort_keys=True,
     )
 
 
-def test_journey_controllers_get_every_journey_with_its_state_machine(synth: Synth) -> None:
-    machines = state_machine_ids(synth)
-    for spec in (f for f in TOPOLOGY.functions if f.controls_journeys):
-        value = synth.resources[function_id(synth.template, spec)]["Properties"]["Environment"]["Variables"][
-            JOURNEYS_ENV
-        ]
-        # Fn::Join of literal JSON and state machine Refs: render each Ref as <logical id> and parse.
-        rendered = "".join(p if isinstance(p, str) else f"<{p['Ref']}>" for p in value["Fn::Join"][1])
-        # (CDK's to_json_string leaves out a null goal.)
-        assert json.loads(rendered) == [
-            {
-                "id": j.definition.id,
-                "trigger": j.definition.trigger.event,
-                **({"goal": j.definition.goal.event} if j.definition.goal else {}),
-                "stateMachineArn": f"<{machines[j.definition.id]}>",
-            }
-            for j in JOURNEYS
-        ]
+def test_journey_controllers_may_start_on_the_alias_and_stop_or_describe_executions_of_our_journeys(
+    synth: Synth,
+) -> None:
+    for spec in TOPOLOGY.functions:
         allowed = granted(synth, spec)
-        for machine in machines.values():
-            assert ("states:StartExecution", json.dumps({"Ref": machine})) in allowed
+        # Continuum_* covers each machine and its `:live` alias (Step Functions authorizes an alias's
+        # start against the state machine ARN), and only this stack's machines.
+        starts = ("states:StartExecution", _on_our_journeys("stateMachine", "*")) in allowed
+        stops = ("states:StopExecution", _on_our_journeys("execution", "*")) in allowed
+        describes = ("states:DescribeExecution", _on_our_journeys("execution", "*")) in allowed
+        assert starts == stops == describes == spec.controls_journeys, spec.name
+        # Nothing else on Step Functions.
+        expected = {"states:StartExecution", "states:StopExecution", "states:DescribeExecution"}
+        expected = (expected if spec.controls_journeys else set()) | (
+            {"states:SendTaskSuccess"} if spec.resumes_journeys else set()
+        )
+        assert {a for a, _ in allowed if a.startswith("states:")} == expected, spec.name
+
+
+def test_functions_that_resume_journeys_may_send_task_success_and_no_other(synth: Synth) -> None:
+    assert any(f.resumes_journeys for f in TOPOLOGY.functions)
+    for spec in TOPOLOGY.functions:
+        allowed = granted(synth, spec)
+        assert (("states:SendTaskSuccess", json.dumps("*")) in allowed) == spec.resumes_journeys, spec.name
+
+
+def test_execution_status_changes_of_our_journeys_reach_the_router_from_the_default_bus(synth: Synth) -> None:
+    [route] = [r for r in TOPOLOGY.routes if r.bus == DEFAULT_BUS]
+    [rule] = [
+        r["Properties"]
+        for r in synth.template.find_resources("AWS::Events::Rule").values()
+        if "EventBusName" not in r["Properties"]
+    ]
+    assert rule["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        # One rule for every journey, narrowed to this stack's state machines by their name prefix.
+        "detail": {"stateMachineArn": [{"prefix": json.loads(_on_our_journeys("stateMachine", ""))}]},
+    }
+    assert rule["Targets"][0]["Arn"] == arn(function_id(synth.template, TOPOLOGY.function(route.function)))
+    assert route.function == "journey-router"
 
 
 # --- functions -------------------------------------------------------------------------------------
@@ -457,7 +608,9 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
         expected[ADMIN_TOKEN_SECRET_ENV] = {"Ref": admin_secret_id(synth.template)}
 
     variables = synth.resources[function_id(synth.template, spec)]["Properties"]["Environment"]["Variables"]
-    journeys = {JOURNEYS_ENV} if spec.controls_journeys else set()
+    journeys = (
+        {JOURNEY_CATALOGUE_ENV, JOURNEY_ARN_PREFIX_ENV, JOURNEY_ALIAS_ENV} if spec.reads_journeys else set()
+    )
     assert set(variables) == set(expected) | journeys
     assert {k: variables[k] for k in expected} == expected
 
@@ -692,10 +845,33 @@ def test_every_function_has_an_error_alarm_to_the_topic(synth: Synth) -> None:
     assert alarmed(synth, "AWS/Lambda", "Errors", "FunctionName") == functions
 
 
+def machine_alarms(synth: Synth) -> dict[str, set[str]]:
+    """Metric-math alarms on state machines: metric name → the machines (logical ids) alarmed on it."""
+    watched: dict[str, set[str]] = {"ExecutionsFailed": set(), "ExecutionsTimedOut": set()}
+    for alarm in synth.template.find_resources("AWS::CloudWatch::Alarm").values():
+        queries = alarm["Properties"].get("Metrics", [])
+        stats = [q["MetricStat"] for q in queries if "MetricStat" in q]
+        if not any(s["Metric"]["Namespace"] == "AWS/States" for s in stats):
+            continue
+        assert alarm["Properties"]["Threshold"] == 1
+        assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id(synth.template)}]
+        assert len(queries) <= 11  # CloudWatch: at most 10 metrics in an alarm's math, and the expression
+        [expression] = [q for q in queries if "Expression" in q]
+        assert expression["ReturnData"] is not False
+        for stat in stats:
+            assert f"{stat['Metric']['MetricName']}" in watched
+            assert stat["Stat"] == "Sum"
+            [value] = [d["Value"] for d in stat["Metric"]["Dimensions"] if d["Name"] == "StateMachineArn"]
+            watched[stat["Metric"]["MetricName"]].add(value["Ref"])
+            assert next(q["Id"] for q in queries if q.get("MetricStat") is stat) in expression["Expression"]
+    return watched
+
+
 def test_every_state_machine_has_failed_and_timed_out_alarms_to_the_topic(synth: Synth) -> None:
     machines = set(synth.template.find_resources("AWS::StepFunctions::StateMachine"))
-    assert alarmed(synth, "AWS/States", "ExecutionsFailed", "StateMachineArn") == machines
-    assert alarmed(synth, "AWS/States", "ExecutionsTimedOut", "StateMachineArn") == machines
+    assert machine_alarms(synth) == {"ExecutionsFailed": machines, "ExecutionsTimedOut": machines}
+    assert MACHINES_PER_ALARM * 2 <= 10
 
 
 def test_alarms_reach_the_operators_email_when_one_is_set(synth: Synth) -> None:
@@ -733,7 +909,7 @@ def test_journey_log_groups_have_no_fixed_name_so_a_rolled_back_deploy_never_blo
 
 
 def test_the_shared_layer_ships_swagger_uis_assets_where_the_docs_page_finds_them(synth: Synth) -> None:
-    [layer] = [d / "python" for d in synth.outdir.glob("asset.*") if (d / "python" / "shared").is_dir()]
+    layer = layer_dir(synth) / "python"
     # Only the files the page loads, not the package's code or its other bundles.
     assert sorted(p.name for p in (layer / "swagger_ui").rglob("*") if p.is_file()) == sorted(docs.ASSETS)
     # As the ingest function runs in Lambda: the layer's python/ on the path, no site-packages.
