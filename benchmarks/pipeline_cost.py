@@ -1,0 +1,167 @@
+"""What the whole pipeline costs: customers (1,000 by default; BENCH_CUSTOMERS=n for fewer) run
+through `cart_abandonment` on the local runtime — each identifies (email, push token) and adds a
+product to a cart; a quarter check out that cart 2 h later, another quarter buy it 3 h later — then
+time moves on until every cart run has ended. Everything spent is measured as it happens: every AWS
+request the functions and the SQS event source make (botocore hook), every function invocation with
+its handler's duration, every Step Functions state transition (the executions' histories). Priced
+at us-east-1 list prices (benchmarks/prices.py), each line of the bill shown, then dollars per
+million events and per thousand journey entries, and the run's wall time."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from benchmarks import prices
+from benchmarks.local_run import (
+    DAY,
+    Driver,
+    Meter,
+    Usage,
+    call,
+    count_transitions,
+    journey_step_ids,
+    running_engine,
+)
+
+JOURNEY = "cart_abandonment"
+HOUR = 3600
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "1000"))
+CHECKOUT_SHARE = 0.25  # check out the same cart 2 h after adding to it
+BUY_SHARE = 0.25  # buy the cart 3 h after adding to it (other customers than those who check out)
+
+
+def _customers(count: int) -> dict[float, list[tuple[str, dict[str, Any]]]]:
+    """Each customer's calls, by the simulated moment they are sent."""
+    tag = uuid.uuid4().hex[:6]
+    moments: dict[float, list[tuple[str, dict[str, Any]]]] = {0: [], 2 * HOUR: [], 3 * HOUR: []}
+    checkouts, buyers = int(count * CHECKOUT_SHARE), int(count * BUY_SHARE)
+    for i in range(count):
+        user, cart = f"c-{tag}-{i}", f"cart-{tag}-{i}"
+        moments[0].append(
+            call(
+                "identify",
+                userId=user,
+                traits={"email": f"{user}@example.com"},
+                context={"device": {"token": f"push-{user}"}},
+            )
+        )
+        added = {"cart_id": cart, "product_id": "sku-42", "name": "Trail running shoes", "price": 89.5}
+        moments[0].append(call("track", userId=user, event="Product Added", properties=added))
+        if i < checkouts:
+            moments[2 * HOUR].append(
+                call("track", userId=user, event="Checkout Started", properties={"cart_id": cart})
+            )
+        elif i < checkouts + buyers:
+            order = {"cart_id": cart, "order_id": f"order-{tag}-{i}", "total": 89.5}
+            moments[3 * HOUR].append(call("track", userId=user, event="Order Completed", properties=order))
+    return moments
+
+
+def _gb_seconds(usage: Usage, per_invocation: dict[str, float]) -> dict[str, float]:
+    from infra.topology import TOPOLOGY
+
+    return {
+        name: len(usage.durations[name]) * per_invocation[name] * TOPOLOGY.function(name).memory_mb / 1024
+        for name in usage.durations
+    }
+
+
+def _bill(usage: Usage, transitions: int) -> list[tuple[str, float, prices.Price]]:
+    """(line, quantity, price) for everything measured."""
+    lines: list[tuple[str, float, prices.Price]] = [
+        ("API Gateway HTTP API requests (ingest)", usage.http_requests, prices.HTTP_API_REQUESTS),
+        (
+            "Lambda requests (all functions)",
+            sum(len(d) for d in usage.durations.values()),
+            prices.LAMBDA_REQUESTS,
+        ),
+    ]
+    # Lambda bills each invocation rounded up to the millisecond; the median handler duration per
+    # function is billed (the mean is inflated by in-process contention: see RESULTS.md).
+    medians = {n: max(0.001, statistics.median(d)) for n, d in usage.durations.items() if d}
+    for name, gb_s in sorted(_gb_seconds(usage, medians).items()):
+        lines.append(
+            (f"Lambda duration {name} (arm64, median × invocations)", gb_s, prices.LAMBDA_ARM_GB_SECOND)
+        )
+    lines.append(("Step Functions Standard state transitions", transitions, prices.SFN_TRANSITIONS))
+    unit_prices = {
+        ("dynamodb", "RRU"): prices.DYNAMODB_RRU,
+        ("dynamodb", "WRU"): prices.DYNAMODB_WRU,
+        ("events", "events"): prices.EVENTBRIDGE_EVENTS,
+        ("sqs", "requests"): prices.SQS_REQUESTS,
+        ("sesv2", "emails"): prices.SES_EMAILS,
+        ("sns", "requests"): prices.SNS_REQUESTS,
+        ("sns", "mobile push deliveries"): prices.SNS_MOBILE_PUSH,
+    }
+    for (service, operation, unit), quantity in sorted(usage.units.items()):
+        price = unit_prices.get((service, unit), prices.FREE)
+        lines.append((f"{service} {operation} ({unit})", quantity, price))
+    return lines
+
+
+def run() -> None:
+    moments = _customers(CUSTOMERS)
+    events = sum(len(calls) for calls in moments.values())
+    with running_engine() as engine:
+        meter = Meter(engine).install()
+        driver = Driver(engine)
+        print(f"\nPipeline cost: {CUSTOMERS} customers through {JOURNEY} ({events} Segment calls)")
+        started = time.perf_counter()
+        phases = []
+        now = 0.0
+        for at in sorted(moments):
+            if at > now:
+                driver.advance(at - now)
+                now = at
+                phases.append((f"advanced to {at / HOUR:.0f} h", time.perf_counter() - started))
+            driver.send(moments[at])
+            phases.append(
+                (f"sent {len(moments[at])} calls at {at / HOUR:.0f} h", time.perf_counter() - started)
+            )
+        driver.advance_until_settled({JOURNEY}, step=DAY)
+        wall = time.perf_counter() - started
+        phases.append(("every cart run ended", wall))
+        meter.uninstall()
+        assert engine.failures == [], f"functions failed: {Counter(f.function for f in engine.failures)}"
+
+        executions = engine.executions()
+        entries = Counter(e["journey"] for e in executions)
+        cart_runs = [e for e in executions if e["journey"] == JOURNEY]
+        counted = count_transitions(executions, set().union(*journey_step_ids().values()))
+        usage = meter.usage
+
+    for label, at in phases:
+        print(f"  {at:8.1f} s wall  {label}")
+    print(f"  wall time of the run: {wall:.1f} s ({events / wall:.1f} calls/s)")
+    print(
+        f"  journey entries: {dict(entries)};"
+        f" cart runs by status: {dict(Counter(e['status'] for e in cart_runs))}"
+    )
+    print("  AWS requests by service and operation (functions and SQS event source):")
+    for (service, operation), n in sorted(usage.requests.items()):
+        print(f"    {service:<14} {operation:<26} {n:>8}  ({n / events:.2f} per event)")
+    print("  Lambda invocations (handler wall time in-process, on a shared machine):")
+    for name, durations in sorted(usage.durations.items()):
+        print(
+            f"    {name:<16} {len(durations):>6}  median {statistics.median(durations) * 1000:7.1f} ms"
+            f"  mean {statistics.mean(durations) * 1000:7.1f} ms"
+        )
+    print(f"  state transitions: {counted.transitions} in {counted.executions} executions")
+
+    lines = _bill(usage, counted.transitions)
+    total = sum(price.cost(quantity) for _, quantity, price in lines)
+    print("  The bill (us-east-1 list prices):")
+    for label, quantity, price in lines:
+        print(f"    {label:<58} {quantity:>12,.1f} {price.unit:<24} ${price.cost(quantity):>10.6f}")
+    print(f"    {'total':<58} {'':>12} {'':<24} ${total:>10.6f}")
+    print(f"  ${total / events * 1_000_000:,.2f} per million events")
+    print(f"  ${total / max(1, entries[JOURNEY]) * 1000:,.4f} per thousand {JOURNEY} entries")
+
+
+if __name__ == "__main__":
+    run()
