@@ -66,6 +66,11 @@ def _customers(count: int) -> dict[float, list[tuple[str, dict[str, Any]]]]:
     return moments
 
 
+def _since(wall: float, cpu: float) -> tuple[float, float]:
+    """Wall and process CPU seconds since (wall, cpu)."""
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _gb_seconds(usage: Usage) -> dict[str, float]:
     """GB-seconds per function: each invocation's handler CPU time, rounded up to the millisecond as
     Lambda rounds durations, times the function's memory. CPU time, not wall time: in-process, wall
@@ -116,21 +121,21 @@ def run() -> None:
         meter = Meter(engine).install()
         driver = Driver(engine, idle_limit=IDLE_LIMIT_SECONDS)
         print(f"\nPipeline cost: {CUSTOMERS} customers through {JOURNEY} ({events} Segment calls)")
-        started = time.perf_counter()
-        phases = []
+        started, started_cpu = time.perf_counter(), time.process_time()
+        phases: list[tuple[str, float, float]] = []
         now = 0.0
         for at in sorted(moments):
             if at > now:
                 driver.advance(at - now)
                 now = at
-                phases.append((f"advanced to {at / HOUR:.0f} h", time.perf_counter() - started))
+                phases.append((f"advanced to {at / HOUR:.0f} h", *_since(started, started_cpu)))
             driver.send(moments[at])
             phases.append(
                 (f"sent {len(moments[at])} calls at {at / HOUR:.0f} h", time.perf_counter() - started)
             )
         driver.advance_until_settled({JOURNEY}, step=DAY)
-        wall = time.perf_counter() - started
-        phases.append(("every cart run ended", wall))
+        wall, cpu = _since(started, started_cpu)
+        phases.append(("every cart run ended", wall, cpu))
         meter.uninstall()
         assert engine.failures == [], f"functions failed: {Counter(f.function for f in engine.failures)}"
 
@@ -140,9 +145,9 @@ def run() -> None:
         counted = count_transitions(executions, set().union(*journey_step_ids().values()))
         usage = meter.usage
 
-    for label, at in phases:
-        print(f"  {at:8.1f} s wall  {label}")
-    print(f"  wall time of the run: {wall:.1f} s ({events / wall:.1f} calls/s)")
+    for label, at, used in phases:
+        print(f"  {at:8.1f} s wall {used:8.1f} s CPU  {label}")
+    print(f"  wall time of the run: {wall:.1f} s ({events / wall:.1f} calls/s), process CPU {cpu:.1f} s")
     longest = max(driver.settles)
     verdict = "; the engine's limit would have failed this run" if longest > IDLE_TIMEOUT_SECONDS else ""
     print(
