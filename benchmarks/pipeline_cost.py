@@ -120,22 +120,27 @@ def run() -> None:
     with running_engine() as engine:
         meter = Meter(engine).install()
         driver = Driver(engine, idle_limit=IDLE_LIMIT_SECONDS)
-        print(f"\nPipeline cost: {CUSTOMERS} customers through {JOURNEY} ({events} Segment calls)")
+        print(
+            f"\nPipeline cost: {CUSTOMERS} customers through {JOURNEY} ({events} Segment calls)", flush=True
+        )
         started, started_cpu = time.perf_counter(), time.process_time()
-        phases: list[tuple[str, float, float]] = []
+
+        def phase(label: str) -> tuple[float, float]:
+            # Printed as it happens: a long run on a loaded machine shows where it is.
+            wall, cpu = _since(started, started_cpu)
+            print(f"  {wall:8.1f} s wall {cpu:8.1f} s CPU  {label}", flush=True)
+            return wall, cpu
+
         now = 0.0
         for at in sorted(moments):
             if at > now:
                 driver.advance(at - now)
                 now = at
-                phases.append((f"advanced to {at / HOUR:.0f} h", *_since(started, started_cpu)))
+                phase(f"advanced to {at / HOUR:.0f} h")
             driver.send(moments[at])
-            phases.append(
-                (f"sent {len(moments[at])} calls at {at / HOUR:.0f} h", time.perf_counter() - started)
-            )
+            phase(f"sent {len(moments[at])} calls at {at / HOUR:.0f} h")
         driver.advance_until_settled({JOURNEY}, step=DAY)
-        wall, cpu = _since(started, started_cpu)
-        phases.append(("every cart run ended", wall, cpu))
+        wall, cpu = phase("every cart run ended")
         meter.uninstall()
         assert engine.failures == [], f"functions failed: {Counter(f.function for f in engine.failures)}"
 
@@ -145,8 +150,6 @@ def run() -> None:
         counted = count_transitions(executions, set().union(*journey_step_ids().values()))
         usage = meter.usage
 
-    for label, at, used in phases:
-        print(f"  {at:8.1f} s wall {used:8.1f} s CPU  {label}")
     print(f"  wall time of the run: {wall:.1f} s ({events / wall:.1f} calls/s), process CPU {cpu:.1f} s")
     longest = max(driver.settles)
     verdict = "; the engine's limit would have failed this run" if longest > IDLE_TIMEOUT_SECONDS else ""
