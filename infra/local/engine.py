@@ -424,7 +424,12 @@ class LocalEngine:
     def _provision(self) -> None:
         import boto3
 
-        from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, compile_journey
+        from shared.journeys.compiler import (
+            DELIVER_ARN_PLACEHOLDER,
+            JOURNEY_STEPS_ARN_PLACEHOLDER,
+            JOURNEY_STEPS_FUNCTION,
+            compile_journey,
+        )
         from shared.journeys.loader import load_journeys
 
         session = boto3.Session(region_name=REGION)
@@ -490,9 +495,16 @@ class LocalEngine:
             )
 
         deliver_arn = function_arns[self.topology.journey_task_function]
+        # Until the journey-steps function is in the topology, its Tasks go to the send gate (which
+        # rejects them): journeys using only waits and sends run.
+        steps_arn = function_arns.get(JOURNEY_STEPS_FUNCTION, deliver_arn)
         journeys = []
         for journey in load_journeys(self.topology.journeys_dir):
-            definition = json.dumps(compile_journey(journey)).replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
+            definition = (
+                json.dumps(compile_journey(journey))
+                .replace(DELIVER_ARN_PLACEHOLDER, deliver_arn)
+                .replace(JOURNEY_STEPS_ARN_PLACEHOLDER, steps_arn)
+            )
             arn = sfn.create_state_machine(
                 name=f"{PREFIX}-{journey.definition.id}", definition=definition, roleArn=role
             )["stateMachineArn"]
@@ -500,8 +512,8 @@ class LocalEngine:
             journeys.append(
                 {
                     "id": journey.definition.id,
-                    "trigger": journey.definition.trigger,
-                    "goal": journey.definition.goal,
+                    "trigger": journey.definition.trigger.event,
+                    "goal": journey.definition.goal.event if journey.definition.goal else None,
                     "stateMachineArn": arn,
                 }
             )
