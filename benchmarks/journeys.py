@@ -135,7 +135,10 @@ def transitions_per_step() -> None:
             print(f"  functions failed: {Counter(f.function for f in engine.failures)}")
         executions = engine.executions()
         print("\nJourneys: Step Functions state transitions per step executed (from execution histories)")
-        print(f"  {'journey':<20} {'executions':>10} {'transitions':>12} {'steps':>6} {'per step':>9}")
+        print(
+            f"  {'journey':<20} {'executions':>10} {'transitions':>12} {'retries':>8}"
+            f" {'steps':>6} {'per step':>9}"
+        )
         total_transitions = total_steps = 0
         for journey_id in plans:
             mine = [e for e in executions if e["journey"] == journey_id]
@@ -147,12 +150,14 @@ def transitions_per_step() -> None:
                 f"{n} {s.lower()}" for s, n in sorted(Counter(e["status"] for e in mine).items())
             )
             print(
-                f"  {journey_id:<20} {counted.executions:>10} {counted.transitions:>12} {counted.steps:>6}"
+                f"  {journey_id:<20} {counted.executions:>10} {counted.transitions:>12} {counted.retries:>8}"
+                f" {counted.steps:>6}"
                 f" {counted.per_step:>9.2f}  {verdict}  ({statuses})"
             )
         average = total_transitions / total_steps if total_steps else float("nan")
         print(
-            f"  {'all journeys':<20} {'':>10} {total_transitions:>12} {total_steps:>6} {average:>9.2f}"
+            f"  {'all journeys':<20} {'':>10} {total_transitions:>12} {'':>8}"
+            f" {total_steps:>6} {average:>9.2f}"
             f"  (target ≤ 1.50)"
         )
 

@@ -173,7 +173,10 @@ def run() -> None:
             f"  | CPU median {statistics.median(cpu) * 1000:6.1f} ms"
             f"  mean {statistics.mean(cpu) * 1000:6.1f} ms"
         )
-    print(f"  state transitions: {counted.transitions} in {counted.executions} executions")
+    print(
+        f"  state transitions: {counted.transitions} in {counted.executions} executions"
+        f" ({counted.retries} of them retries)"
+    )
 
     lines = _bill(usage, counted.transitions)
     total = sum(price.cost(quantity) for _, quantity, price in lines)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import prices
-from benchmarks.local_run import _billed_units, states_entered, step_of
+from benchmarks.local_run import _billed_units, retries, states_entered, step_of
 
 STEPS = {"wait-1h", "checkout", "checkout.on_timeout.send-push-cart-reminder", "send-email-cart-reminder"}
 
@@ -39,6 +39,19 @@ def test_every_state_entered_event_is_a_transition_and_nothing_else_is() -> None
         {"type": "ExecutionSucceeded"},
     ]
     assert states_entered(history) == ["wait-1h", "checkout", "checkout.choice"]
+
+
+def test_a_retried_task_counts_one_more_transition_per_attempt_after_the_first() -> None:
+    attempt = [{"type": "TaskScheduled"}, {"type": "TaskStarted"}, {"type": "TaskFailed"}]
+    history = [
+        {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "send-email-welcome"}},
+        *attempt,
+        *attempt,
+        *attempt,
+        {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "plan"}},
+        {"type": "TaskScheduled"},
+    ]
+    assert retries(history) == 2
 
 
 def test_an_eventually_consistent_read_of_a_small_item_is_half_a_read_unit() -> None:
