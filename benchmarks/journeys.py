@@ -1,0 +1,198 @@
+"""Journeys: Step Functions state transitions per step executed, per shipped journey (counted from
+the executions' histories: every StateEntered event is a billed transition; a step executed is a
+distinct step id entered; target ≤ 1.5 on average), and the local runtime's speed in simulated days
+per second (seven simulated days of one customer through each journey, wall time).
+
+Each journey is run through its paths by the scenarios below (customers who buy, who open the app,
+who never do); a journey without scenarios here gets one customer who triggers it and does nothing
+else. Runs on the local runtime (moto, virtual clock) in-process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter, defaultdict
+from typing import Any
+
+from benchmarks.local_run import DAY, Driver, call, count_transitions, journey_step_ids, running_engine
+
+HOUR = 3600
+SIMULATED_DAYS = 7
+
+# journey id → scenario name → [(seconds after entry, call kind, fields)]; `{cart}` is the customer's
+# cart id. The first scenario of each journey is the one timed for simulated days per second.
+Step = tuple[float, str, dict[str, Any]]
+SCENARIOS: dict[str, dict[str, list[Step]]] = {
+    "cart_abandonment": {
+        "never buys": [(0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}})],
+        "checks out the same cart at 5 h": [
+            (0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}}),
+            (5 * HOUR, "track", {"event": "Checkout Started", "properties": {"cart_id": "{cart}"}}),
+        ],
+        "checks out another cart at 5 h": [
+            (0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}}),
+            (5 * HOUR, "track", {"event": "Checkout Started", "properties": {"cart_id": "other"}}),
+        ],
+        "buys at 3 h": [
+            (0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}}),
+            (
+                3 * HOUR,
+                "track",
+                {"event": "Order Completed", "properties": {"cart_id": "{cart}", "total": 20}},
+            ),
+        ],
+    },
+    "welcome": {
+        "opens the app on day 1": [
+            (0, "track", {"event": "Signed Up"}),
+            (DAY, "track", {"event": "App Opened"}),
+        ],
+        "pro, never opens the app": [
+            (0, "identify", {"traits": {"plan": "pro"}}),
+            (0, "track", {"event": "Signed Up"}),
+        ],
+        "free, never opens the app": [(0, "track", {"event": "Signed Up"})],
+    },
+    "win_back": {
+        "one order": [(0, "track", {"event": "Order Completed", "properties": {"total": 30}})],
+        "a second order on day 20": [
+            (0, "track", {"event": "Order Completed", "properties": {"total": 30}}),
+            (20 * DAY, "track", {"event": "Order Completed", "properties": {"total": 40}}),
+        ],
+    },
+}
+
+
+def scenarios(journeys: dict[str, Any]) -> dict[str, dict[str, list[Step]]]:
+    """The scenarios of each shipped journey (a default one for a journey not listed above)."""
+    from benchmarks.local_run import trigger_event
+
+    return {
+        journey_id: SCENARIOS.get(journey_id) or {"triggers it": [(0, "track", {"event": trigger_event(d)})]}
+        for journey_id, d in journeys.items()
+    }
+
+
+def _customer_calls(steps: list[Step], user: str) -> list[tuple[float, tuple[str, dict[str, Any]]]]:
+    cart = f"cart-{user}"
+    identify = call(
+        "identify",
+        userId=user,
+        traits={"email": f"{user}@example.com"},
+        context={"device": {"token": f"push-{user}"}, "timezone": "Europe/Paris"},
+    )
+    timed = [(0.0, identify)]
+    for at, kind, fields in steps:
+        fields = {k: _fill(v, cart) for k, v in fields.items()}
+        if kind == "identify":
+            traits = {**identify[1]["traits"], **fields.get("traits", {})}
+            timed.append((at, call("identify", userId=user, traits=traits)))
+        else:
+            timed.append((at, call(kind, userId=user, **fields)))
+    return timed
+
+
+def _fill(value: Any, cart: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _fill(v, cart) for k, v in value.items()}
+    return value.replace("{cart}", cart) if isinstance(value, str) else value
+
+
+def _play(driver: Driver, timeline: list[tuple[float, tuple[str, dict[str, Any]]]]) -> None:
+    """Send every call at its simulated moment (relative to now), in order."""
+    by_moment: dict[float, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for at, item in timeline:
+        by_moment[at].append(item)
+    now = 0.0
+    for at in sorted(by_moment):
+        if at > now:
+            driver.advance(at - now)
+            now = at
+        driver.send(by_moment[at])
+
+
+def _definitions() -> dict[str, Any]:
+    from infra.topology import TOPOLOGY
+    from shared.journeys.loader import load_journeys
+
+    return {j.definition.id: j.definition for j in load_journeys(TOPOLOGY.journeys_dir)}
+
+
+def transitions_per_step() -> None:
+    definitions = _definitions()
+    plans = scenarios(definitions)
+    step_ids = journey_step_ids()
+    with running_engine() as engine:
+        driver = Driver(engine)
+        tag = uuid.uuid4().hex[:6]
+        timeline = []
+        for journey_id, named in plans.items():
+            for n, steps in enumerate(named.values()):
+                timeline.extend(_customer_calls(steps, f"t-{tag}-{journey_id}-{n}"))
+        _play(driver, timeline)
+        driver.advance_until_settled(set(plans))
+        if engine.failures:  # reported, not hidden: the counts below then include failed runs
+            print(f"  functions failed: {Counter(f.function for f in engine.failures)}")
+        executions = engine.executions()
+        print("\nJourneys: Step Functions state transitions per step executed (from execution histories)")
+        print(
+            f"  {'journey':<20} {'executions':>10} {'transitions':>12} {'retries':>8}"
+            f" {'steps':>6} {'per step':>9}"
+        )
+        total_transitions = total_steps = 0
+        for journey_id in plans:
+            mine = [e for e in executions if e["journey"] == journey_id]
+            counted = count_transitions(mine, step_ids[journey_id])
+            total_transitions += counted.transitions
+            total_steps += counted.steps
+            verdict = "ok" if counted.per_step <= 1.5 else "ABOVE TARGET"
+            statuses = ", ".join(
+                f"{n} {s.lower()}" for s, n in sorted(Counter(e["status"] for e in mine).items())
+            )
+            print(
+                f"  {journey_id:<20} {counted.executions:>10} {counted.transitions:>12} {counted.retries:>8}"
+                f" {counted.steps:>6}"
+                f" {counted.per_step:>9.2f}  {verdict}  ({statuses})"
+            )
+        average = total_transitions / total_steps if total_steps else float("nan")
+        print(
+            f"  {'all journeys':<20} {'':>10} {total_transitions:>12} {'':>8}"
+            f" {total_steps:>6} {average:>9.2f}"
+            f"  (target ≤ 1.50)"
+        )
+
+
+def simulated_days_per_second() -> None:
+    definitions = _definitions()
+    plans = scenarios(definitions)
+    with running_engine() as engine:
+        driver = Driver(engine)
+        tag = uuid.uuid4().hex[:6]
+        # One customer first, untimed: what a test session pays once (imports, first clients).
+        first = next(iter(plans.values()))
+        _play(driver, _customer_calls(next(iter(first.values())), f"warm-{tag}"))
+        driver.advance(SIMULATED_DAYS * DAY)
+        print(
+            f"\nLocal runtime speed: {SIMULATED_DAYS} simulated days of one customer (warm engine), wall time"
+        )
+        for journey_id, named in plans.items():
+            steps = next(iter(named.values()))
+            timeline = _customer_calls(steps, f"d-{tag}-{journey_id}")
+            started = time.perf_counter()
+            _play(driver, timeline)
+            driver.advance(SIMULATED_DAYS * DAY - max(at for at, _ in timeline))
+            elapsed = time.perf_counter() - started
+            verdict = "ok" if elapsed < 1 else "OVER 1 s"
+            print(
+                f"  {journey_id:<20} {elapsed:6.2f} s   {SIMULATED_DAYS / elapsed:7.1f} simulated days/s"
+                f"  {verdict}"
+            )
+
+
+def run() -> None:
+    transitions_per_step()
+    simulated_days_per_second()
+
+
+if __name__ == "__main__":
+    run()
