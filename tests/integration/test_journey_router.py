@@ -19,7 +19,7 @@ from infra.local.http import api_gateway_event
 from infra.topology import (
     JOURNEY_ALIAS_ENV,
     JOURNEY_CATALOGUE_ENV,
-    JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV,
+    JOURNEY_ARN_PREFIX_ENV,
     TOPOLOGY,
     table_env,
 )
@@ -118,7 +118,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
         catalogue.write_text(json.dumps({"journeys": entries}))
         variables |= {
             JOURNEY_CATALOGUE_ENV: str(catalogue),
-            JOURNEY_STATE_MACHINE_ARN_PREFIX_ENV: PREFIX,
+            JOURNEY_ARN_PREFIX_ENV: PREFIX,
             JOURNEY_ALIAS_ENV: "",
             "ADMIN_TOKEN_SHA256": hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest(),
         }
