@@ -38,9 +38,8 @@ _OFFSET = re.compile(r"^\s*([+-]?)\s*(\d+)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WAIT_SECONDS = 365 * 86400  # a Step Functions Standard execution lives at most a year
 # State names are step ids (≤ 80 characters in Step Functions); helper states add a suffix such as
-# ".choice", so a step id keeps room for it.
+# ".choice", so a step id keeps 8 characters of room for it.
 STEP_ID_MAX_LENGTH = 72
-STATE_SUFFIX_MAX_LENGTH = 8
 
 
 def _parse_duration(value: object) -> object:
@@ -81,8 +80,7 @@ JourneyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 EventName = Annotated[str, Field(min_length=1, max_length=200)]
 # Authors write `^[a-z0-9][a-z0-9_-]{0,47}$`; derived ids also hold dots (`<parent>.<path>.<step>`),
-# and a dumped definition carries them, so the dots are allowed on validation too.
-AUTHOR_STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+# and a dumped definition (the catalogue) carries them, so dots are allowed on validation too.
 StepId = Annotated[str, Field(pattern=rf"^[a-z0-9][a-z0-9_.-]{{0,{STEP_ID_MAX_LENGTH - 1}}}$")]
 PropertyName = Annotated[str, Field(pattern=r"^[^.\s][^\s]*$", max_length=200)]
 
