@@ -383,14 +383,18 @@ def test_one_standard_state_machine_per_journey_running_its_compiled_definition(
         assert properties["TracingConfiguration"] == {"Enabled": True}
 
 
-def test_state_machines_may_invoke_the_send_gate_and_nothing_else(synth: Synth) -> None:
+def test_state_machines_may_invoke_the_send_gate_and_the_journey_steps_function_and_nothing_else(
+    synth: Synth,
+) -> None:
     deliver = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_task_function))
+    journey_steps = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_steps_function))
+    invoked = [arn(deliver), arn(journey_steps)]
     synth.template.resource_properties_count_is(
         "AWS::IAM::Policy",
         {
             "PolicyDocument": {
                 "Statement": Match.array_with(
-                    [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(deliver)}]
+                    [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": invoked}]
                 )
             }
         },
