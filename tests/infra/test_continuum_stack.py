@@ -461,11 +461,16 @@ def journeys_role_statements(synth: Synth) -> list[dict[str, Any]]:
     ]
 
 
-def test_state_machines_may_invoke_the_send_gate_and_nothing_else(synth: Synth) -> None:
+def test_state_machines_may_invoke_the_send_gate_and_the_journey_steps_function_and_nothing_else(
+    synth: Synth,
+) -> None:
     deliver = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_task_function))
+    journey_steps = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_steps_function))
     invokes = [s for s in journeys_role_statements(synth) if "lambda:InvokeFunction" in as_list(s["Action"])]
-    # The unqualified ARN only (what the definitions name), not CDK's grant_invoke's `<arn>:*` too.
-    assert invokes == [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(deliver)}]
+    # The unqualified ARNs only (what the definitions name), not CDK's grant_invoke's `<arn>:*` too.
+    assert [sorted(json.dumps(r, sort_keys=True) for r in as_list(s["Resource"])) for s in invokes] == [
+        sorted(json.dumps(arn(f), sort_keys=True) for f in (deliver, journey_steps))
+    ]
 
 
 def layer_dir(synth: Synth) -> Path:

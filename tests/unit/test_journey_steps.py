@@ -563,3 +563,50 @@ def test_update_of_an_erased_profile_publishes_nothing(world: World) -> None:
         "reason": "profile_not_found",
     }
     assert world.publisher.bus == []
+
+
+# -- the compiler's payloads ------------------------------------------------------------------------
+
+
+def _steps_tasks() -> list[tuple[str, str, dict[str, Any]]]:
+    from infra.topology import JOURNEYS_DIR
+    from shared.journeys.compiler import JOURNEY_STEPS_ARN_PLACEHOLDER, compile_journey
+    from shared.journeys.loader import load_journeys
+
+    found = []
+    for journey in load_journeys(JOURNEYS_DIR):
+        for name, state in compile_journey(journey)["States"].items():
+            parameters = state.get("Parameters", {})
+            if parameters.get("FunctionName") == JOURNEY_STEPS_ARN_PLACEHOLDER:
+                found.append((journey.definition.id, name, parameters["Payload"]))
+    return found
+
+
+EXPECTED_RESULTS = {
+    "wait_until": {"until"},
+    "wait_for": {"resumed"},
+    "branch": {"path"},
+    "split": {"path"},
+    "update": {"published"},
+}
+
+
+@pytest.mark.parametrize(("journey", "state", "payload"), _steps_tasks(), ids=lambda v: str(v)[:40])
+def test_every_journey_steps_task_the_compiler_emits_runs_here(
+    world: World, journey: str, state: str, payload: dict[str, Any]
+) -> None:
+    # Given the payload as Step Functions resolves it for an execution
+    resolved = {key: value for key, value in payload.items() if not key.endswith(".$")}
+    resolved.update(
+        profileId="p-1",
+        enteredAt=ENTERED,
+        trigger={"event": "E", "properties": {}, "messageId": "m-0", "timestamp": ENTERED},
+        executionId=EXECUTION,
+    )
+    if "token.$" in payload:
+        resolved["token"] = "tok-1"
+    world.profile("p-1", Identifier(type="user_id", value="u-1"))
+
+    result = run_step(StepRequest.model_validate(resolved), world.ports)
+
+    assert set(result) >= EXPECTED_RESULTS[payload["action"]], (journey, state)
