@@ -1013,3 +1013,25 @@ def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports
 
     assert sorted(ports.runs.status_of(arn)) == ["completed", "merged"]
     assert ports.runs.active(PROFILE, "cart_abandonment") == []
+
+
+# -- the catalogue, as the router reads it ---------------------------------------------------------
+
+
+def test_the_example_journeys_read_as_the_router_needs_them() -> None:
+    from infra.topology import TOPOLOGY
+    from shared.journeys.loader import load_journeys
+
+    routed = {
+        j.definition.id: RoutedJourney.of(j.definition, f"{MACHINE[:-16]}{j.definition.id}:live")
+        for j in load_journeys(TOPOLOGY.journeys_dir)
+    }
+
+    cart, win_back, welcome = routed["cart_abandonment"], routed["win_back"], routed["welcome"]
+    assert (cart.trigger.event, [r.event for r in cart.exit_on]) == ("Product Added", ["Order Completed"])
+    assert cart.goal == GoalRule("Order Completed", within=timedelta(days=7))
+    assert cart.awaited == frozenset({"Checkout Started"})
+    assert cart.send_steps == ("send-email-cart-reminder", "checkout.on_timeout.send-push-cart-reminder")
+    assert cart.start_arn.endswith(":stateMachine:cart_abandonment:live")
+    assert (win_back.holdout, win_back.re_entry.mode) == (10, "after_exit")
+    assert welcome.re_entry == ReEntryRule("never")
