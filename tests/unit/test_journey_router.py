@@ -1005,13 +1005,13 @@ def test_a_stopped_execution_closes_nothing_more(ports: Ports, stats: FakeStats)
     assert "exited#completed" not in stats.get("cart_abandonment")
 
 
-def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports) -> None:
+def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports, runs: FakeRunStore) -> None:
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
     follow_merge(_merge(MERGED), [CART], ports, NOW)
 
     close_execution(arn, "SUCCEEDED", "{}", ports, NOW)
 
-    assert sorted(ports.runs.status_of(arn)) == ["completed", "merged"]
+    assert sorted(runs.status_of(arn)) == ["completed", "merged"]
     assert ports.runs.active(PROFILE, "cart_abandonment") == []
 
 
