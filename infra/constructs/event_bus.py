@@ -28,10 +28,11 @@ _PATTERN_FIELDS = {
     "account": "account",
     "region": "region",
     "resources": "resources",
+    "detail": "detail",
 }
 
 
-def event_pattern(pattern: dict[str, list[str]]) -> events.EventPattern:
+def event_pattern(pattern: dict[str, Any]) -> events.EventPattern:
     unknown = set(pattern) - set(_PATTERN_FIELDS)
     if unknown:
         # Fail the synth rather than deploy a rule wider than the route asked for.
@@ -59,7 +60,8 @@ class EventBus(Construct):
         return events.Rule(
             self,
             f"route-{spec.name}",
-            event_bus=self.bus,
+            # AWS services (Step Functions' status changes) put their events on the default bus.
+            event_bus=self.bus if spec.bus == "continuum" else None,
             description=f"Continuum route {spec.name}",
             event_pattern=event_pattern(spec.pattern),
             targets=[

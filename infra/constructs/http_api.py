@@ -62,6 +62,8 @@ _NO_AUTHORIZER = {
     "add a second invocation per call to repeat it.",
     "profiles": "The Profile API's function checks the admin bearer token (compared as a SHA-256 digest) "
     "before anything else; the write key never opens it.",
+    "journeys": "The Journeys API's function checks the admin bearer token (compared as a SHA-256 digest) "
+    "before anything else; the write key never opens it.",
     "public": "The API's public description (OpenAPI document and Swagger UI page) carries no data and "
     "is meant to be read without credentials.",
 }
