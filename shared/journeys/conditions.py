@@ -15,7 +15,6 @@ from shared import clock
 from shared.models.journey import Condition, When, parse_instant
 
 Outcome = Literal["sent", "dropped"]
-_ABSENT = object()
 
 
 def lookup(properties: Mapping[str, Any], name: str) -> Any:

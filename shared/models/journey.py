@@ -38,9 +38,8 @@ _OFFSET = re.compile(r"^\s*([+-]?)\s*(\d+)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WAIT_SECONDS = 365 * 86400  # a Step Functions Standard execution lives at most a year
 # State names are step ids (≤ 80 characters in Step Functions); helper states add a suffix such as
-# ".choice", so a step id keeps room for it.
+# ".choice", so a step id keeps 8 characters of room for it.
 STEP_ID_MAX_LENGTH = 72
-STATE_SUFFIX_MAX_LENGTH = 8
 
 
 def _parse_duration(value: object) -> object:
@@ -81,8 +80,7 @@ JourneyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 EventName = Annotated[str, Field(min_length=1, max_length=200)]
 # Authors write `^[a-z0-9][a-z0-9_-]{0,47}$`; derived ids also hold dots (`<parent>.<path>.<step>`),
-# and a dumped definition carries them, so the dots are allowed on validation too.
-AUTHOR_STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+# and a dumped definition (the catalogue) carries them, so dots are allowed on validation too.
 StepId = Annotated[str, Field(pattern=rf"^[a-z0-9][a-z0-9_.-]{{0,{STEP_ID_MAX_LENGTH - 1}}}$")]
 PropertyName = Annotated[str, Field(pattern=r"^[^.\s][^\s]*$", max_length=200)]
 
@@ -480,6 +478,18 @@ _STEP_CLASSES: dict[str, type[_Step]] = {
 }
 
 
+# Each Task step's spec model: `Model.model_validate(step.spec())` gives the spec back (children
+# stripped), which is how the journey-steps function reads a Task payload's `spec`.
+SPEC_MODELS: dict[str, type[_Strict]] = {
+    "wait_until": WaitUntilSpec,
+    "wait_for": WaitForSpec,
+    "branch": BranchSpec,
+    "split": SplitSpec,
+    "send": SendSpec,
+    "update": UpdateSpec,
+}
+
+
 def _one_verb(value: Any) -> Any:
     """A written step: a mapping with an optional id and exactly one verb (or the bare `exit`)."""
     if isinstance(value, _Step):
@@ -560,6 +570,15 @@ def _with_children(step: _Step, paths: dict[str, list[Step]]) -> _Step:
     return step
 
 
+def _exits_last(steps: list[Step], where: str) -> None:
+    """Nothing may follow an exit in its path: it would never run."""
+    for i, step in enumerate(steps):
+        if isinstance(step, ExitStep) and i + 1 < len(steps):
+            raise ValueError(f"{where}: steps after an exit are never reached (step {i + 1})")
+        for name, path in step.paths():
+            _exits_last(path, f"step {step.id!r} {name}")
+
+
 def _iter_tree(steps: list[Step]) -> Iterator[_Step]:
     for step in steps:
         yield step
@@ -611,6 +630,7 @@ class JourneyDefinition(_Strict):
             raise ValueError(f"step ids must be unique in a journey; repeated: {duplicates}")
         # Frozen model: the ids are completed once, here, before anyone sees the definition.
         object.__setattr__(self, "steps", _assign_ids(self.steps, "", set(written)))
+        _exits_last(self.steps, "steps")
         by_id = {step.id: step for step in self.walk()}
         if not any(isinstance(step, SendStep) for step in by_id.values()):
             raise ValueError("a journey needs at least one send step")

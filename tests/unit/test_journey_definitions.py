@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from shared.journeys.loader import JourneyLoadError, load_journey, load_journeys
 from shared.models.journey import (
+    SPEC_MODELS,
     BranchStep,
     Condition,
     EventRule,
@@ -667,3 +668,25 @@ def test_a_steps_spec_strips_its_child_paths() -> None:
     assert wait_for.spec() == {"event": "A", "where": {}, "timeout": 86400}
     assert branch.spec() == {"cases": [{"when": {"traits": {"plan": {"equals": "pro"}}, "trigger": {}}}]}
     assert split.spec() == {"paths": [{"weight": 1.0}, {"weight": 3.0}]}
+
+
+def test_steps_after_an_exit_are_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"step 'w' on_timeout: steps after an exit are never reached"):
+        _steps(SEND, {"id": "w", "wait_for": {"event": "A", "timeout": "1h", "on_timeout": ["exit", SEND]}})
+    with pytest.raises(ValidationError, match=r"steps: steps after an exit are never reached \(step 2\)"):
+        _steps(SEND, "exit", {"wait": "1h"})
+
+
+def test_each_task_steps_spec_validates_back_to_its_spec_model() -> None:
+    definition = _steps(
+        {"wait_until": {"time": "10:00", "weekdays": ["sat"]}},
+        {"wait_for": {"event": "A", "where": {"n": {"gt": 1}}, "timeout": "1h", "on_event": [SEND]}},
+        {"branch": {"cases": [{"when": {"journey": {"dropped": "send-email-hello"}}, "steps": ["exit"]}]}},
+        {"split": {"paths": [{"weight": 1}, {"weight": 2}]}},
+        {"update": {"set": {"a": {"b": 1}}}},
+        SEND,
+    )
+
+    for step in definition.steps:
+        spec = SPEC_MODELS[step.type].model_validate(step.spec())
+        assert type(step).model_validate({step.type: spec}).spec() == step.spec()

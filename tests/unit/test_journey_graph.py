@@ -76,11 +76,14 @@ def test_branch_cases_and_else_are_children_in_order() -> None:
     assert graph.successors("b") == ["b.case-0.send-email-hello", "wait-1d", "b.else.exit"]
 
 
-def test_an_exit_ends_the_run_whatever_follows() -> None:
-    graph = lower(_definition(SEND, "exit", {"wait": "1h"}))
+def test_an_exit_in_a_child_path_ends_the_run_instead_of_rejoining() -> None:
+    graph = lower(
+        _definition({"id": "w", "wait_for": {"event": "A", "timeout": "1h", "on_event": ["exit"]}}, SEND)
+    )
 
-    assert graph.nodes["exit"].next is None
-    assert graph.successors("exit") == [None]
+    assert graph.nodes["w"].children["on_event"] == "w.on_event.exit"
+    assert graph.nodes["w.on_event.exit"].next is None
+    assert graph.successors("w.on_event.exit") == [None]
 
 
 def test_split_paths_are_children_and_nested_paths_rejoin_their_own_parent() -> None:
