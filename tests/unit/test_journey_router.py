@@ -1035,3 +1035,13 @@ def test_the_example_journeys_read_as_the_router_needs_them() -> None:
     assert cart.start_arn.endswith(":stateMachine:cart_abandonment:live")
     assert (win_back.holdout, win_back.re_entry.mode) == (10, "after_exit")
     assert welcome.re_entry == ReEntryRule("never")
+
+
+def test_a_goal_event_from_before_the_entry_is_no_conversion(ports: Ports, stats: FakeStats) -> None:
+    route(_resolved(), [CART], ports, NOW)  # entered at 10:00
+
+    late = _with("Order Completed", "m-2", "2024-05-01T09:59:59+00:00", revenue=5)  # another offset form
+    routing = route(late, [CART], ports, NOW)
+
+    assert routing.converted == []
+    assert "conversions" not in stats.get("cart_abandonment")
