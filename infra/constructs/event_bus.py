@@ -28,6 +28,7 @@ _PATTERN_FIELDS = {
     "account": "account",
     "region": "region",
     "resources": "resources",
+    "detail": "detail",
 }
 
 

@@ -366,7 +366,7 @@ def _trigger_of(run: dict[str, str]) -> dict[str, Any]:
 
 def _resume(event: _Event, journey: RoutedJourney, ports: Ports, routing: Routing) -> None:
     for run in _own_runs_excluded(event, journey, ports.runs.active(event.profile_id, journey.id)):
-        if event.at < run["enteredAt"]:
+        if event.moment < clock.parse(run["enteredAt"]):
             continue  # an event from before the entry (a replay) does not count
         wait = ports.waits.get(run["executionArn"])
         if wait is None or wait.event != event.name:
@@ -386,12 +386,11 @@ def _reach_goal(
         run
         for run in _own_runs_excluded(event, journey, ports.runs.runs(event.profile_id, journey.id))
         if run["status"] not in _NOT_ENTRIES
-        and run["enteredAt"] <= event.at
-        and event.moment - clock.parse(run["enteredAt"]) <= goal.within
+        and timedelta(0) <= event.moment - clock.parse(run["enteredAt"]) <= goal.within
         and property_conditions_hold(goal.where, event.properties, _trigger_of(run), event.moment)
     ]
     # One conversion per goal event: the latest entry's (an earlier entry's was the previous goal's).
-    latest = max(reached, key=lambda run: run["enteredAt"], default=None)
+    latest = max(reached, key=lambda run: clock.parse(run["enteredAt"]), default=None)
     if latest is not None and not latest.get("convertedAt"):
         _convert(event, journey, latest, ports, routing)
     if goal.exit_on_goal:

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
 from infra.local.engine import create_table
@@ -130,6 +131,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
         yield variables
         config.reset()
         aws.reset()
+        # Powertools buffers metrics even when disabled, in a set every Metrics instance shares: the
+        # handlers' values must not reach the next test module (the local runtime drops them itself).
+        Metrics().clear_metrics()
 
 
 def _route(

@@ -9,6 +9,7 @@ from typing import Any
 from infra.local.engine import PREFIX, Failure, LocalEngine
 from infra.local.http import api_gateway_event
 from infra.topology import TOPOLOGY
+from shared.store.journey_stats import JourneyStats
 from tests.integration.conftest import client, eventbridge_event, http_event
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
@@ -98,6 +99,10 @@ def _executions_of(profile_id: str) -> list[dict[str, Any]]:
     return found
 
 
+def _erased_exits() -> float:
+    return JourneyStats(f"{PREFIX}-journey-stats").get("cart_abandonment").get("exited#erased", 0)
+
+
 def test_erasure_stops_the_persons_running_journey_and_not_anyone_elses(engine: LocalEngine) -> None:
     # Given two customers in the cart journey, waiting for their reminder
     tags = [uuid.uuid4().hex[:10] for _ in range(2)]
@@ -108,6 +113,8 @@ def test_erasure_stops_the_persons_running_journey_and_not_anyone_elses(engine: 
     engine.advance(60)
     assert [[e["status"] for e in _executions_of(p)] for p in profile_ids] == [["RUNNING"], ["RUNNING"]]
 
+    erased_before = _erased_exits()
+
     # When the first is erased
     assert _profiles_api(engine, "DELETE", f"/v1/profiles/{profile_ids[0]}")["status"] == 200
 
@@ -115,6 +122,7 @@ def test_erasure_stops_the_persons_running_journey_and_not_anyone_elses(engine: 
     (stopped,) = _executions_of(profile_ids[0])
     assert stopped["status"] == "ABORTED"
     assert [e["status"] for e in _executions_of(profile_ids[1])] == ["RUNNING"]
+    assert _erased_exits() == erased_before + 1  # the journey counts the run it lost
     engine.advance(2 * 3600)
     assert [m["profileId"] for m in engine.message_log() if m["profileId"] in profile_ids] == [profile_ids[1]]
 

@@ -1005,11 +1005,43 @@ def test_a_stopped_execution_closes_nothing_more(ports: Ports, stats: FakeStats)
     assert "exited#completed" not in stats.get("cart_abandonment")
 
 
-def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports) -> None:
+def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports, runs: FakeRunStore) -> None:
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
     follow_merge(_merge(MERGED), [CART], ports, NOW)
 
     close_execution(arn, "SUCCEEDED", "{}", ports, NOW)
 
-    assert sorted(ports.runs.status_of(arn)) == ["completed", "merged"]
+    assert sorted(runs.status_of(arn)) == ["completed", "merged"]
     assert ports.runs.active(PROFILE, "cart_abandonment") == []
+
+
+# -- the catalogue, as the router reads it ---------------------------------------------------------
+
+
+def test_the_example_journeys_read_as_the_router_needs_them() -> None:
+    from infra.topology import TOPOLOGY
+    from shared.journeys.loader import load_journeys
+
+    routed = {
+        j.definition.id: RoutedJourney.of(j.definition, f"{MACHINE[:-16]}{j.definition.id}:live")
+        for j in load_journeys(TOPOLOGY.journeys_dir)
+    }
+
+    cart, win_back, welcome = routed["cart_abandonment"], routed["win_back"], routed["welcome"]
+    assert (cart.trigger.event, [r.event for r in cart.exit_on]) == ("Product Added", ["Order Completed"])
+    assert cart.goal == GoalRule("Order Completed", within=timedelta(days=7))
+    assert cart.awaited == frozenset({"Checkout Started"})
+    assert cart.send_steps == ("send-email-cart-reminder", "checkout.on_timeout.send-push-cart-reminder")
+    assert cart.start_arn.endswith(":stateMachine:cart_abandonment:live")
+    assert (win_back.holdout, win_back.re_entry.mode) == (10, "after_exit")
+    assert welcome.re_entry == ReEntryRule("never")
+
+
+def test_a_goal_event_from_before_the_entry_is_no_conversion(ports: Ports, stats: FakeStats) -> None:
+    route(_resolved(), [CART], ports, NOW)  # entered at 10:00
+
+    late = _with("Order Completed", "m-2", "2024-05-01T09:59:59+00:00", revenue=5)  # another offset form
+    routing = route(late, [CART], ports, NOW)
+
+    assert routing.converted == []
+    assert "conversions" not in stats.get("cart_abandonment")
