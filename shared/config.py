@@ -34,7 +34,7 @@ JourneyStatsTable = Annotated[str, Field(alias="JOURNEY_STATS_TABLE", min_length
 class JourneyRef(Model):
     id: str
     trigger: str
-    goal: str | None
+    goal: str | None = None  # CDK's to_json_string leaves a null out
     state_machine_arn: str = Field(alias="stateMachineArn")
 
 

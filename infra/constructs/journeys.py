@@ -13,11 +13,19 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, compile_journey
+from shared.journeys.compiler import (
+    DELIVER_ARN_PLACEHOLDER,
+    JOURNEY_STEPS_ARN_PLACEHOLDER,
+    JOURNEY_STEPS_FUNCTION,
+    compile_journey,
+)
+
+__all__ = ["JOURNEY_STEPS_FUNCTION", "JourneyStateMachines"]
 from shared.models.journey import Journey
 
 # "${DeliverFunctionArn}" → "DeliverFunctionArn": the compiler owns the placeholder's name.
 DELIVER_ARN_VARIABLE = DELIVER_ARN_PLACEHOLDER.removeprefix("${").removesuffix("}")
+JOURNEY_STEPS_ARN_VARIABLE = JOURNEY_STEPS_ARN_PLACEHOLDER.removeprefix("${").removesuffix("}")
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
 
@@ -34,6 +42,7 @@ class JourneyStateMachines(Construct):
         *,
         journeys: Sequence[Journey],
         send_gate: lambda_.IFunction,
+        journey_steps: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         self._journeys = list(journeys)
@@ -61,7 +70,10 @@ class JourneyStateMachines(Construct):
                 state_machine_type=sfn.StateMachineType.STANDARD,
                 # The same compiled definition the local runtime runs; only the ARN is substituted.
                 definition_body=sfn.DefinitionBody.from_string(json.dumps(compile_journey(journey))),
-                definition_substitutions={DELIVER_ARN_VARIABLE: send_gate.function_arn},
+                definition_substitutions={
+                    DELIVER_ARN_VARIABLE: send_gate.function_arn,
+                    JOURNEY_STEPS_ARN_VARIABLE: journey_steps.function_arn,
+                },
                 # Execution data stays out of the logs: it is a profile's id and its trigger event,
                 # personal data the message log already records where it is needed.
                 logs=sfn.LogOptions(
@@ -71,8 +83,11 @@ class JourneyStateMachines(Construct):
             )
             # The definition invokes the unqualified ARN only: grant exactly that, not CDK's
             # grant_invoke, which also grants every version and alias (`<arn>:*`).
+            invoked = [send_gate.function_arn]
+            if journey_steps is not send_gate:
+                invoked.append(journey_steps.function_arn)
             machine.add_to_role_policy(
-                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[send_gate.function_arn])
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=invoked)
             )
             Validations.of(machine.role).acknowledge(
                 Acknowledgment(
@@ -119,8 +134,8 @@ class JourneyStateMachines(Construct):
             [
                 {
                     "id": journey.definition.id,
-                    "trigger": journey.definition.trigger,
-                    "goal": journey.definition.goal,
+                    "trigger": journey.definition.trigger.event,
+                    "goal": journey.definition.goal.event if journey.definition.goal else None,
                     "stateMachineArn": self.machines[journey.definition.id].state_machine_arn,
                 }
                 for journey in self._journeys

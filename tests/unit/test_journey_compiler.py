@@ -1,4 +1,4 @@
-"""Journey definition → Amazon States Language (shared/journeys/compiler.py)."""
+"""Journey definition → graph → Amazon States Language (shared/journeys/compiler.py)."""
 
 from __future__ import annotations
 
@@ -7,125 +7,305 @@ from typing import Any
 
 import pytest
 
-from shared.journeys.compiler import DELIVER_ARN_PLACEHOLDER, compile_journey
-from shared.journeys.loader import load_journey
-from shared.models.journey import Journey
+from shared.journeys.compiler import (
+    DELIVER_ARN_PLACEHOLDER,
+    EMITTERS,
+    END_STATE,
+    JOURNEY_STEPS_ARN_PLACEHOLDER,
+    compile_journey,
+    gate_event,
+)
+from shared.journeys.loader import load_journey, load_journeys
+from shared.models.journey import STEP_TYPES, Journey, JourneyDefinition, Template
 
-CART_ABANDONMENT = Path(__file__).resolve().parents[2] / "journeys" / "cart_abandonment"
+JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
+HELLO = Template.model_validate(
+    {"name": "hello", "email": {"subject": "Hi", "text": "Hello"}, "push": {"title": "Hi", "body": "Hello"}}
+)
+SEND = {"send": {"channel": "email", "template": "hello"}}
+
+
+def _journey(*steps: Any, **overrides: Any) -> Journey:
+    definition = JourneyDefinition.model_validate(
+        {"id": "j", "name": "J", "trigger": "Signed Up", "steps": list(steps), **overrides}
+    )
+    return Journey(definition=definition, templates={"hello": HELLO})
+
+
+def _states(*steps: Any, **overrides: Any) -> dict[str, dict[str, Any]]:
+    states: dict[str, dict[str, Any]] = compile_journey(_journey(*steps, **overrides))["States"]
+    return states
+
+
+def _targets(state: dict[str, Any]) -> list[str]:
+    targets = [state.get("Next"), state.get("Default")]
+    targets += [c["Next"] for c in state.get("Choices", [])] + [c["Next"] for c in state.get("Catch", [])]
+    return [t for t in targets if t is not None]
 
 
 @pytest.fixture(scope="module")
-def journey() -> Journey:
-    return load_journey(CART_ABANDONMENT)
+def cart() -> Journey:
+    return load_journey(JOURNEYS / "cart_abandonment")
 
 
-@pytest.fixture(scope="module")
-def machine(journey: Journey) -> dict[str, Any]:
-    return compile_journey(journey)
+def test_every_step_type_has_an_emitter() -> None:
+    assert set(EMITTERS) == set(STEP_TYPES)
 
 
-def _in_order(machine: dict[str, Any]) -> list[dict[str, Any]]:
-    """The states as an execution walks them, from StartAt along Next to End."""
-    states, name, walked = machine["States"], machine["StartAt"], []
-    while True:
-        state = states[name]
-        walked.append(state)
-        if state.get("End"):
-            return walked
-        name = state["Next"]
+# -- the example journeys --------------------------------------------------------------------------
 
 
-def _tasks(machine: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for s in _in_order(machine) if s["Type"] == "Task"]
+def test_cart_abandonment_waits_emails_then_waits_for_checkout_of_the_same_cart(cart: Journey) -> None:
+    machine = compile_journey(cart)
+    states = machine["States"]
+
+    assert machine["StartAt"] == "wait-1h"
+    assert states["wait-1h"] == {"Type": "Wait", "Seconds": 3600, "Next": "send-email-cart-reminder"}
+    assert states["send-email-cart-reminder"]["Next"] == "checkout"
+    checkout = states["checkout"]
+    assert checkout["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert checkout["TimeoutSeconds"] == 23 * 3600
+    assert checkout["Parameters"]["Payload"]["spec"]["where"] == {"cart_id": {"same_as_trigger": True}}
+    assert checkout["Next"] == "checkout.on_event.exit"
+    assert checkout["Catch"][0]["Next"] == "checkout.on_timeout.send-push-cart-reminder"
+    assert states["checkout.on_timeout.send-push-cart-reminder"]["Parameters"]["Payload"]["channel"] == "push"
+    assert states["checkout.on_timeout.send-push-cart-reminder"]["End"] is True
 
 
-def test_cart_abandonment_waits_an_hour_emails_waits_23_hours_then_pushes(machine: dict[str, Any]) -> None:
-    walked = _in_order(machine)
+@pytest.mark.parametrize("journey", load_journeys(JOURNEYS), ids=lambda j: j.definition.id)
+def test_every_transition_of_the_example_journeys_names_a_state(journey: Journey) -> None:
+    machine = compile_journey(journey)
+    states = machine["States"]
 
-    shape = [(s["Type"], s.get("Seconds") or s["Parameters"]["Payload"]["channel"]) for s in walked]
-    assert shape == [("Wait", 3600), ("Task", "email"), ("Wait", 82800), ("Task", "push")]
-
-
-def test_only_the_last_state_ends_the_execution(machine: dict[str, Any]) -> None:
-    walked = _in_order(machine)
-
-    assert [bool(s.get("End")) for s in walked] == [False, False, False, True]
-    assert "Next" not in walked[-1]
-
-
-def test_start_at_names_the_first_step(machine: dict[str, Any]) -> None:
-    first = machine["States"][machine["StartAt"]]
-
-    assert first == {"Type": "Wait", "Seconds": 3600, "Next": first["Next"]}
+    assert machine["StartAt"] in states
+    for name, state in states.items():
+        assert 0 < len(name) <= 80
+        assert set(_targets(state)) <= set(states), name
+        ends = state.get("End") is True or state["Type"] in ("Succeed", "Choice") or "Next" in state
+        assert ends, name
 
 
-def test_each_step_is_exactly_one_state(journey: Journey, machine: dict[str, Any]) -> None:
-    # Transition economy: no Pass, Choice or bookkeeping states around the steps.
-    assert len(machine["States"]) == len(journey.definition.steps)
-    assert len(_in_order(machine)) == len(machine["States"])
+@pytest.mark.parametrize("journey", load_journeys(JOURNEYS), ids=lambda j: j.definition.id)
+def test_example_journeys_cost_at_most_two_states_per_step(journey: Journey) -> None:
+    steps = list(journey.definition.walk())
+    states = compile_journey(journey)["States"]
+
+    assert len(states) <= 2 * len(steps) + 1
 
 
-def test_send_states_invoke_the_deliver_placeholder(machine: dict[str, Any]) -> None:
-    for task in _tasks(machine):
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke"
-        assert task["Parameters"]["FunctionName"] == DELIVER_ARN_PLACEHOLDER == "${DeliverFunctionArn}"
+# -- one emitter per step type ---------------------------------------------------------------------
 
 
-def test_send_states_carry_the_template_content_for_their_channel(
-    journey: Journey, machine: dict[str, Any]
-) -> None:
-    email, push = (t["Parameters"]["Payload"] for t in _tasks(machine))
-    template = journey.templates["cart-reminder"]
+def test_wait_is_one_wait_state() -> None:
+    states = _states({"wait": "90m"}, SEND)
 
-    assert email["content"] == template.email.model_dump(exclude_none=True)  # type: ignore[union-attr]
-    assert push["content"] == {"title": template.push.title, "body": template.push.body}  # type: ignore[union-attr]
-    assert set(email["content"]) == {"subject", "text", "html"}
+    assert states["wait-90m"] == {"Type": "Wait", "Seconds": 5400, "Next": "send-email-hello"}
 
 
-def test_send_payload_names_journey_goal_template_and_execution(machine: dict[str, Any]) -> None:
-    payload = _tasks(machine)[0]["Parameters"]["Payload"]
+def test_wait_until_asks_the_function_for_the_instant_then_waits_for_it() -> None:
+    states = _states({"wait_until": {"time": "10:00", "days_after_entry": 30, "weekdays": ["mon"]}}, SEND)
 
+    task, wait = states["wait-until-10-00"], states["wait-until-10-00.at"]
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert task["Parameters"]["FunctionName"] == JOURNEY_STEPS_ARN_PLACEHOLDER == "${JourneyStepsFunctionArn}"
+    assert task["Parameters"]["Payload"] == {
+        "action": "wait_until",
+        "journey": "j",
+        "step": "wait-until-10-00",
+        "spec": {"time": "10:00", "days_after_entry": 30, "weekdays": ["mon"]},
+        "profileId.$": "$.profileId",
+        "enteredAt.$": "$.enteredAt",
+        "trigger.$": "$.trigger",
+        "executionId.$": "$$.Execution.Id",
+    }
+    assert task["ResultSelector"] == {"until.$": "$.Payload.until"}
+    assert task["ResultPath"] == "$.wait"
+    assert task["Next"] == "wait-until-10-00.at"
+    assert wait == {"Type": "Wait", "TimestampPath": "$.wait.until", "Next": "send-email-hello"}
+
+
+def test_wait_for_parks_on_a_task_token_and_catches_the_timeout() -> None:
+    states = _states(
+        SEND,
+        {
+            "id": "w",
+            "wait_for": {"event": "App Opened", "timeout": "2d", "on_event": [SEND], "on_timeout": ["exit"]},
+        },
+    )
+
+    task = states["w"]
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert task["TimeoutSeconds"] == 172800
+    assert task["ResultPath"] is None
+    payload = task["Parameters"]["Payload"]
+    assert payload["action"] == "wait_for"
+    assert payload["token.$"] == "$$.Task.Token"
+    assert payload["spec"] == {"event": "App Opened", "where": {}, "timeout": 172800}
+    assert task["Next"] == "w.on_event.send-email-hello"
+    assert task["Catch"] == [
+        {"ErrorEquals": ["States.Timeout"], "Next": "w.on_timeout.exit", "ResultPath": None}
+    ]
+
+
+def test_a_wait_for_with_nothing_after_it_ends_or_succeeds() -> None:
+    states = _states(SEND, {"id": "w", "wait_for": {"event": "A", "timeout": "1h"}})
+
+    assert states["w"]["End"] is True
+    assert states["w"]["Catch"][0]["Next"] == END_STATE
+    assert states[END_STATE] == {"Type": "Succeed"}
+
+
+def test_branch_asks_for_the_path_then_chooses_on_it() -> None:
+    states = _states(
+        {
+            "id": "plan",
+            "branch": {
+                "cases": [
+                    {"when": {"traits": {"plan": "pro"}}, "steps": [SEND]},
+                    {"when": {"journey": {"sent": "send-email-hello"}}},
+                ],
+                "else": ["exit"],
+            },
+        },
+        {"wait": "1h"},
+        SEND,
+    )
+
+    task, choice = states["plan"], states["plan.choice"]
+    assert task["Parameters"]["Payload"]["action"] == "branch"
+    assert task["Parameters"]["Payload"]["spec"] == {
+        "cases": [
+            {"when": {"traits": {"plan": {"equals": "pro"}}, "trigger": {}}},
+            {"when": {"traits": {}, "trigger": {}, "journey": {"sent": "send-email-hello"}}},
+        ]
+    }
+    assert task["ResultSelector"] == {"path.$": "$.Payload.path"}
+    assert task["ResultPath"] == "$.decision"
+    assert task["Next"] == "plan.choice"
+    assert choice == {
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.decision.path", "StringEquals": "case-0", "Next": "plan.case-0.send-email-hello"},
+            {"Variable": "$.decision.path", "StringEquals": "case-1", "Next": "wait-1h"},
+        ],
+        "Default": "plan.else.exit",
+    }
+
+
+def test_a_branch_without_else_defaults_to_the_step_after_it() -> None:
+    states = _states(
+        {"id": "b", "branch": {"cases": [{"when": {"traits": {"vip": True}}, "steps": [SEND]}]}},
+        {"wait": "1h"},
+    )
+
+    assert states["b.choice"]["Default"] == "wait-1h"
+
+
+def test_split_chooses_among_its_paths_the_last_being_the_default() -> None:
+    states = _states(
+        {
+            "id": "s",
+            "split": {
+                "paths": [{"weight": 1, "steps": [SEND]}, {"weight": 2}, {"weight": 3, "steps": ["exit"]}]
+            },
+        }
+    )
+
+    task, choice = states["s"], states["s.choice"]
+    assert task["Parameters"]["Payload"]["spec"] == {
+        "paths": [{"weight": 1.0}, {"weight": 2.0}, {"weight": 3.0}]
+    }
+    assert [c["StringEquals"] for c in choice["Choices"]] == ["path-0", "path-1"]
+    assert choice["Choices"][1]["Next"] == END_STATE  # an empty last path: the run ends
+    assert choice["Default"] == "s.path-2.exit"
+
+
+def test_send_invokes_the_deliver_placeholder_with_the_step_id_and_template_content(cart: Journey) -> None:
+    states = compile_journey(cart)["States"]
+
+    task = states["send-email-cart-reminder"]
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert task["Parameters"]["FunctionName"] == DELIVER_ARN_PLACEHOLDER == "${DeliverFunctionArn}"
+    payload = task["Parameters"]["Payload"]
+    assert payload["step"] == "send-email-cart-reminder"
     assert payload["journey"] == "cart_abandonment"
     assert payload["goal"] == "Order Completed"
-    assert payload["template"] == "cart-reminder"
+    assert payload["content"] == cart.templates["cart-reminder"].email.model_dump(exclude_none=True)  # type: ignore[union-attr]
     assert payload["executionId.$"] == "$$.Execution.Id"
-    assert payload["profileId.$"] == "$.profileId"
-    assert payload["enteredAt.$"] == "$.enteredAt"
-    assert payload["trigger.$"] == "$.trigger"
+    assert task["ResultPath"] is None
 
 
-def test_send_payload_step_is_the_state_name(machine: dict[str, Any]) -> None:
-    # The message key is execution + step: the step must be unique within the execution.
-    for name, state in machine["States"].items():
-        if state["Type"] == "Task":
-            assert state["Parameters"]["Payload"]["step"] == name
+def test_update_is_one_task_whose_result_is_discarded() -> None:
+    states = _states({"update": {"set": {"onboarded": True}, "unset": ["trial"]}}, SEND)
+
+    task = states["update"]
+    assert task["Parameters"]["Payload"]["action"] == "update"
+    assert task["Parameters"]["Payload"]["spec"] == {"set": {"onboarded": True}, "unset": ["trial"]}
+    assert task["ResultPath"] is None
+    assert task["Next"] == "send-email-hello"
 
 
-def test_send_results_are_discarded_so_the_input_stays_the_state(machine: dict[str, Any]) -> None:
-    for task in _tasks(machine):
-        assert "ResultPath" in task
-        assert task["ResultPath"] is None
+def test_exit_is_a_pass_that_marks_the_output_and_ends() -> None:
+    states = _states(SEND, "exit")
+
+    assert states["exit"] == {"Type": "Pass", "Result": {"step": "exit"}, "ResultPath": "$.exit", "End": True}
 
 
-def test_send_states_retry_transient_lambda_errors(machine: dict[str, Any]) -> None:
-    for task in _tasks(machine):
+def test_every_task_retries_transient_lambda_errors() -> None:
+    states = _states(
+        {"wait_until": {"trait": "renews_at"}},
+        {"wait_for": {"event": "A", "timeout": "1h"}},
+        {"branch": {"cases": [{"when": {"traits": {"a": 1}}}]}},
+        {"split": {"paths": [{"weight": 1}, {"weight": 1}]}},
+        SEND,
+        {"update": {"set": {"a": 1}}},
+    )
+
+    tasks = [state for state in states.values() if state["Type"] == "Task"]
+    assert len(tasks) == 6
+    for task in tasks:
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
-        assert "Lambda.TooManyRequestsException" in retried
-        assert "Lambda.ServiceException" in retried
-        assert all(rule["MaxAttempts"] >= 1 for rule in task["Retry"])
+        assert {"Lambda.TooManyRequestsException", "Lambda.ServiceException"} <= retried
+        assert "States.Timeout" not in retried
 
 
-def test_a_given_deliver_arn_replaces_the_placeholder(journey: Journey) -> None:
-    arn = "arn:aws:lambda:eu-west-1:123456789012:function:deliver"
+def test_given_arns_replace_the_placeholders() -> None:
+    journey = _journey({"update": {"set": {"a": 1}}}, SEND)
 
-    machine = compile_journey(journey, deliver_arn=arn)
+    machine = compile_journey(journey, deliver_arn="arn:deliver", steps_arn="arn:steps")
 
-    assert [t["Parameters"]["FunctionName"] for t in _tasks(machine)] == [arn, arn]
-    assert DELIVER_ARN_PLACEHOLDER not in str(machine)
+    assert machine["States"]["update"]["Parameters"]["FunctionName"] == "arn:steps"
+    assert machine["States"]["send-email-hello"]["Parameters"]["FunctionName"] == "arn:deliver"
+    assert "${" not in str(machine)
 
 
-def test_state_names_are_unique_and_within_the_step_functions_limit(machine: dict[str, Any]) -> None:
-    names = list(machine["States"])
+def test_a_property_name_ending_in_a_path_marker_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"step 'update': the name 'x\.\$' ends with"):
+        _states({"update": {"set": {"x.$": "$.profileId"}}}, SEND)
 
-    assert len(set(names)) == len(names) == 4
-    assert all(0 < len(name) <= 80 for name in names)
+
+def test_state_names_are_the_step_ids_so_inserting_a_step_keeps_the_others() -> None:
+    before = _states({"wait": "1h"}, SEND)
+    after = _states({"wait": "1h"}, {"update": {"set": {"a": 1}}}, SEND)
+
+    assert set(before) <= set(after)
+    assert after["send-email-hello"]["Parameters"]["Payload"]["step"] == "send-email-hello"
+
+
+# -- the send gate's exit event --------------------------------------------------------------------
+
+
+def _gate(**overrides: Any) -> str | None:
+    return gate_event(_journey(SEND, **overrides).definition)
+
+
+def test_the_gate_rechecks_the_goal_or_an_unconditional_exit_event() -> None:
+    assert _gate(goal={"event": "Order Completed", "within": "7d"}) == "Order Completed"
+    assert _gate(exit_on=["Unsubscribed"]) == "Unsubscribed"
+    assert _gate() is None
+
+
+def test_the_gate_does_not_recheck_an_event_that_is_also_the_trigger_or_has_conditions() -> None:
+    assert _gate(trigger="Order Completed", exit_on=["Order Completed"]) is None
+    assert _gate(exit_on=[{"event": "Cart Emptied", "where": {"cart_id": {"same_as_trigger": True}}}]) is None
+    assert _gate(goal={"event": "Order Completed", "within": "7d", "exit_on_goal": False}) is None

@@ -1,0 +1,288 @@
+"""Journey tooling: `python -m infra.journeys {validate | graph ID}`.
+
+validate  Load every journey under journeys/, compile it, and render every template with the real
+          renderer against the sample events in events/ (the journey's trigger event, the sample
+          identify's traits). Each problem names its journey, template and steps; exit status 1.
+graph ID  The journey as a Mermaid flowchart on stdout, to paste into a pull request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from infra.topology import JOURNEYS_DIR, ROOT
+from shared.delivery.templates import _PLACEHOLDER, _lookup, render
+from shared.journeys.compiler import compile_journey
+from shared.journeys.graph import Graph, Node, lower
+from shared.journeys.loader import JourneyLoadError, load_journey
+from shared.models.journey import (
+    BranchStep,
+    Condition,
+    Journey,
+    JourneyDefinition,
+    SendStep,
+    SplitStep,
+    WaitForStep,
+    WaitStep,
+    WaitUntilStep,
+    format_duration,
+)
+
+EVENTS_DIR = ROOT / "events"
+_PLACEHOLDER_ROOTS = ("profile", "trigger")
+
+
+# -- validate --------------------------------------------------------------------------------------
+
+
+def _sample_calls(events_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every call in the sample payloads (a batch's calls one by one)."""
+    for path in sorted(events_dir.glob("*.json")):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        calls = payload.get("batch", [payload]) if isinstance(payload, dict) else []
+        yield from (call for call in calls if isinstance(call, dict))
+
+
+def _contexts(definition: JourneyDefinition, events_dir: Path) -> list[dict[str, Any]]:
+    """The template contexts the samples give this journey: its trigger × the sample profile."""
+    calls = list(_sample_calls(events_dir))
+    traits: dict[str, Any] = {}
+    for call in calls:
+        if call.get("type", "identify" if "traits" in call and "event" not in call else None) == "identify":
+            traits.update(call.get("traits") or {})
+    triggers = [call for call in calls if call.get("event") == definition.trigger.event]
+    return [
+        {
+            "profile": {"traits": traits, "profileId": "sample-profile"},
+            "trigger": {
+                "event": call["event"],
+                "properties": call.get("properties") or {},
+                "messageId": call.get("messageId", "sample-message"),
+                "timestamp": call.get("timestamp", "2024-05-01T12:00:00.000Z"),
+            },
+        }
+        for call in triggers
+    ]
+
+
+def _template_problems(text: str, context: dict[str, Any]) -> list[str]:
+    problems = []
+    for match in _PLACEHOLDER.finditer(text):
+        path, fallback = match.group(1), match.group(2)
+        if path.split(".", 1)[0] not in _PLACEHOLDER_ROOTS:
+            problems.append(f"{{{{ {path} }}}} is neither profile.… nor trigger.…")
+            continue
+        value = _lookup(context, path)
+        if isinstance(value, dict | list):
+            problems.append(f"{{{{ {path} }}}} is an object, not a value")
+        elif (value is None or value == "") and not fallback:
+            problems.append(f"{{{{ {path} }}}} is empty for the sample event and has no `| fallback`")
+    rendered = render(text, context)
+    if "{{" in rendered or "}}" in rendered:
+        problems.append("an unclosed or malformed {{ placeholder }}")
+    return problems
+
+
+def validate_journey(journey: Journey, events_dir: Path) -> list[str]:
+    definition = journey.definition
+    errors = []
+    try:
+        compile_journey(journey)
+    except ValueError as error:
+        errors.append(f"journey {definition.id}: {error}")
+    contexts = _contexts(definition, events_dir)
+    if not contexts:
+        errors.append(
+            f"journey {definition.id}: no sample {definition.trigger.event!r} event in {events_dir}"
+            " to render its templates with (add one, e.g. track-<event>.json)"
+        )
+    sends: dict[str, list[str]] = {}
+    for step in definition.walk():
+        if isinstance(step, SendStep) and step.id is not None:
+            sends.setdefault(step.send.template, []).append(step.id)
+    for name, template in sorted(journey.templates.items()):
+        steps = ", ".join(sends.get(name, [])) or "no step"
+        for channel in ("email", "push"):
+            content = template.content_for(channel)
+            if content is None:
+                continue
+            for field, text in content.model_dump(exclude_none=True).items():
+                for context in contexts:
+                    for problem in dict.fromkeys(_template_problems(text, context)):
+                        errors.append(
+                            f"journey {definition.id}, template {name} (used by {steps}),"
+                            f" {channel}.{field}: {problem}"
+                        )
+    return list(dict.fromkeys(errors))
+
+
+def validate(journeys_dir: Path, events_dir: Path) -> tuple[int, list[str]]:
+    """(journeys validated, problems) for every journey folder under `journeys_dir`."""
+    errors: list[str] = []
+    count = 0
+    for folder in sorted(journeys_dir.iterdir()):
+        if not (folder / "journey.yaml").is_file():
+            continue
+        count += 1
+        try:
+            journey = load_journey(folder)
+        except JourneyLoadError as error:
+            errors.append(f"journey {folder.name}: {error}")
+            continue
+        errors += validate_journey(journey, events_dir)
+    return count, errors
+
+
+# -- graph -----------------------------------------------------------------------------------------
+
+
+def _label(text: str) -> str:
+    """Mermaid label text: quotes and markup characters as entities."""
+    return re.sub(r'["<>#]', lambda m: f"#{ord(m.group(0))};", text)
+
+
+def _conditions(where: dict[str, Condition]) -> str:
+    parts = []
+    for name, condition in where.items():
+        if condition.op == "same_as_trigger":
+            other = name if condition.value is True else condition.value
+            parts.append(f"{name} = trigger's {other}")
+        elif condition.op == "equals":
+            parts.append(f"{name} = {json.dumps(condition.value)}")
+        else:
+            parts.append(f"{name} {condition.op} {json.dumps(condition.value)}")
+    return ", ".join(parts)
+
+
+def _describe(node: Node) -> str:
+    step = node.step
+    if isinstance(step, WaitStep):
+        return f"wait {format_duration(step.wait)}"
+    if isinstance(step, WaitUntilStep):
+        spec = step.wait_until
+        if spec.trait is not None:
+            text = f"wait until {spec.trait}"
+            if spec.offset:
+                text += f" {'-' if spec.offset < 0 else '+'} {format_duration(abs(spec.offset))}"
+        else:
+            text = "wait until"
+            if spec.days_after_entry:
+                text += f" day {spec.days_after_entry},"
+        if spec.time:
+            text += f" {spec.time} local"
+        if spec.weekdays:
+            text += f" ({', '.join(spec.weekdays)})"
+        return text
+    if isinstance(step, WaitForStep):
+        where = _conditions(step.wait_for.where)
+        return f"wait for {step.wait_for.event}" + (f" ({where})" if where else "")
+    if isinstance(step, SendStep):
+        return f"send {step.send.channel} {step.send.template}"
+    return node.type
+
+
+def _case_label(step: BranchStep, index: int) -> str:
+    when = step.branch.cases[index].when
+    parts = [_conditions(when.traits), _conditions({f"trigger.{k}": v for k, v in when.trigger.items()})]
+    if when.journey is not None:
+        parts += [
+            f"{kind} {ref}"
+            for kind, ref in (("sent", when.journey.sent), ("dropped", when.journey.dropped))
+            if ref
+        ]
+    return "; ".join(part for part in parts if part)
+
+
+def _edge_label(node: Node, child: str) -> str:
+    step = node.step
+    if isinstance(step, WaitForStep):
+        return (
+            step.wait_for.event
+            if child == "on_event"
+            else f"timeout {format_duration(step.wait_for.timeout)}"
+        )
+    if isinstance(step, BranchStep):
+        return "else" if child == "else" else _case_label(step, int(child.removeprefix("case-")))
+    if isinstance(step, SplitStep):
+        total = sum(path.weight for path in step.split.paths)
+        weight = step.split.paths[int(child.removeprefix("path-"))].weight
+        return f"{100 * weight / total:.3g}%"
+    return child
+
+
+def mermaid(definition: JourneyDefinition, graph: Graph | None = None) -> str:
+    graph = graph or lower(definition)
+    ids = {node_id: f"s{i}" for i, node_id in enumerate(graph.nodes)}
+    shapes = {"wait_for": ("{{", "}}"), "branch": ("{", "}"), "split": ("{", "}"), "exit": ("([", "])")}
+    lines = ["flowchart TD"]
+    trigger = definition.trigger.event
+    if definition.trigger.where:
+        trigger += f" ({_conditions(definition.trigger.where)})"
+    lines.append(f'    start(["{_label(trigger)}"])')
+    for node_id, node in graph.nodes.items():
+        opening, closing = shapes.get(node.type, ("[", "]"))
+        if node.type in ("wait", "wait_until"):
+            opening, closing = "(", ")"
+        label = f"{_label(_describe(node))}<br/>{_label(node_id)}"
+        lines.append(f'    {ids[node_id]}{opening}"{label}"{closing}')
+    lines.append("    done((end))")
+
+    def target(node_id: str | None) -> str:
+        return "done" if node_id is None else ids[node_id]
+
+    lines.append(f"    start --> {ids[graph.start]}")
+    for node_id, node in graph.nodes.items():
+        if node.children:
+            for child, first in node.children.items():
+                lines.append(f'    {ids[node_id]} -->|"{_label(_edge_label(node, child))}"| {target(first)}')
+        else:
+            lines.append(f"    {ids[node_id]} --> {target(node.next)}")
+    return "\n".join(lines) + "\n"
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.journeys", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--journeys", type=Path, default=JOURNEYS_DIR, help="journeys folder (default: %(default)s)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("validate", help="load, compile and render every journey and template")
+    check.add_argument("--events", type=Path, default=EVENTS_DIR, help="sample events (default: %(default)s)")
+    draw = commands.add_parser("graph", help="print a journey as a Mermaid flowchart")
+    draw.add_argument("id", help="journey id (its folder name)")
+    args = parser.parse_args(argv)
+
+    if args.command == "validate":
+        count, errors = validate(args.journeys, args.events)
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        if errors:
+            print(f"{len(errors)} problem(s) in {count} journey(s)", file=sys.stderr)
+            return 1
+        print(f"ok: {count} journey(s) valid, every template rendered with the sample events")
+        return 0
+
+    folder = args.journeys / args.id
+    if not (folder / "journey.yaml").is_file():
+        print(f"error: no journey {args.id!r} (no {folder / 'journey.yaml'})", file=sys.stderr)
+        return 2
+    try:
+        journey = load_journey(folder)
+    except JourneyLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(mermaid(journey.definition))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""`python -m infra.journeys validate | graph ID` (infra/journeys.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.journeys import main
+
+SIGNED_UP = {"userId": "u1", "event": "Signed Up", "properties": {"plan": "pro"}}
+IDENTIFY = {"userId": "u1", "traits": {"email": "a@example.com", "firstName": "Ada"}}
+
+
+def _journey(root: Path, definition: dict[str, Any], templates: dict[str, Any]) -> None:
+    folder = root / definition["id"]
+    (folder / "templates").mkdir(parents=True)
+    (folder / "journey.yaml").write_text(yaml.safe_dump(definition), encoding="utf-8")
+    for name, content in templates.items():
+        (folder / "templates" / f"{name}.yaml").write_text(yaml.safe_dump(content), encoding="utf-8")
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    journeys, events = tmp_path / "journeys", tmp_path / "events"
+    journeys.mkdir()
+    events.mkdir()
+    (events / "identify.json").write_text(json.dumps(IDENTIFY), encoding="utf-8")
+    (events / "track-signed-up.json").write_text(json.dumps(SIGNED_UP), encoding="utf-8")
+    return journeys, events
+
+
+def _welcome(text: str, trigger: str = "Signed Up") -> dict[str, Any]:
+    return {
+        "id": "welcome",
+        "name": "Welcome",
+        "trigger": trigger,
+        "steps": [{"id": "hello", "send": {"channel": "email", "template": "hi"}}],
+    }
+
+
+def _validate(dirs: tuple[Path, Path]) -> int:
+    return main(["--journeys", str(dirs[0]), "validate", "--events", str(dirs[1])])
+
+
+def test_the_shipped_journeys_validate_against_the_shipped_sample_events(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["validate"]) == 0
+    assert "ok: 3 journey(s) valid" in capsys.readouterr().out
+
+
+def test_a_template_rendered_with_the_samples_passes(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _journey(
+        dirs[0],
+        _welcome(""),
+        {
+            "hi": {
+                "email": {
+                    "subject": "Hi {{ profile.traits.firstName }}",
+                    "text": "Plan {{ trigger.properties.plan }}",
+                }
+            }
+        },
+    )
+
+    assert _validate(dirs) == 0
+    assert "ok: 1 journey(s)" in capsys.readouterr().out
+
+
+def test_an_empty_placeholder_without_fallback_names_journey_template_step_and_field(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _journey(
+        dirs[0],
+        _welcome(""),
+        {"hi": {"email": {"subject": "Hi", "text": "Code {{ trigger.properties.coupon }}"}}},
+    )
+
+    assert _validate(dirs) == 1
+    err = capsys.readouterr().err
+    assert "journey welcome, template hi (used by hello), email.text:" in err
+    assert "{{ trigger.properties.coupon }} is empty for the sample event and has no `| fallback`" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{{ user.name | x }}", "is neither profile"),
+        ("{{ trigger.properties }}", "is an object"),
+        ("Hi {{ profile.traits.firstName", "malformed"),
+    ],
+)
+def test_bad_placeholders_are_reported(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"subject": "Hi", "text": text}}})
+
+    assert _validate(dirs) == 1
+    assert problem in capsys.readouterr().err
+
+
+def test_a_journey_whose_trigger_has_no_sample_event_is_reported(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _journey(
+        dirs[0], _welcome("", trigger="Plan Changed"), {"hi": {"email": {"subject": "Hi", "text": "Hello"}}}
+    )
+
+    assert _validate(dirs) == 1
+    assert "journey welcome: no sample 'Plan Changed' event" in capsys.readouterr().err
+
+
+def test_a_journey_that_does_not_load_is_reported_and_the_others_still_checked(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _journey(
+        dirs[0], _welcome(""), {"hi": {"email": {"subject": "Hi", "text": "{{ trigger.properties.nope }}"}}}
+    )
+    broken = _welcome("")
+    broken["id"] = "another"
+    broken["steps"] = [{"wait": "soon"}]
+    _journey(dirs[0], broken, {})
+
+    assert _validate(dirs) == 1
+    err = capsys.readouterr().err
+    assert "journey another:" in err and "'soon' is not a number" in err
+    assert "journey welcome, template hi" in err
+    assert "2 problem(s) in 2 journey(s)" in err
+
+
+def test_graph_prints_a_mermaid_flowchart_with_labelled_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "welcome"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith("flowchart TD\n")
+    assert 'start(["Signed Up"])' in out
+    assert '|"App Opened"|' in out
+    assert '|"timeout 2d"|' in out
+    assert '|"plan = #34;pro#34;"|' in out
+    assert '|"else"|' in out
+    assert "plan.case-0.send-email-pro-onboarding" in out
+
+
+def test_graph_labels_split_paths_by_share_and_same_as_trigger_conditions(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    definition = _welcome("")
+    definition["steps"] = [
+        {
+            "id": "ab",
+            "split": {
+                "paths": [
+                    {"weight": 1, "steps": [{"send": {"channel": "email", "template": "hi"}}]},
+                    {"weight": 3},
+                ]
+            },
+        },
+        {
+            "wait_for": {
+                "event": "Checkout Started",
+                "where": {"cart_id": {"same_as_trigger": True}},
+                "timeout": "1h",
+            }
+        },
+    ]
+    _journey(dirs[0], definition, {"hi": {"email": {"subject": "Hi", "text": "Hello"}}})
+
+    assert main(["--journeys", str(dirs[0]), "graph", "welcome"]) == 0
+
+    out = capsys.readouterr().out
+    assert '|"25%"|' in out and '|"75%"|' in out
+    assert "cart_id = trigger's cart_id" in out
+    assert "| done" in out  # both paths of the last wait_for end the run
+
+
+def test_graph_of_an_unknown_journey_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "nope"]) == 2
+    assert "no journey 'nope'" in capsys.readouterr().err
