@@ -379,7 +379,10 @@ class LocalEngine:
 
         def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
             if rule.event_pattern.matches_event(event):
-                if rule.name == f"{PREFIX}-archive-recorder":
+                # Step Functions' status changes reach the default bus in AWS, not the engine's bus
+                # whose archive this mirrors; locally they travel on the engine's bus only to reach
+                # the route for them.
+                if rule.name == f"{PREFIX}-archive-recorder" and event.get("source") != STATES_SOURCE:
                     engine.bus_events.append(copy.deepcopy(event))
                     engine.forget_erased(event)
                 for target in rule.targets:
