@@ -84,36 +84,12 @@ def _epoch_millis(moment: datetime | None) -> int | None:
 CATALOGUE_ENV = "JOURNEY_CATALOGUE"
 ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
 ALIAS_ENV = "JOURNEY_ALIAS"
-# Placeholders in compiled journeys, substituted with the functions' ARNs (CDK does it at deploy).
-DELIVER_PLACEHOLDER = "${DeliverFunctionArn}"
-STEPS_PLACEHOLDER = "${JourneyStepsFunctionArn}"
-STEPS_FUNCTION = "journey-steps"
+# A placeholder in a compiled journey (`${DeliverFunctionArn}`) left unsubstituted.
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z]+Arn\}")
 
 
 def state_machine_name(journey_id: str) -> str:
     return f"{PREFIX}-{journey_id}"
-
-
-def _event_name(rule: Any) -> Any:
-    """A trigger or goal as the JOURNEYS variable names it: the event name (a rule has `.event`)."""
-    return getattr(rule, "event", rule)
-
-
-def _write_catalogue(definitions: list[Any], names: list[str], path: Path) -> None:
-    """The catalogue file (DESIGN8 §3). Replaced at once (never read half-written), and its
-    modification time always moves on, so a reader caching by path and mtime sees every rewrite
-    (two writes in one tick of the file system's clock would otherwise share an mtime)."""
-    entries = [
-        {"stateMachine": name, "definition": definition.model_dump(mode="json")}
-        for definition, name in zip(definitions, names, strict=True)
-    ]
-    previous = path.stat().st_mtime_ns if path.exists() else 0
-    staged = path.with_suffix(".tmp")
-    staged.write_text(json.dumps({"journeys": entries}), encoding="utf-8")
-    os.replace(staged, path)
-    if path.stat().st_mtime_ns <= previous:
-        os.utime(path, ns=(previous + 1000, previous + 1000))
 
 
 @dataclass
@@ -408,7 +384,10 @@ class LocalEngine:
 
         def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
             if rule.event_pattern.matches_event(event):
-                if rule.name == f"{PREFIX}-archive-recorder":
+                # Step Functions' status changes reach the default bus in AWS, not the engine's bus
+                # whose archive this mirrors; locally they travel on the engine's bus only to reach
+                # the route for them.
+                if rule.name == f"{PREFIX}-archive-recorder" and event.get("source") != STATES_SOURCE:
                     engine.bus_events.append(copy.deepcopy(event))
                     engine.forget_erased(event)
                 for target in rule.targets:
@@ -764,16 +743,21 @@ class LocalEngine:
         functions need for it."""
         import boto3
 
-        from shared.journeys.compiler import compile_journey
+        from shared.journeys.catalogue import write_catalogue
+        from shared.journeys.compiler import (
+            DELIVER_ARN_PLACEHOLDER,
+            JOURNEY_STEPS_ARN_PLACEHOLDER,
+            JOURNEY_STEPS_FUNCTION,
+            compile_journey,
+        )
 
         sfn = boto3.client("stepfunctions", region_name=REGION)
+        deliver_arn = self._function_arns[self.topology.journey_task_function]
         substitutions = {
-            DELIVER_PLACEHOLDER: self._function_arns[self.topology.journey_task_function],
-            **(
-                {STEPS_PLACEHOLDER: self._function_arns[STEPS_FUNCTION]}
-                if STEPS_FUNCTION in self._function_arns
-                else {}
-            ),
+            DELIVER_ARN_PLACEHOLDER: deliver_arn,
+            # Until the journey-steps function is in the topology, its Tasks go to the send gate
+            # (which rejects them): journeys using only waits and sends run.
+            JOURNEY_STEPS_ARN_PLACEHOLDER: self._function_arns.get(JOURNEY_STEPS_FUNCTION, deliver_arn),
         }
         for journey in journeys:
             journey_id = journey.definition.id
@@ -794,21 +778,20 @@ class LocalEngine:
                 )
             self._definitions[journey_id] = definition
         self._journeys = {journey.definition.id: journey for journey in journeys}
-        for journey in journeys:
-            if hasattr(journey.definition, "walk"):  # step ids: every definition registered, old ones too
-                ids = {step.id for step in journey.definition.walk()}
-                self._step_ids[journey.definition.id] = self._step_ids.get(journey.definition.id, set()) | ids
-        _write_catalogue(
-            [journey.definition for journey in journeys],
-            [state_machine_name(journey.definition.id) for journey in journeys],
-            Path(self._env[CATALOGUE_ENV]),
+        for journey in journeys:  # step ids: of every definition registered, old ones too
+            ids = {step.id for step in journey.definition.walk()}
+            self._step_ids[journey.definition.id] = self._step_ids.get(journey.definition.id, set()) | ids
+        write_catalogue(
+            journeys,
+            {journey.definition.id: state_machine_name(journey.definition.id) for journey in journeys},
+            self._env[CATALOGUE_ENV],
         )
         # The JOURNEYS variable stays until the router reads the catalogue.
         legacy = [
             {
                 "id": journey.definition.id,
-                "trigger": _event_name(journey.definition.trigger),
-                "goal": _event_name(journey.definition.goal),
+                "trigger": journey.definition.trigger.event,
+                "goal": journey.definition.goal.event if journey.definition.goal else None,
                 "stateMachineArn": self._state_machine_arns[journey.definition.id],
             }
             for journey in journeys
@@ -1172,8 +1155,8 @@ class LocalEngine:
             ),
             None,
         )
-        step_ids = self._step_ids.get(journey or "")
-        return [name for name in entered if step_ids is None or name in step_ids]
+        step_ids = self._step_ids.get(journey or "", set())
+        return [name for name in entered if name in step_ids]
 
     def messages(self) -> list[dict[str, Any]]:
         """Messages handed to the email / push provider, in the order they were sent."""

@@ -19,9 +19,9 @@ The calls go through the real ingest path (the ingest function, with the engine'
 identity, the journey router and the compiled state machines, on moto, on the virtual clock: the
 same engine `make local` runs. Each call returns once everything it set off has settled.
 
-One engine serves the whole test session (starting one takes seconds); each test gets it reset
-(profiles, runs, messages, executions forgotten; the clock back at `start`) and, if it asks for
-another folder, with those journeys registered.
+One engine serves each test module (starting one takes seconds; only one can run in a process at a
+time); each test gets it reset (profiles, runs, messages, executions forgotten; the clock back at
+`start`, ~0.1 s) and, if it asks for another folder, with those journeys registered.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class _Session:
-    """The one engine of the test session, started when a test first needs it."""
+    """The engine of the tests of one module, started when a test first needs it."""
 
     def __init__(self) -> None:
         self.engine: LocalEngine | None = None
@@ -244,7 +244,9 @@ class _Session:
             self.engine = None
 
 
-@pytest.fixture(scope="session")
+# One engine per test module, not per session: only one engine can run in a process at a time (moto,
+# the environment and the clock are the process's), and other tests' fixtures start their own.
+@pytest.fixture(scope="module")
 def _journey_engine_session() -> Iterator[_Session]:
     session = _Session()
     yield session

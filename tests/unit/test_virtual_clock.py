@@ -75,3 +75,67 @@ def test_waits_are_due_in_time_order_and_released_only_when_due() -> None:
     clock.move_to(START + timedelta(hours=2))
     late.join(5)
     assert not late.is_alive()
+
+
+def _sleep_recording(
+    clock: VirtualClock, key: str, seconds: float, **kwargs: object
+) -> tuple[threading.Thread, list[bool]]:
+    result: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: result.append(clock.sleep(key, seconds, lambda: False, **kwargs)),  # type: ignore[arg-type]
+        daemon=True,
+    )
+    thread.start()
+    return thread, result
+
+
+def test_a_wait_woken_by_its_event_ends_before_it_is_due_and_leaves_the_clock() -> None:
+    # Given a task token's wait (its answer sets the event) with a 23 h timeout
+    clock = VirtualClock(START)
+    answered = threading.Event()
+    thread, result = _sleep_recording(clock, "execution-1", 23 * 3600, wake=answered)
+    _until(lambda: clock.waiting() == {"execution-1"})
+
+    # When the token is answered
+    answered.set()
+    thread.join(5)
+
+    # Then the wait ended at once, not by the clock, and nothing is due any more
+    assert result == [False]
+    assert clock.waiting() == set() and clock.next_due() is None
+    assert clock.now() == START
+
+
+def test_a_wait_released_by_the_clock_says_so() -> None:
+    clock = VirtualClock(START)
+    thread, result = _sleep_recording(clock, "execution-1", 60)
+    _until(lambda: clock.waiting() == {"execution-1"})
+
+    clock.move_to(START + timedelta(minutes=1))
+    thread.join(5)
+
+    assert result == [True]
+
+
+def test_interrupting_a_key_ends_its_waits_only() -> None:
+    clock = VirtualClock(START)
+    stopped, stopped_result = _sleep_recording(clock, "stopped", 3600)
+    other, _ = _sleep_recording(clock, "other", 3600)
+    _until(lambda: clock.waiting() == {"stopped", "other"})
+
+    clock.interrupt("stopped")
+    stopped.join(5)
+
+    assert stopped_result == [False]
+    assert clock.waiting() == {"other"} and other.is_alive()
+    clock.interrupt_all()
+    other.join(5)
+    assert not other.is_alive()
+
+
+def test_a_wait_already_due_returns_at_once_without_waiting_on_the_clock() -> None:
+    clock = VirtualClock(START)
+
+    assert clock.sleep("execution-1", 0, lambda: False) is True
+    assert clock.sleep("execution-1", -3600, lambda: False) is True
+    assert clock.waiting() == set()
