@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -143,9 +144,15 @@ class JourneyStateMachines(Construct):
             retention=LOG_RETENTION,
         )
         invoked: set[str] = set()
+        # The definitions go to S3 as assets, not into the template: a journey's definition is several
+        # KB (more once escaped into a template string), and CloudFormation takes at most 1 MB of
+        # template. CDK copies each file into the cloud assembly when the state machine is built.
+        definitions = Path(tempfile.mkdtemp(prefix="continuum-journeys-"))
         for journey in journeys:
             journey_id = journey.definition.id
             definition = json.dumps(compile_journey(journey))
+            definition_file = definitions / f"{journey_id}.asl.json"
+            definition_file.write_text(definition, encoding="utf-8")
             used = {
                 variable
                 for variable in (DELIVER_ARN_VARIABLE, STEPS_ARN_VARIABLE)
@@ -165,7 +172,9 @@ class JourneyStateMachines(Construct):
                 comment=f"Continuum journey {journey_id}: {journey.definition.name}",
                 state_machine_type=sfn.StateMachineType.STANDARD,
                 # The same compiled definition the local runtime runs; only the ARNs are substituted.
-                definition_body=sfn.DefinitionBody.from_string(definition),
+                definition_body=sfn.DefinitionBody.from_file(
+                    str(definition_file), display_name=f"journey {journey_id}"
+                ),
                 definition_substitutions={v: task_functions[v].function_arn for v in sorted(used)},
                 role=self.role,
                 # Execution data stays out of the logs: it is a profile's id and its trigger event,
@@ -198,6 +207,7 @@ class JourneyStateMachines(Construct):
             self.machines[journey_id] = machine
             self.versions[journey_id] = version
             self.aliases[journey_id] = alias
+        shutil.rmtree(definitions)  # copied into the cloud assembly by now
         # The definitions invoke the unqualified ARNs only: grant exactly those, not CDK's grant_invoke,
         # which also grants every version and alias (`<arn>:*`).
         arns = list(dict.fromkeys(task_functions[v].function_arn for v in sorted(invoked)))

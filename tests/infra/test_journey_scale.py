@@ -216,6 +216,10 @@ def test_a_hundred_journeys_are_a_hundred_state_machines_each_with_a_version_and
         "AWS::StepFunctions::StateMachineAlias",
     ):
         scale.template.resource_count_is(resource_type, JOURNEY_COUNT)
+    # Each deployed from its definition file in S3 (see test_a_hundred_journeys_fit_in_one_stack).
+    for machine in scale.template.find_resources("AWS::StepFunctions::StateMachine").values():
+        key = machine["Properties"]["DefinitionS3Location"]["Key"]
+        assert json.loads((scale.outdir / f"asset.{key}").read_text())["States"]
 
 
 @pytest.mark.parametrize("function", ["journey-router", "journeys"])
