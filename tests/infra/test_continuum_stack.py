@@ -30,8 +30,15 @@ from infra.app import (
 from infra.constructs.event_bus import ARCHIVE_RETENTION
 from infra.constructs.function_factory import OBSERVABILITY_ENV
 from infra.constructs.http_api import THROTTLE
-from infra.constructs.journeys import ALIAS, CATALOGUE_IN_LAYER, name_prefix, state_machine_name
+from infra.constructs.journeys import (
+    ALIAS,
+    CATALOGUE_IN_LAYER,
+    catalogue_file,
+    name_prefix,
+    state_machine_name,
+)
 from infra.constructs.monitoring import MACHINES_PER_ALARM
+from infra.constructs.shared_layer import content_hash
 from infra.stacks.continuum_stack import TAGS
 from infra.topology import (
     ADMIN_TOKEN_SECRET_ENV,
@@ -482,6 +489,15 @@ def test_the_catalogue_ships_in_the_shared_layer_with_every_journey_and_its_stat
     assert [(e.state_machine, e.definition) for e in catalogue.journeys] == [
         (state_machine_name(STACK_NAME, j.definition.id), j.definition) for j in JOURNEYS
     ]
+
+
+def test_a_changed_journey_changes_the_layers_hash_so_the_layer_is_bundled_and_deployed_again() -> None:
+    # The layer's asset hash is custom (no Docker, local bundling): it must cover the catalogue too.
+    catalogue = catalogue_file(JOURNEYS, {j.definition.id: f"m{i}" for i, j in enumerate(JOURNEYS)})
+    changed = catalogue.replace(b'"m0"', b'"m9"')
+    assert changed != catalogue
+    assert content_hash({CATALOGUE_IN_LAYER: catalogue}) == content_hash({CATALOGUE_IN_LAYER: catalogue})
+    assert content_hash({CATALOGUE_IN_LAYER: catalogue}) != content_hash({CATALOGUE_IN_LAYER: changed})
 
 
 def test_catalogue_readers_get_its_path_the_arn_prefix_and_the_alias_not_the_catalogue(synth: Synth) -> None:
