@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -129,7 +130,7 @@ class JourneyStateMachines(Construct):
                 "use '*'.",
             )
         )
-        # One log group: each execution logs to its own stream, named after its state machine.
+        # One log group for every journey: each log event names its execution (`execution_arn`).
         log_group = logs.LogGroup(
             self,
             "Logs",
@@ -143,61 +144,73 @@ class JourneyStateMachines(Construct):
             retention=LOG_RETENTION,
         )
         invoked: set[str] = set()
-        for journey in journeys:
-            journey_id = journey.definition.id
-            definition = json.dumps(compile_journey(journey))
-            used = {
-                variable
-                for variable in (DELIVER_ARN_VARIABLE, STEPS_ARN_VARIABLE)
-                if "${" + variable + "}" in definition
-            }
-            missing = sorted(used - set(task_functions))
-            if missing:
-                raise ValueError(
-                    f"journey {journey_id}: its steps invoke {missing}, which no topology function stands for"
-                )
-            invoked |= used
-            machine_scope = Construct(self, journey_id)
-            machine = sfn.StateMachine(
-                machine_scope,
-                "StateMachine",
-                state_machine_name=names[journey_id],
-                comment=f"Continuum journey {journey_id}: {journey.definition.name}",
-                state_machine_type=sfn.StateMachineType.STANDARD,
-                # The same compiled definition the local runtime runs; only the ARNs are substituted.
-                definition_body=sfn.DefinitionBody.from_string(definition),
-                definition_substitutions={v: task_functions[v].function_arn for v in sorted(used)},
-                role=self.role,
-                # Execution data stays out of the logs: it is a profile's id and its trigger event,
-                # personal data the message log already records where it is needed.
-                logs=sfn.LogOptions(
-                    destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
-                ),
-                tracing_enabled=True,
-            )
-            # A new version whenever the definition (so the revision id) changes: the revision id is
-            # immutable on a version, so CloudFormation replaces it.
-            version = sfn.CfnStateMachineVersion(
-                machine_scope,
-                "Version",
-                state_machine_arn=machine.state_machine_arn,
-                state_machine_revision_id=machine.state_machine_revision_id,
-                description=f"Continuum journey {journey_id}, as deployed",
-            )
-            alias = sfn.CfnStateMachineAlias(
-                machine_scope,
-                "Alias",
-                name=ALIAS,
-                description=f"Continuum journey {journey_id}: the version new entries start on",
-                routing_configuration=[
-                    sfn.CfnStateMachineAlias.RoutingConfigurationVersionProperty(
-                        state_machine_version_arn=version.attr_arn, weight=100
+        # The definitions go to S3 as assets, not into the template: a journey's definition is several
+        # KB (more once escaped into a template string), and CloudFormation takes at most 1 MB of
+        # template. CDK copies each file into the cloud assembly when the state machine is built.
+        definitions = Path(tempfile.mkdtemp(prefix="continuum-journeys-"))
+        try:
+            for journey in journeys:
+                journey_id = journey.definition.id
+                definition = json.dumps(compile_journey(journey))
+                definition_file = definitions / f"{journey_id}.asl.json"
+                definition_file.write_text(definition, encoding="utf-8")
+                used = {
+                    variable
+                    for variable in (DELIVER_ARN_VARIABLE, STEPS_ARN_VARIABLE)
+                    if "${" + variable + "}" in definition
+                }
+                missing = sorted(used - set(task_functions))
+                if missing:
+                    raise ValueError(
+                        f"journey {journey_id}: its steps invoke {missing}, "
+                        "which no topology function stands for"
                     )
-                ],
-            )
-            self.machines[journey_id] = machine
-            self.versions[journey_id] = version
-            self.aliases[journey_id] = alias
+                invoked |= used
+                machine_scope = Construct(self, journey_id)
+                machine = sfn.StateMachine(
+                    machine_scope,
+                    "StateMachine",
+                    state_machine_name=names[journey_id],
+                    comment=f"Continuum journey {journey_id}: {journey.definition.name}",
+                    state_machine_type=sfn.StateMachineType.STANDARD,
+                    # The same compiled definition the local runtime runs; only the ARNs are substituted.
+                    definition_body=sfn.DefinitionBody.from_file(
+                        str(definition_file), display_name=f"journey {journey_id}"
+                    ),
+                    definition_substitutions={v: task_functions[v].function_arn for v in sorted(used)},
+                    role=self.role,
+                    # Execution data stays out of the logs: it is a profile's id and its trigger event,
+                    # personal data the message log already records where it is needed.
+                    logs=sfn.LogOptions(
+                        destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
+                    ),
+                    tracing_enabled=True,
+                )
+                # A new version whenever the definition (so the revision id) changes: the revision id is
+                # immutable on a version, so CloudFormation replaces it.
+                version = sfn.CfnStateMachineVersion(
+                    machine_scope,
+                    "Version",
+                    state_machine_arn=machine.state_machine_arn,
+                    state_machine_revision_id=machine.state_machine_revision_id,
+                    description=f"Continuum journey {journey_id}, as deployed",
+                )
+                alias = sfn.CfnStateMachineAlias(
+                    machine_scope,
+                    "Alias",
+                    name=ALIAS,
+                    description=f"Continuum journey {journey_id}: the version new entries start on",
+                    routing_configuration=[
+                        sfn.CfnStateMachineAlias.RoutingConfigurationVersionProperty(
+                            state_machine_version_arn=version.attr_arn, weight=100
+                        )
+                    ],
+                )
+                self.machines[journey_id] = machine
+                self.versions[journey_id] = version
+                self.aliases[journey_id] = alias
+        finally:
+            shutil.rmtree(definitions)  # copied into the cloud assembly by then
         # The definitions invoke the unqualified ARNs only: grant exactly those, not CDK's grant_invoke,
         # which also grants every version and alias (`<arn>:*`).
         arns = list(dict.fromkeys(task_functions[v].function_arn for v in sorted(invoked)))

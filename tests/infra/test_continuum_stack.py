@@ -30,8 +30,15 @@ from infra.app import (
 from infra.constructs.event_bus import ARCHIVE_RETENTION
 from infra.constructs.function_factory import OBSERVABILITY_ENV
 from infra.constructs.http_api import THROTTLE
-from infra.constructs.journeys import ALIAS, CATALOGUE_IN_LAYER, name_prefix, state_machine_name
+from infra.constructs.journeys import (
+    ALIAS,
+    CATALOGUE_IN_LAYER,
+    catalogue_file,
+    name_prefix,
+    state_machine_name,
+)
 from infra.constructs.monitoring import MACHINES_PER_ALARM
+from infra.constructs.shared_layer import content_hash
 from infra.stacks.continuum_stack import TAGS
 from infra.topology import (
     ADMIN_TOKEN_SECRET_ENV,
@@ -153,12 +160,18 @@ def bus_id(template: Template) -> str:
 
 
 def state_machine_ids(synth: Synth) -> dict[str, str]:
-    """Journey id → state machine logical id, recognised by the compiled definition's comment."""
-    by_comment = {
-        json.loads(resource["Properties"]["DefinitionString"])["Comment"]: logical_id
+    """Journey id → state machine logical id, recognised by its name."""
+    by_name = {
+        resource["Properties"]["StateMachineName"]: logical_id
         for logical_id, resource in synth.template.find_resources("AWS::StepFunctions::StateMachine").items()
     }
-    return {j.definition.id: by_comment[compile_journey(j)["Comment"]] for j in JOURNEYS}
+    return {j.definition.id: by_name[state_machine_name(STACK_NAME, j.definition.id)] for j in JOURNEYS}
+
+
+def definition(synth: Synth, state_machine: dict[str, Any]) -> Any:
+    """A state machine's definition, from the asset it is deployed from (in the cloud assembly)."""
+    location = state_machine["Properties"]["DefinitionS3Location"]
+    return json.loads((synth.outdir / f"asset.{location['Key']}").read_text())
 
 
 def as_list(value: Any) -> list[Any]:
@@ -386,7 +399,9 @@ def test_one_standard_state_machine_per_journey_running_its_compiled_definition(
     for journey in JOURNEYS:
         properties = synth.resources[ids[journey.definition.id]]["Properties"]
         # The very artifact the local runtime runs, placeholder included; CloudFormation substitutes it.
-        assert json.loads(properties["DefinitionString"]) == compile_journey(journey)
+        # From S3, not in the template: the template would outgrow CloudFormation's 1 MB.
+        assert "DefinitionString" not in properties
+        assert definition(synth, synth.resources[ids[journey.definition.id]]) == compile_journey(journey)
         assert properties["DefinitionSubstitutions"] == {
             "DeliverFunctionArn": arn(deliver),
             "JourneyStepsFunctionArn": arn(journey_steps),
@@ -486,6 +501,15 @@ def test_the_catalogue_ships_in_the_shared_layer_with_every_journey_and_its_stat
     assert [(e.state_machine, e.definition) for e in catalogue.journeys] == [
         (state_machine_name(STACK_NAME, j.definition.id), j.definition) for j in JOURNEYS
     ]
+
+
+def test_a_changed_journey_changes_the_layers_hash_so_the_layer_is_bundled_and_deployed_again() -> None:
+    # The layer's asset hash is custom (no Docker, local bundling): it must cover the catalogue too.
+    catalogue = catalogue_file(JOURNEYS, {j.definition.id: f"m{i}" for i, j in enumerate(JOURNEYS)})
+    changed = catalogue.replace(b'"m0"', b'"m9"')
+    assert changed != catalogue
+    assert content_hash({CATALOGUE_IN_LAYER: catalogue}) == content_hash({CATALOGUE_IN_LAYER: catalogue})
+    assert content_hash({CATALOGUE_IN_LAYER: catalogue}) != content_hash({CATALOGUE_IN_LAYER: changed})
 
 
 def test_catalogue_readers_get_its_path_the_arn_prefix_and_the_alias_not_the_catalogue(synth: Synth) -> None:
