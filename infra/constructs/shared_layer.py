@@ -23,7 +23,7 @@ _IGNORED = ("__pycache__", "*.pyc")
 
 # Third-party packages the functions need beyond the Powertools layer (which carries pydantic): pure
 # Python, so the copy installed here runs on Lambda's arm64 as it is.
-VENDORED = ("phonenumbers", "cachetools")
+VENDORED = ("phonenumbers", "cachetools", "tzdata")
 # Parts of them that are never imported (phonenumbers' geocoding, carrier and time-zone data: 20 MB).
 _UNUSED = ("geodata", "carrierdata", "tzdata")
 # Swagger UI's files for GET /docs (shared/ingest/docs.py): only the two the page loads, not the
