@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from shared.models.events import (
     DETAIL_EXECUTION_STATUS_CHANGE,
@@ -198,7 +198,6 @@ SETTINGS = {
 
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
-JOURNEYS_ENV = "JOURNEYS"  # JSON list of {id, trigger, goal, stateMachineArn} (the local runtime, until #8)
 # The journey catalogue (shared/journeys/catalogue.py): a file, not an environment variable (4 KB limit).
 JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"  # its path (cloud: in the shared layer)
 # arn:<partition>:states:<region>:<account>:stateMachine: (a name from the catalogue completes the ARN)

@@ -11,7 +11,7 @@ import os
 from functools import cache
 from typing import Annotated, TypeVar
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared.models.base import Model
 from shared.models.types import iana_timezone

@@ -8,9 +8,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from shared.journeys.catalogue import Catalogue, load_catalogue
 
 from shared import clock, config
+from shared.journeys.catalogue import Catalogue, load_catalogue
 from shared.journeys.router import Ports, RoutedJourney, close_execution, follow_merge, route
 from shared.models.events import (
     DETAIL_MERGED,

@@ -9,10 +9,10 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
-from shared.journeys.catalogue import load_catalogue
 
 from shared import config
 from shared.admin import ApiError, NotFoundError, authorize
+from shared.journeys.catalogue import load_catalogue
 from shared.journeys.report import detail, summary
 from shared.store.admin_token import admin_token_sha256
 from shared.store.journey_stats import JourneyStats

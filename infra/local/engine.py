@@ -43,9 +43,8 @@ from infra.local.clock import VirtualClock
 from infra.topology import (
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
-    JOURNEY_CATALOGUE_ENV,
     JOURNEY_ARN_PREFIX_ENV,
-    JOURNEYS_ENV,
+    JOURNEY_CATALOGUE_ENV,
     SOURCES,
     TOPOLOGY,
     QueueConsumer,
@@ -80,10 +79,6 @@ def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
 
-# The journey catalogue (DESIGN8 §3): where it is, how a journey's state machine ARN is formed.
-CATALOGUE_ENV = "JOURNEY_CATALOGUE"
-ARN_PREFIX_ENV = "JOURNEY_STATE_MACHINE_ARN_PREFIX"
-ALIAS_ENV = "JOURNEY_ALIAS"
 # A placeholder in a compiled journey (`${DeliverFunctionArn}`) left unsubstituted.
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z]+Arn\}")
 
@@ -690,14 +685,14 @@ class LocalEngine:
         self._function_arns = function_arns
         self._role_arn = role
         self._catalogue_dir = Path(tempfile.mkdtemp(prefix="continuum-journeys-"))
-        env[CATALOGUE_ENV] = str(self._catalogue_dir / "journeys.json")
-        env[ARN_PREFIX_ENV] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
+        env[JOURNEY_CATALOGUE_ENV] = str(self._catalogue_dir / "journeys.json")
+        env[JOURNEY_ARN_PREFIX_ENV] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:"
         # moto 5.2 publishes versions and creates aliases, but cannot start an execution on either
         # (StateMachineDoesNotExist on an alias ARN, AttributeError on a version ARN): journeys start
         # on the state machine's own ARN, and `reload_journeys` updates the machine in place.
-        env[ALIAS_ENV] = ""
+        env[JOURNEY_ALIAS_ENV] = ""
         self._env = env
-        env.update(self._register_journeys(load_journeys(self.journeys_dir)))
+        self._register_journeys(load_journeys(self.journeys_dir))
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -730,34 +725,27 @@ class LocalEngine:
         if journeys_dir is not None:
             self.journeys_dir = Path(journeys_dir)
         before = dict(self._definitions)
-        changed_env = self._register_journeys(load_journeys(self.journeys_dir))
-        self._env.update(changed_env)
-        os.environ.update(changed_env)
+        self._register_journeys(load_journeys(self.journeys_dir))
         config.reset()  # the handlers' settings are read again, with the catalogue's new contents
         return [
             journey for journey, definition in self._definitions.items() if before.get(journey) != definition
         ]
 
-    def _register_journeys(self, journeys: list[Any]) -> dict[str, str]:
-        """Create or update each journey's state machine and write the catalogue; the environment the
-        functions need for it."""
+    def _register_journeys(self, journeys: list[Any]) -> None:
+        """Create or update each journey's state machine and write the catalogue the functions read."""
         import boto3
 
         from shared.journeys.catalogue import write_catalogue
         from shared.journeys.compiler import (
             DELIVER_ARN_PLACEHOLDER,
             JOURNEY_STEPS_ARN_PLACEHOLDER,
-            JOURNEY_STEPS_FUNCTION,
             compile_journey,
         )
 
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        deliver_arn = self._function_arns[self.topology.journey_task_function]
         substitutions = {
-            DELIVER_ARN_PLACEHOLDER: deliver_arn,
-            # Until the journey-steps function is in the topology, its Tasks go to the send gate
-            # (which rejects them): journeys using only waits and sends run.
-            JOURNEY_STEPS_ARN_PLACEHOLDER: self._function_arns.get(JOURNEY_STEPS_FUNCTION, deliver_arn),
+            DELIVER_ARN_PLACEHOLDER: self._function_arns[self.topology.journey_task_function],
+            JOURNEY_STEPS_ARN_PLACEHOLDER: self._function_arns[self.topology.journey_steps_function],
         }
         for journey in journeys:
             journey_id = journey.definition.id
@@ -784,19 +772,8 @@ class LocalEngine:
         write_catalogue(
             journeys,
             {journey.definition.id: state_machine_name(journey.definition.id) for journey in journeys},
-            self._env[CATALOGUE_ENV],
+            self._env[JOURNEY_CATALOGUE_ENV],
         )
-        # The JOURNEYS variable stays until the router reads the catalogue.
-        legacy = [
-            {
-                "id": journey.definition.id,
-                "trigger": journey.definition.trigger.event,
-                "goal": journey.definition.goal.event if journey.definition.goal else None,
-                "stateMachineArn": self._state_machine_arns[journey.definition.id],
-            }
-            for journey in journeys
-        ]
-        return {JOURNEYS_ENV: json.dumps(legacy)}
 
     def _install_handlers(self) -> None:
         from shared import clock, config

@@ -41,7 +41,6 @@ from infra.topology import (
     queue_env,
     table_env,
 )
-from shared.journeys.compiler import JOURNEY_STEPS_FUNCTION
 from shared.journeys.loader import load_journeys
 
 TAGS = {"project": "continuum"}
@@ -123,13 +122,9 @@ class ContinuumStack(Stack):
             assert admin_token is not None
             admin_token.grant(functions[name])
 
-        send_gate = functions[topology.journey_task_function]
         task_functions = {
-            DELIVER_ARN_VARIABLE: send_gate,
-            # Until the journey-steps function is in the topology, its placeholder resolves to the send
-            # gate (which rejects those payloads), as in the local runtime: journeys using only waits
-            # and sends run.
-            STEPS_ARN_VARIABLE: functions.get(JOURNEY_STEPS_FUNCTION, send_gate),
+            DELIVER_ARN_VARIABLE: functions[topology.journey_task_function],
+            STEPS_ARN_VARIABLE: functions[topology.journey_steps_function],
         }
         journeys = JourneyStateMachines(
             self, "Journeys", journeys=journey_list, names=machine_names, task_functions=task_functions

@@ -29,8 +29,6 @@ from shared.models.journey import (
 # so the compiled definition is the same artifact for both backends.
 DELIVER_ARN_PLACEHOLDER = "${DeliverFunctionArn}"
 JOURNEY_STEPS_ARN_PLACEHOLDER = "${JourneyStepsFunctionArn}"
-# The topology name of the function that placeholder stands for.
-JOURNEY_STEPS_FUNCTION = "journey-steps"
 # The state a Choice or Catch goes to when the path it picks is the end of the run. Step ids are
 # lower-case, so no step can be named this.
 END_STATE = "End"

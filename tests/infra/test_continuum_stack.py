@@ -57,7 +57,7 @@ from infra.topology import (
 )
 from shared.ingest import docs
 from shared.journeys.catalogue import load_catalogue
-from shared.journeys.compiler import JOURNEY_STEPS_FUNCTION, compile_journey
+from shared.journeys.compiler import compile_journey
 from shared.journeys.loader import load_journeys
 
 JOURNEYS = load_journeys(TOPOLOGY.journeys_dir)
@@ -391,10 +391,7 @@ def test_each_queue_consumer_reads_its_queue_reporting_partial_batch_failures(sy
 def test_one_standard_state_machine_per_journey_running_its_compiled_definition(synth: Synth) -> None:
     synth.template.resource_count_is("AWS::StepFunctions::StateMachine", len(JOURNEYS))
     deliver = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_task_function))
-    # The journey-steps function's Tasks go to the send gate until that function is in the topology.
-    names = {f.name for f in TOPOLOGY.functions}
-    steps_name = JOURNEY_STEPS_FUNCTION if JOURNEY_STEPS_FUNCTION in names else TOPOLOGY.journey_task_function
-    journey_steps = function_id(synth.template, TOPOLOGY.function(steps_name))
+    journey_steps = function_id(synth.template, TOPOLOGY.function(TOPOLOGY.journey_steps_function))
     ids = state_machine_ids(synth)
     for journey in JOURNEYS:
         properties = synth.resources[ids[journey.definition.id]]["Properties"]

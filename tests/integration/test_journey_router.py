@@ -19,8 +19,8 @@ from infra.local.engine import create_table
 from infra.local.http import api_gateway_event
 from infra.topology import (
     JOURNEY_ALIAS_ENV,
-    JOURNEY_CATALOGUE_ENV,
     JOURNEY_ARN_PREFIX_ENV,
+    JOURNEY_CATALOGUE_ENV,
     TOPOLOGY,
     table_env,
 )
