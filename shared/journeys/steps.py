@@ -206,7 +206,7 @@ def wait_until(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
     # At most a week on: some day of the next seven has an allowed weekday.
     for _ in range(8):
         candidate = datetime.combine(day, at)
-        if candidate >= start and candidate.weekday() in allowed:
+        if candidate >= entered and candidate.weekday() in allowed:
             return {"until": clock.iso(max(_utc(candidate, zone), now))}
         day += timedelta(days=1)
     raise AssertionError("no allowed weekday within eight days")  # weekdays is never empty

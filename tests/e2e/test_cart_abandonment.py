@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest
-
 from shared import clock
 from tests.e2e.conftest import LocalRuntime
 from tests.payloads import load
@@ -58,7 +56,6 @@ def test_reminds_by_email_after_an_hour(local: LocalRuntime) -> None:
     assert clock.parse(str(first[0]["sentAt"])) - started == timedelta(hours=1)
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_reminds_by_email_after_an_hour_and_by_push_after_a_day(local: LocalRuntime) -> None:
     customer = _customer()
     _identify(local, customer)
@@ -123,7 +120,6 @@ def test_a_purchase_on_another_device_ends_the_cart_journey_on_every_channel(loc
     assert [(r["journey"], r["status"]) for r in runs] == [("cart_abandonment", "ABORTED")]
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_the_same_batch_sent_twice_sends_each_message_once(local: LocalRuntime) -> None:
     customer = _customer()
     batch = load("batch")
@@ -143,7 +139,6 @@ def test_the_same_batch_sent_twice_sends_each_message_once(local: LocalRuntime) 
     assert sorted(m["channel"] for m in sent) == ["email", "push"]
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_a_repeated_add_to_cart_during_the_journey_does_not_start_it_again(local: LocalRuntime) -> None:
     customer = _customer()
     _identify(local, customer)
@@ -155,7 +150,6 @@ def test_a_repeated_add_to_cart_during_the_journey_does_not_start_it_again(local
     assert sorted(m["channel"] for m in _deliveries(local, customer)) == ["email", "push"]
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_a_customer_without_a_device_token_gets_the_email_and_the_push_is_logged_as_dropped(
     local: LocalRuntime,
 ) -> None:
@@ -254,7 +248,6 @@ def test_after_alice_is_erased_bobs_purchase_on_their_shared_ipad_still_ends_his
     assert local.request("GET", f"/v1/profiles?deviceId={ipad['device']['id']}", headers=admin)[0] == 404
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_a_purchase_by_one_of_two_customers_waiting_until_the_same_instant_leaves_the_other_reminded(
     local: LocalRuntime,
 ) -> None:

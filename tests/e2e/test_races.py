@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from tests.e2e.conftest import LocalRuntime
 from tests.payloads import load
 
@@ -20,7 +18,6 @@ CUSTOMERS = 3
 ADDS_PER_CUSTOMER = 4
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_concurrent_add_to_carts_start_one_journey_and_send_one_reminder_per_customer(
     local: LocalRuntime,
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.harness import JourneyHarness
-from infra.topology import JOURNEYS_DIR, TOPOLOGY
+from infra.topology import JOURNEYS_DIR
 
 MakeHarness = Callable[..., JourneyHarness]
 
@@ -45,14 +45,6 @@ def _templates(h: JourneyHarness, user_id: str) -> list[str]:
     return [m["template"] for m in h.messages(user_id)]
 
 
-# The example cart journey's wait_for step runs on the journey-steps function.
-needs_journey_steps = pytest.mark.skipif(
-    not any(f.name == "journey-steps" for f in TOPOLOGY.functions),
-    reason="the journey-steps function is not in this topology yet",
-)
-
-
-@needs_journey_steps
 @pytest.mark.journeys(str(JOURNEYS_DIR))
 def test_seven_simulated_days_of_one_customer_in_the_cart_journey(journey_harness: JourneyHarness) -> None:
     h = journey_harness
@@ -78,7 +70,6 @@ def test_seven_simulated_days_of_one_customer_in_the_cart_journey(journey_harnes
     ]
 
 
-@needs_journey_steps
 @pytest.mark.journeys(str(JOURNEYS_DIR))
 def test_checking_out_the_same_cart_takes_the_on_event_path(journey_harness: JourneyHarness) -> None:
     h = journey_harness

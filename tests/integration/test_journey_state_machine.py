@@ -6,8 +6,6 @@ import json
 import uuid
 from typing import Any
 
-import pytest
-
 from infra.local.engine import LocalEngine
 from shared import clock
 from tests.integration.conftest import client, http_event
@@ -84,7 +82,6 @@ def test_the_wait_passes_in_virtual_time_and_the_send_step_invokes_the_send_gate
     assert keys == [f"{execution}#send-email-cart-reminder"]
 
 
-@pytest.mark.xfail(reason="needs journey-steps function (i8-steps)", strict=False)
 def test_without_checkout_the_push_follows_23_hours_after_the_email(engine: LocalEngine) -> None:
     customer = _customer(engine)
     execution = _start(engine, _profile_id(engine, customer["userId"]))

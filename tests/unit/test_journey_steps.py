@@ -167,6 +167,16 @@ def test_days_after_entry_count_from_the_local_time_of_entry(world: World) -> No
     )
 
 
+def test_days_after_entry_are_calendar_days_so_a_late_entry_still_lands_on_day_30(world: World) -> None:
+    world.profile(timezone="America/Los_Angeles")
+
+    # Entered 2026-05-01 at 14:00 Los Angeles (PDT): "30 days after entry at 10:00" is the morning of
+    # 2026-05-31, not the 10:00 after 2026-05-31 14:00 (which would be a day later).
+    assert until(world, {"time": "10:00", "days_after_entry": 30}, "2026-05-01T21:00:00.000Z") == (
+        "2026-05-31T17:00:00.000Z"
+    )
+
+
 def test_weekdays_move_the_wait_to_the_next_allowed_day(world: World) -> None:
     world.profile(timezone="UTC")
     weekdays = ["mon", "tue", "wed", "thu", "fri"]
