@@ -21,7 +21,8 @@ from shared.models.events import (
     ResolvedEvent,
 )
 from shared.store.journey_stats import JourneyStats
-from shared.store.journeys import JourneyExecutions, JourneyRunStore, JourneyWaitStore
+from shared.store.journey_waits import JourneyWaitStore
+from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
 
 logger = Logger()

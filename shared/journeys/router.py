@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 from shared import clock
 from shared.journeys.conditions import property_conditions_hold
+from shared.journeys.steps import JourneyWait
 from shared.models.events import ProfilesMerged, ResolvedEvent
 from shared.models.journey import Condition, EventRule, JourneyDefinition
 from shared.models.message import MessageLogEntry
@@ -63,19 +64,6 @@ class Slot:
 
     execution_arn: str
     claimed_at: str
-
-
-@dataclass(frozen=True)
-class Wait:
-    """An execution parked in a wait_for step (a journey-waits item); `where` holds concrete conditions."""
-
-    execution_arn: str
-    journey: str
-    step: str
-    token: str
-    event: str
-    where: Mapping[str, Condition]
-    since: str
 
 
 class RunStore(Protocol):
@@ -141,7 +129,7 @@ class Executions(Protocol):
 
 
 class Waits(Protocol):
-    def get(self, execution_arn: str) -> Wait | None: ...
+    def get(self, execution_arn: str) -> JourneyWait | None: ...
 
     def delete(self, execution_arn: str, token: str) -> None:
         """Delete the wait if it still holds `token` (a later wait_for of the run puts a new one)."""
@@ -371,12 +359,12 @@ def _resume(event: _Event, journey: RoutedJourney, ports: Ports, routing: Routin
         wait = ports.waits.get(run["executionArn"])
         if wait is None or wait.event != event.name:
             continue
-        if property_conditions_hold(wait.where, event.properties, _trigger_of(run), event.moment):
+        if property_conditions_hold(wait.conditions(), event.properties, _trigger_of(run), event.moment):
             ports.executions.resume(
                 wait.token, {"event": event.name, "messageId": event.message_id, "timestamp": event.at}
             )
-            ports.waits.delete(wait.execution_arn, wait.token)
-            routing.resumed.append(wait.execution_arn)
+            ports.waits.delete(wait.executionArn, wait.token)
+            routing.resumed.append(wait.executionArn)
 
 
 def _reach_goal(

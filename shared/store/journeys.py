@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.journeys.router import ExecutionState, Slot, Wait
-from shared.models.journey import Condition
+from shared.journeys.router import ExecutionState, Slot
 from shared.store.aws import TableStore, client, error_code
+from shared.store.journey_waits import TaskTokens
 
 
 def _run(item: dict[str, Any]) -> dict[str, str]:
@@ -231,46 +231,4 @@ class JourneyExecutions:
     def resume(self, token: str, output: dict[str, Any]) -> None:
         """SendTaskSuccess. The token may be spent already (the journey-steps function found the
         event first, or the wait timed out): that is no error."""
-        try:
-            self._sfn.send_task_success(taskToken=token, output=json.dumps(output, sort_keys=True))
-        except Exception as error:
-            if error_code(error) not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
-                raise
-
-
-class JourneyWaitStore(TableStore):
-    """The journey-waits table: one item per execution parked in a wait_for step (written by the
-    journey-steps function): `executionArn, journey, step, token, event, where` (JSON of concrete
-    conditions), `since`."""
-
-    def get(self, execution_arn: str) -> Wait | None:
-        item = self._db.get_item(
-            TableName=self._table, Key={"executionArn": {"S": execution_arn}}, ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            return None
-        return Wait(
-            execution_arn=item["executionArn"]["S"],
-            journey=item["journey"]["S"],
-            step=item["step"]["S"],
-            token=item["token"]["S"],
-            event=item["event"]["S"],
-            where={
-                name: Condition.model_validate(condition)
-                for name, condition in json.loads(item.get("where", {}).get("S") or "{}").items()
-            },
-            since=item.get("since", {}).get("S", ""),
-        )
-
-    def delete(self, execution_arn: str, token: str) -> None:
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key={"executionArn": {"S": execution_arn}},
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#t": "token"},
-                ExpressionAttributeValues={":t": {"S": token}},
-            )
-        except Exception as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
+        TaskTokens(self._client).resume(token, output)

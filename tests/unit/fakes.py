@@ -18,7 +18,7 @@ from shared.identity.resolver import (
 )
 from shared.identity.rules import IdentityRules
 from shared.ingest.service import Claim
-from shared.journeys.router import ExecutionState, Slot, Wait
+from shared.journeys.router import ExecutionState, Slot
 from shared.journeys.steps import JourneyWait
 from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
@@ -376,23 +376,6 @@ class FakeExecutions:
             return [arn for arn, status in self.status.items() if status == "RUNNING"]
 
 
-class FakeWaits:
-    """`shared.journeys.router.Waits`: one wait per execution; `delete` only while it holds the token."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, Wait] = {}
-
-    def put(self, wait: Wait) -> None:
-        self.items[wait.execution_arn] = wait
-
-    def get(self, execution_arn: str) -> Wait | None:
-        return self.items.get(execution_arn)
-
-    def delete(self, execution_arn: str, token: str) -> None:
-        if execution_arn in self.items and self.items[execution_arn].token == token:
-            del self.items[execution_arn]
-
-
 class FakeStats:
     """`shared.journeys.router.Stats` (JourneyStats): counters added per journey."""
 
@@ -470,7 +453,8 @@ class FakeQueue:
 
 
 class FakeJourneyWaits:
-    """`shared.journeys.steps.Waits` (JourneyWaitStore's contract): one wait per execution; `delete`
+    """`shared.journeys.steps.Waits` and `shared.journeys.router.Waits` (JourneyWaitStore's contract):
+    one wait per execution; `delete`
     only while the wait still holds the token given. `journal` records each call, in order."""
 
     def __init__(self, journal: list[str] | None = None) -> None:

@@ -20,7 +20,6 @@ from shared.journeys.router import (
     ReEntryRule,
     RoutedJourney,
     Rule,
-    Wait,
     close_execution,
     execution_arn,
     execution_name,
@@ -28,10 +27,11 @@ from shared.journeys.router import (
     held_out,
     route,
 )
+from shared.journeys.steps import JourneyWait
 from shared.models.events import ProfilesMerged, ResolvedEvent
 from shared.models.journey import Condition
 from shared.models.message import MessageLogEntry
-from tests.unit.fakes import FakeExecutions, FakeMessageLog, FakeRunStore, FakeStats, FakeWaits
+from tests.unit.fakes import FakeExecutions, FakeJourneyWaits, FakeMessageLog, FakeRunStore, FakeStats
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
 NOW = "2024-05-01T12:00:00.000Z"
@@ -87,8 +87,8 @@ def executions(journal: list[tuple[str, str]]) -> FakeExecutions:
 
 
 @pytest.fixture
-def waits() -> FakeWaits:
-    return FakeWaits()
+def waits() -> FakeJourneyWaits:
+    return FakeJourneyWaits()
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def messages() -> FakeMessageLog:
 def ports(
     runs: FakeRunStore,
     executions: FakeExecutions,
-    waits: FakeWaits,
+    waits: FakeJourneyWaits,
     stats: FakeStats,
     messages: FakeMessageLog,
 ) -> Ports:
@@ -114,7 +114,11 @@ def ports(
 
 def _ports(runs: FakeRunStore, executions: FakeExecutions) -> Ports:
     return Ports(
-        runs=runs, executions=executions, waits=FakeWaits(), stats=FakeStats(), messages=FakeMessageLog()
+        runs=runs,
+        executions=executions,
+        waits=FakeJourneyWaits(),
+        stats=FakeStats(),
+        messages=FakeMessageLog(),
     )
 
 
@@ -902,15 +906,15 @@ def test_re_entry_cap_limits_entries_and_their_interval(ports: Ports, executions
 # -- waits -----------------------------------------------------------------------------------------
 
 
-def _parked(waits: FakeWaits, arn: str, where: dict[str, Any] | None = None) -> Wait:
+def _parked(waits: FakeJourneyWaits, arn: str, where: dict[str, Any] | None = None) -> JourneyWait:
     """The execution parked in its wait_for, with these concrete conditions (as written)."""
-    wait = Wait(
-        execution_arn=arn,
+    wait = JourneyWait(
+        executionArn=arn,
         journey="cart_abandonment",
         step="wait-for-checkout-started",
         token=f"token-{arn[-6:]}",
         event="Checkout Started",
-        where=_where(where or {}),
+        where=where or {},
         since="2024-05-01T11:00:00.000Z",
     )
     waits.put(wait)
@@ -918,7 +922,7 @@ def _parked(waits: FakeWaits, arn: str, where: dict[str, Any] | None = None) -> 
 
 
 def test_an_awaited_event_resumes_the_waiting_execution(
-    ports: Ports, waits: FakeWaits, executions: FakeExecutions
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
 ) -> None:
     [arn] = route(_resolved(), [CART], ports, NOW).started
     wait = _parked(waits, arn, {"cart_id": {"equals": "c-1"}})
@@ -933,7 +937,7 @@ def test_an_awaited_event_resumes_the_waiting_execution(
 
 
 def test_an_awaited_event_whose_conditions_fail_resumes_nothing(
-    ports: Ports, waits: FakeWaits, executions: FakeExecutions
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
 ) -> None:
     [arn] = route(_resolved(), [CART], ports, NOW).started
     _parked(waits, arn, {"cart_id": {"equals": "c-1"}})
@@ -947,7 +951,7 @@ def test_an_awaited_event_whose_conditions_fail_resumes_nothing(
 
 
 def test_an_awaited_event_under_a_merged_profile_resumes_the_moved_execution(
-    ports: Ports, waits: FakeWaits, executions: FakeExecutions
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
 ) -> None:
     # Given the merged profile's run parked in its wait_for, then the merge
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
