@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from typing import Any
 
 
 class ApiError(Exception):
@@ -40,3 +42,18 @@ def authorize(authorization: str | None, token_sha256: str, api: str = "the Prof
     digest = hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
     if not hmac.compare_digest(digest, token_sha256.strip().lower()):
         raise UnauthorizedError("wrong admin token")
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway proxy answer with a JSON body."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def error_response(error: ApiError, realm: str) -> dict[str, Any]:
+    """The answer for an API error; a 401 names the realm whose credential is wanted."""
+    headers = {"WWW-Authenticate": f'Bearer realm="{realm}"'} if error.status == 401 else {}
+    return json_response(error.status, {"error": error.message}, headers)

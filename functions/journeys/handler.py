@@ -3,7 +3,6 @@ journey with its exits, conversions and each step's outcomes."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote
 
@@ -11,11 +10,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 
 from shared import config
-from shared.admin import ApiError, NotFoundError, authorize
+from shared.admin import ApiError, NotFoundError, authorize, error_response, json_response
 from shared.journeys.catalogue import load_catalogue
 from shared.journeys.report import detail, summary
 from shared.store.admin_token import admin_token_sha256
 from shared.store.journey_stats import JourneyStats
+
+REALM = "Continuum journeys"  # named in a 401's WWW-Authenticate
 
 logger = Logger()
 metrics = Metrics()
@@ -40,25 +41,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         match (method, parts[2:]):
             case ("GET", []):
                 journeys = [entry.definition for entry in catalogue.journeys]
-                return _json(200, {"journeys": [summary(j, stats.get(j.id)) for j in journeys]})
+                return json_response(200, {"journeys": [summary(j, stats.get(j.id)) for j in journeys]})
             case ("GET", [journey_id]):
                 entry = catalogue.get(journey_id)
                 if entry is None:
                     raise NotFoundError("no such journey")
-                return _json(200, detail(entry.definition, stats.get(journey_id)))
-        return _json(404, {"error": f"no such route for {method}"})
+                return json_response(200, detail(entry.definition, stats.get(journey_id)))
+        return json_response(404, {"error": f"no such route for {method}"})
     except ApiError as error:
-        return _error(error)
-
-
-def _error(error: ApiError) -> dict[str, Any]:
-    headers = {"WWW-Authenticate": 'Bearer realm="Continuum journeys"'} if error.status == 401 else {}
-    return _json(error.status, {"error": error.message}, headers)
-
-
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
-    }
+        return error_response(error, REALM)

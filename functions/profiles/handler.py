@@ -12,7 +12,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
-from shared.admin import ApiError, BadRequestError, ConflictError, NotFoundError, authorize
+from shared.admin import (
+    ApiError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    authorize,
+    error_response,
+    json_response,
+)
 from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
@@ -42,6 +50,8 @@ from shared.store.profiles import ProfileAdmin, identifier_max_bytes
 
 ERASED_CAUSE = "the profile was erased"  # Step Functions keeps this; no personal data
 
+REALM = "Continuum profiles"  # named in a 401's WWW-Authenticate
+
 logger = Logger()
 metrics = Metrics()
 
@@ -65,9 +75,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 parameters = event.get("queryStringParameters") or {}
                 identifier = identifier_from_query(parameters, load_rules(), identifier_max_bytes)
                 owner = store.lookup([identifier]).owners.get(identifier)
-                return _json(200, _show(store, _live(store, owner)))
+                return json_response(200, _show(store, _live(store, owner)))
             case ("GET", [profile_id]):
-                return _json(200, _show(store, _live(store, profile_id)))
+                return json_response(200, _show(store, _live(store, profile_id)))
             case ("DELETE", [profile_id]):
                 profile = _live(store, profile_id)
                 erased = store.erase(profile)
@@ -87,7 +97,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 metrics.add_metric(name="ProfilesErased", unit=MetricUnit.Count, value=1)
                 person = ErasedPerson.of(erased, profile.identifiers)
                 _publish(settings, DETAIL_ERASED, profile.profileId, person.model_dump(mode="json"))
-                return _json(200, {"erased": profile.profileId, "erasedProfileIds": erased})
+                return json_response(200, {"erased": profile.profileId, "erasedProfileIds": erased})
             case ("POST", [profile_id, "unmerge"]):
                 survivor = _live(store, profile_id)
                 merged_id = _body(event).get("mergedProfileId")
@@ -100,7 +110,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 _publish(
                     settings, DETAIL_UNMERGED, survivor.profileId, {"restoredProfileId": restored.profileId}
                 )
-                return _json(200, {"survivor": _show(store, survivor), "restored": _show(store, restored)})
+                return json_response(
+                    200, {"survivor": _show(store, survivor), "restored": _show(store, restored)}
+                )
             case ("DELETE", [profile_id, "identifiers", identifier_type, value]):
                 profile = _live(store, profile_id)
                 rules = load_rules()
@@ -110,12 +122,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     raise NotFoundError(f"{profile.profileId} has no such {identifier.type}")
                 store.remove_identifier(profile, identifier)
                 _publish(settings, DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})
-                return _json(200, _show(store, profile))
-        return _json(404, {"error": f"no such route for {method}"})  # the path may hold an address
+                return json_response(200, _show(store, profile))
+        return json_response(404, {"error": f"no such route for {method}"})  # the path may hold an address
     except ConcurrentChangeError:
-        return _error(ConflictError("the profile changed meanwhile; retry"))
+        return error_response(ConflictError("the profile changed meanwhile; retry"), REALM)
     except ApiError as error:
-        return _error(error)
+        return error_response(error, REALM)
 
 
 def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
@@ -152,16 +164,3 @@ def _publish(
     EventPublisher(settings.event_bus_name).publish(
         [BusEvent.publishing(SOURCE_IDENTITY, name, profile_id, now, change)]
     )
-
-
-def _error(error: ApiError) -> dict[str, Any]:
-    headers = {"WWW-Authenticate": 'Bearer realm="Continuum profiles"'} if error.status == 401 else {}
-    return _json(error.status, {"error": error.message}, headers)
-
-
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
-    }

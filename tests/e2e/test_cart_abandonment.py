@@ -38,24 +38,6 @@ def _deliveries(local: LocalRuntime, customer: dict[str, str]) -> list[dict[str,
     return [m for m in local.messages() if m["to"] in (customer["email"], customer["token"])]
 
 
-def test_reminds_by_email_after_an_hour(local: LocalRuntime) -> None:
-    customer = _customer()
-    _identify(local, customer)
-    started = clock.parse(local.advance(0))
-    assert local.send("track", load("track-product-added", userId=customer["userId"]))[0] == 200
-
-    local.advance(59 * 60)
-    assert _deliveries(local, customer) == []
-
-    local.advance(60)
-    first = _deliveries(local, customer)
-    assert [(m["channel"], m["to"], m["template"]) for m in first] == [
-        ("email", customer["email"], "cart-reminder")
-    ]
-    assert first[0]["journey"] == "cart_abandonment"
-    assert clock.parse(str(first[0]["sentAt"])) - started == timedelta(hours=1)
-
-
 def test_reminds_by_email_after_an_hour_and_by_push_after_a_day(local: LocalRuntime) -> None:
     customer = _customer()
     _identify(local, customer)
