@@ -167,3 +167,44 @@ def test_reloading_unchanged_journeys_changes_nothing(
     h = make_journey_harness(_write_journey(tmp_path, ONE_SEND))
 
     assert h.reload() == []
+
+
+def _hundred_journeys(root: Path) -> Path:
+    for i in range(100):
+        folder = root / f"journey_{i:03d}"
+        (folder / "templates").mkdir(parents=True)
+        (folder / "templates" / "note.yaml").write_text(
+            f"email:\n  subject: note {i}\n  text: note {i}\n", encoding="utf-8"
+        )
+        (folder / "journey.yaml").write_text(
+            f"id: journey_{i:03d}\nname: Journey {i}\n"
+            # Every journey on one event, told apart by a property: the router checks them all.
+            f"trigger: {{event: Ping, where: {{n: {i}}}}}\n"
+            "exit_on: [Stop]\n"
+            "steps:\n  - wait: 1h\n  - send: {channel: email, template: note}\n",
+            encoding="utf-8",
+        )
+    return root
+
+
+def test_a_hundred_journeys_route_each_event_to_the_journey_it_triggers(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given 100 journeys in the catalogue, all triggered by `Ping` with their own `n`
+    h = make_journey_harness(_hundred_journeys(tmp_path))
+    for user in ("a", "b"):
+        h.identify(user, email=f"{user}@example.com")
+
+    # When one customer pings journey 57 and 99, the other journey 3 and then stops
+    h.track("a", "Ping", n=57)
+    h.track("a", "Ping", n=99)
+    h.track("b", "Ping", n=3)
+    h.advance("30m")
+    h.track("b", "Stop")
+    h.advance("2h")
+
+    # Then exactly those journeys ran, and the exit reached journey 3 among the hundred
+    assert sorted(m["journey"] for m in h.messages("a")) == ["journey_057", "journey_099"]
+    assert h.messages("b") == []
+    assert h.stats("journey_003")["exited#exit_event"] == 1
+    assert sum(h.stats(f"journey_{i:03d}").get("entered", 0) for i in range(100)) == 3
