@@ -32,9 +32,9 @@ _PATTERN_FIELDS = {
 }
 
 
-def event_pattern(pattern: dict[str, list[str]], detail: dict[str, Any] | None = None) -> events.EventPattern:
-    """The route's envelope pattern, and `detail` conditions the stack adds (e.g. the ARNs of its own
-    state machines, known only to the stack)."""
+def event_pattern(pattern: dict[str, Any], detail: dict[str, Any] | None = None) -> events.EventPattern:
+    """The route's pattern, with `detail` conditions the stack adds to the route's own (e.g. the ARNs
+    of its own state machines, known only to the stack)."""
     unknown = set(pattern) - set(_PATTERN_FIELDS)
     if unknown:
         # Fail the synth rather than deploy a rule wider than the route asked for.
@@ -43,7 +43,7 @@ def event_pattern(pattern: dict[str, list[str]], detail: dict[str, Any] | None =
         )
     fields: dict[str, Any] = {_PATTERN_FIELDS[key]: values for key, values in pattern.items()}
     if detail:
-        fields["detail"] = detail
+        fields["detail"] = {**fields.get("detail", {}), **detail}
     return events.EventPattern(**fields)
 
 

@@ -273,7 +273,10 @@ def test_one_rule_per_route_with_its_pattern_targeting_its_function_with_retries
             {
                 # No bus named: the account's default bus.
                 "EventBusName": Match.absent() if on_default_bus else {"Ref": bus_id(synth.template)},
-                "EventPattern": Match.object_like(route.pattern)
+                # On the default bus the stack adds its own state machines to the route's detail.
+                "EventPattern": Match.object_like(
+                    {**route.pattern, "detail": Match.object_like(route.pattern.get("detail", {}))}
+                )
                 if on_default_bus
                 else Match.exact(route.pattern),
                 "Targets": [
@@ -591,8 +594,12 @@ def test_execution_status_changes_of_our_journeys_reach_the_router_from_the_defa
     assert rule["EventPattern"] == {
         "source": ["aws.states"],
         "detail-type": ["Step Functions Execution Status Change"],
-        # One rule for every journey, narrowed to this stack's state machines by their name prefix.
-        "detail": {"stateMachineArn": [{"prefix": json.loads(_on_our_journeys("stateMachine", ""))}]},
+        # One rule for every journey, narrowed to this stack's state machines by their name prefix,
+        # and to the ends with a run to close (a stopped run was closed by whoever stopped it).
+        "detail": {
+            "status": ["SUCCEEDED", "FAILED", "TIMED_OUT"],
+            "stateMachineArn": [{"prefix": json.loads(_on_our_journeys("stateMachine", ""))}],
+        },
     }
     assert rule["Targets"][0]["Arn"] == arn(function_id(synth.template, TOPOLOGY.function(route.function)))
     assert route.function == "journey-router"
