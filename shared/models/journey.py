@@ -396,7 +396,7 @@ class BranchStep(_Step):
 
 
 class SplitPath(_Strict):
-    weight: float = Field(gt=0)
+    weight: float = Field(gt=0, allow_inf_nan=False)
     steps: list[Step] = Field(default_factory=list)
 
 
