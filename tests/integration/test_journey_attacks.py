@@ -15,7 +15,7 @@ import pytest
 
 from infra.local.harness import JourneyHarness
 from infra.local.http import api_gateway_event
-from infra.topology import JOURNEY_WAITS, table_env
+from infra.topology import JOURNEY_WAITS, JOURNEYS_DIR, table_env
 
 MakeHarness = Callable[..., JourneyHarness]
 
@@ -258,3 +258,35 @@ def test_a_run_waiting_for_an_event_the_reloaded_journey_no_longer_awaits_is_sti
 
     assert _templates(h, "o") == ["a", "b"]
     assert h.path("o", "probe")[-1] == "opened.on_event.send-email-b"
+
+
+@pytest.mark.journeys(str(JOURNEYS_DIR))
+def test_held_out_conversions_are_counted_apart_from_the_journeys(journey_harness: JourneyHarness) -> None:
+    h = journey_harness
+    held: list[str] = []
+    treated: list[str] = []
+    n = 0
+    while not (held and treated):
+        user = f"h{n}"
+        n += 1
+        before = h.stats("win_back").get("heldOut", 0)
+        h.identify(user, email=f"{user}@example.com")
+        h.track(user, "Order Completed", total=10)
+        (held if h.stats("win_back").get("heldOut", 0) > before else treated).append(user)
+    h.advance("5d")
+    before = h.conversions("win_back")
+
+    h.track(held[0], "Order Completed", revenue=7)
+    h.track(treated[0], "Order Completed", total=3)
+
+    after = h.conversions("win_back")
+    assert {k: after[k] - before[k] for k in after} == {
+        "conversions": 1,
+        "revenue": 3,
+        "heldOutConversions": 1,
+        "heldOutRevenue": 7,
+    }
+    h.advance("40d")
+    assert h.messages(held[0]) == []
+    stats = h.stats("win_back")
+    assert stats["entered"] - sum(v for k, v in stats.items() if k.startswith("exited#")) == 0
