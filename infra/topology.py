@@ -362,8 +362,9 @@ TOPOLOGY = Topology(
             {
                 "source": [SOURCE_STATES],
                 "detail-type": [DETAIL_EXECUTION_STATUS_CHANGE],
-                # A stopped execution's run was closed by whoever stopped it: nothing to do.
-                "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT"]},
+                # A stopped (ABORTED) execution's run was closed by whoever stopped it; the router
+                # only forgets its parked wait_for, if any.
+                "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]},
             },
             "journey-router",
             bus=DEFAULT_BUS,

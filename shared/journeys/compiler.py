@@ -258,7 +258,16 @@ EMITTERS: dict[StepType, Emitter] = {
 def compile_graph(graph: Graph, context: EmitContext) -> dict[str, Any]:
     states: States = {}
     for node in graph.nodes.values():
-        states.update(EMITTERS[node.type](node, context))
+        emitted = EMITTERS[node.type](node, context)
+        # An author's step id may spell another step's helper state (`plan.choice`, `w.at`): refuse
+        # it rather than let one state silently replace the other.
+        clash = sorted(emitted.keys() & states.keys())
+        if clash:
+            raise ValueError(
+                f"journey {context.definition.id!r}: step id(s) {clash} clash with another step's"
+                " state name (ids ending in .choice or .at are taken by branch, split and wait_until)"
+            )
+        states.update(emitted)
     if any(END_STATE in _targets(state) for state in states.values()):
         states[END_STATE] = {"Type": "Succeed"}
     definition = context.definition

@@ -56,6 +56,8 @@ CLAIM_ATTEMPTS = 3
 ExecutionState = Literal["running", "ended", "missing"]
 # Runs that are not entries of their own: moved to the survivor on a merge, or never started.
 _NOT_ENTRIES = ("merged", "never_started")
+# The statuses of an execution that has ended (Step Functions' `Execution Status Change`).
+_ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 
 @dataclass(frozen=True)
@@ -588,6 +590,13 @@ def ending(status: str, output: str | None) -> tuple[str, str] | None:
 def close_execution(execution: str, status: str, output: str | None, ports: Ports, now: str) -> list[str]:
     """An execution ended (Step Functions' `Execution Status Change`): close its active run(s), count
     the exit, free the slot. Returns the run keys closed here."""
+    if status in _ENDED:
+        # Whatever ended it (a timed-out wait_for run to its end, an exit, a goal, an erasure, a
+        # merge), its parked wait is spent: without this the item, with its token and the trigger's
+        # values, stayed in the journey-waits table for good.
+        wait = ports.waits.get(execution)
+        if wait is not None:
+            ports.waits.delete(execution, wait.token)
     outcome = ending(status, output)
     if outcome is None:
         return []

@@ -309,10 +309,13 @@ def draw(profile_id: str, journey_id: str, step_id: str) -> float:
 
 def pick_path(weights: Sequence[float], point: float) -> int:
     """The path whose share of the weights' total holds `point` (in [0, 1))."""
-    total = sum(weights)
+    # Scaled by the largest first: weights near the float maximum would add up to infinity.
+    largest = max(weights)
+    shares = [weight / largest for weight in weights]
+    total = sum(shares)
     edge = 0.0
-    for index, weight in enumerate(weights):
-        edge += weight / total
+    for index, share in enumerate(shares):
+        edge += share / total
         if point < edge:
             return index
     return len(weights) - 1  # `point` past the last edge only by rounding

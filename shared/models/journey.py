@@ -396,7 +396,7 @@ class BranchStep(_Step):
 
 
 class SplitPath(_Strict):
-    weight: float = Field(gt=0)
+    weight: float = Field(gt=0, allow_inf_nan=False)
     steps: list[Step] = Field(default_factory=list)
 
 
@@ -604,6 +604,33 @@ def _assign_ids(steps: list[Step], prefix: str, taken: set[str]) -> list[Step]:
     return assigned
 
 
+def _certain_seconds(steps: list[Step], elapsed: int) -> tuple[int, bool]:
+    """The time from entry a run certainly reaches by the end of `steps` (waits in full, a wait_for's
+    timeout on its on_timeout path, a wait_until's days after entry; a trait's date counts nothing),
+    the longest over child paths; and whether the path ended in an exit."""
+    for step in steps:
+        if isinstance(step, WaitStep):
+            elapsed += step.wait
+        elif isinstance(step, WaitUntilStep):
+            elapsed = max(elapsed, (step.wait_until.days_after_entry or 0) * _UNIT_SECONDS["d"])
+        elif isinstance(step, ExitStep):
+            return elapsed, True
+        elif step.paths():
+            starts = dict.fromkeys((name for name, _ in step.paths()), elapsed)
+            if isinstance(step, WaitForStep):
+                starts["on_timeout"] = elapsed + step.wait_for.timeout
+            ends = [_certain_seconds(path, starts[name]) for name, path in step.paths()]
+            # The longest path through here, whether it goes on after the step or exits inside it.
+            longest_exit = max((end for end, exited in ends if exited), default=0)
+            going_on = [end for end, exited in ends if not exited]
+            if not going_on:
+                return max(longest_exit, elapsed), True
+            if longest_exit > MAX_WAIT_SECONDS:
+                return longest_exit, True
+            elapsed = max(going_on)
+    return elapsed, False
+
+
 # -- the definition --------------------------------------------------------------------------------
 
 
@@ -631,6 +658,12 @@ class JourneyDefinition(_Strict):
         # Frozen model: the ids are completed once, here, before anyone sees the definition.
         object.__setattr__(self, "steps", _assign_ids(self.steps, "", set(written)))
         _exits_last(self.steps, "steps")
+        longest, _ = _certain_seconds(self.steps, 0)
+        if longest > MAX_WAIT_SECONDS:
+            raise ValueError(
+                f"a path of this journey waits at least {format_duration(longest)} from entry; a run lives"
+                f" at most a year ({format_duration(MAX_WAIT_SECONDS)}, a Step Functions execution's limit)"
+            )
         by_id = {step.id: step for step in self.walk()}
         if not any(isinstance(step, SendStep) for step in by_id.values()):
             raise ValueError("a journey needs at least one send step")

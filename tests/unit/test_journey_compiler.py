@@ -309,3 +309,24 @@ def test_the_gate_does_not_recheck_an_event_that_is_also_the_trigger_or_has_cond
     assert _gate(trigger="Order Completed", exit_on=["Order Completed"]) is None
     assert _gate(exit_on=[{"event": "Cart Emptied", "where": {"cart_id": {"same_as_trigger": True}}}]) is None
     assert _gate(goal={"event": "Order Completed", "within": "7d", "exit_on_goal": False}) is None
+
+
+@pytest.mark.parametrize(
+    ("compound", "helper"),
+    [
+        (
+            {"id": "plan", "branch": {"cases": [{"when": {"traits": {"plan": "pro"}}, "steps": [SEND]}]}},
+            "plan.choice",
+        ),
+        ({"id": "w", "wait_until": {"time": "10:00"}}, "w.at"),
+    ],
+)
+def test_a_step_id_naming_another_steps_helper_state_is_refused(
+    compound: dict[str, Any], helper: str
+) -> None:
+    # An author's id `plan.choice` used to overwrite the branch's Choice state silently: the branch
+    # never chose, and `validate` said the journey was fine.
+    journey = _journey(compound, {"id": helper, "wait": "1h"}, SEND)
+
+    with pytest.raises(ValueError, match=helper.replace(".", r"\.")):
+        compile_journey(journey)

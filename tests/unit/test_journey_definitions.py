@@ -690,3 +690,42 @@ def test_each_task_steps_spec_validates_back_to_its_spec_model() -> None:
     for step in definition.steps:
         spec = SPEC_MODELS[step.type].model_validate(step.spec())
         assert type(step).model_validate({step.type: spec}).spec() == step.spec()
+
+
+# -- a run lives at most a year --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"wait": "300d"}, {"wait": "300d"}, SEND],
+        [
+            {"wait_for": {"event": "App Opened", "timeout": "200d", "on_timeout": [{"wait": "200d"}]}},
+            SEND,
+        ],
+        [{"wait": "100d"}, {"wait_until": {"time": "10:00", "days_after_entry": 300}}, {"wait": "70d"}, SEND],
+        [
+            {"split": {"paths": [{"weight": 1, "steps": [{"wait": "200d"}]}, {"weight": 1, "steps": []}]}},
+            {"wait": "200d"},
+            SEND,
+        ],
+    ],
+)
+def test_a_path_certain_to_outlive_a_step_functions_execution_is_refused(steps: list[Any]) -> None:
+    # Each wait was capped at 365 days, but two waits of 300 days validated, and the run would be cut
+    # off by Step Functions (a Standard execution lives at most a year) before its send.
+    with pytest.raises(ValidationError, match="at most a year"):
+        JourneyDefinition.model_validate(_definition(steps=steps))
+
+
+def test_a_long_path_that_may_end_early_or_fits_in_a_year_is_accepted() -> None:
+    JourneyDefinition.model_validate(
+        _definition(
+            steps=[
+                {"wait": "200d"},
+                {"wait_for": {"event": "A", "timeout": "100d", "on_event": [SEND], "on_timeout": ["exit"]}},
+                {"wait_until": {"time": "10:00", "days_after_entry": 360}},
+                SEND,
+            ]
+        )
+    )

@@ -1049,3 +1049,22 @@ def test_a_goal_event_from_before_the_entry_is_no_conversion(ports: Ports, stats
 
     assert routing.converted == []
     assert "conversions" not in stats.get("cart_abandonment")
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"])
+def test_an_execution_that_ended_in_its_wait_for_leaves_no_wait(
+    ports: Ports, waits: FakeWaits, status: str
+) -> None:
+    # A wait_for that timed out, or a run exited, stopped by an erasure or merged away, kept its
+    # journey-waits item (token and the trigger's values in `where`) forever.
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _parked(waits, arn, {"cart_id": {"equals": "c-1"}})
+
+    close_execution(arn, status, None, ports, NOW)
+
+    assert waits.get(arn) is None
+
+
+def test_the_router_hears_of_stopped_executions_too() -> None:
+    [route_] = [r for r in TOPOLOGY.routes if r.name == "journey-executions"]
+    assert set(route_.pattern["detail"]["status"]) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}

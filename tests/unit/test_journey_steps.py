@@ -620,3 +620,18 @@ def test_every_journey_steps_task_the_compiler_emits_runs_here(
     result = run_step(StepRequest.model_validate(resolved), world.ports)
 
     assert set(result) >= EXPECTED_RESULTS[payload["action"]], (journey, state)
+
+
+@pytest.mark.parametrize("huge", [1e308, 1.7e308])
+def test_split_weights_too_large_to_add_up_still_share_evenly(huge: float) -> None:
+    # Their sum overflowed to infinity, every share became 0 and every profile took the last path.
+    assert [pick_path([huge, huge], point) for point in (0.1, 0.4, 0.6, 0.9)] == [0, 0, 1, 1]
+
+
+def test_an_infinite_split_weight_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from shared.models.journey import SplitPath
+
+    with pytest.raises(ValidationError):
+        SplitPath.model_validate({"weight": float("inf")})
