@@ -595,9 +595,9 @@ def test_execution_status_changes_of_our_journeys_reach_the_router_from_the_defa
         "source": ["aws.states"],
         "detail-type": ["Step Functions Execution Status Change"],
         # One rule for every journey, narrowed to this stack's state machines by their name prefix,
-        # and to the ends with a run to close (a stopped run was closed by whoever stopped it).
+        # on every end (a run to close, or a parked wait to forget).
         "detail": {
-            "status": ["SUCCEEDED", "FAILED", "TIMED_OUT"],
+            "status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
             "stateMachineArn": [{"prefix": json.loads(_on_our_journeys("stateMachine", ""))}],
         },
     }
