@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
 from shared.admin import ApiError, NotFoundError, authorize, error_response, json_response
@@ -25,6 +26,13 @@ metrics = Metrics()
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    response = _answer(event)
+    # Answers by class (JourneysApi2xx, JourneysApi4xx): refused calls show on the dashboard.
+    metrics.add_metric(name=f"JourneysApi{response['statusCode'] // 100}xx", unit=MetricUnit.Count, value=1)
+    return response
+
+
+def _answer(event: dict[str, Any]) -> dict[str, Any]:
     settings = config.load(config.JourneysApiSettings)
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
     parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]

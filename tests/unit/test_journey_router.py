@@ -1053,7 +1053,7 @@ def test_a_goal_event_from_before_the_entry_is_no_conversion(ports: Ports, stats
 
 @pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"])
 def test_an_execution_that_ended_in_its_wait_for_leaves_no_wait(
-    ports: Ports, waits: FakeWaits, status: str
+    ports: Ports, waits: FakeJourneyWaits, status: str
 ) -> None:
     # A wait_for that timed out, or a run exited, stopped by an erasure or merged away, kept its
     # journey-waits item (token and the trigger's values in `where`) forever.
