@@ -67,6 +67,54 @@ def test_a_query_reads_only_its_partition_and_answers_as_dynamodb_does(engine: L
     assert _query("speed-p2") == ["run#c"]
 
 
+class _Unsortable:
+    """A stored object moto's whole-table sort would compare (and fail on); not an item, so a query
+    that does not sort the table skips it as moto does."""
+
+    attrs: dict[str, Any] = {}
+    range_key = None
+
+    @property
+    def hash_key(self) -> _Unsortable:
+        return self
+
+    def __lt__(self, other: object) -> bool:
+        raise AssertionError("an index query sorted the whole table")
+
+    __gt__ = __lt__
+
+
+def test_an_index_query_answers_in_key_order_without_sorting_the_table(engine: LocalEngine) -> None:
+    dynamodb = client("dynamodb")
+    for profile, run in (("speed-i2", "r#2"), ("speed-i1", "r#9"), ("speed-i3", "r#1"), ("speed-i1", "r#1")):
+        item = {"profileId": {"S": profile}, "runKey": {"S": run}, "executionArn": {"S": "arn:speed-exec"}}
+        dynamodb.put_item(TableName=TABLE, Item=item)
+    _put("speed-i4", "r#1")  # no executionArn: not in the index
+    table = dynamodb_backends[ACCOUNT][REGION].get_table(TABLE)
+    table.items["speed-unsortable"] = {"x": _Unsortable()}  # type: ignore[index]
+    request: dict[str, Any] = {
+        "TableName": TABLE,
+        "IndexName": "byExecution",
+        "KeyConditionExpression": "executionArn = :arn",
+        "ExpressionAttributeValues": {":arn": {"S": "arn:speed-exec"}},
+        "Limit": 3,
+    }
+    try:
+        found: list[tuple[str, str]] = []
+        while True:
+            response = dynamodb.query(**request)
+            found += [(i["profileId"]["S"], i["runKey"]["S"]) for i in response["Items"]]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    finally:
+        del table.items["speed-unsortable"]  # type: ignore[arg-type]
+
+    # moto's order: the index's key, then (no sort key in this index) the table's sort and
+    # partition keys, a total order, so the same whatever order the items are read in.
+    assert found == [("speed-i1", "r#1"), ("speed-i3", "r#1"), ("speed-i2", "r#2"), ("speed-i1", "r#9")]
+
+
 def test_step_functions_tasks_share_one_client_per_service(engine: LocalEngine) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
