@@ -290,3 +290,42 @@ def test_held_out_conversions_are_counted_apart_from_the_journeys(journey_harnes
     assert h.messages(held[0]) == []
     stats = h.stats("win_back")
     assert stats["entered"] - sum(v for k, v in stats.items() if k.startswith("exited#")) == 0
+
+
+SPLIT_THEN_EXIT = """trigger: Signed Up
+re_entry: {max: 3, min_interval: 1d}
+steps:
+  - id: coin
+    split:
+      paths:
+        - {weight: 1, steps: [{send: {channel: email, template: a}}, exit]}
+        - {weight: 1, steps: [{send: {channel: email, template: b}}]}
+  - send: {channel: email, template: a}
+"""
+
+
+def test_a_compiled_split_takes_one_path_per_profile_the_same_on_re_entry(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a split whose first path sends `a` and exits, whose second sends `b` and goes on to `a`
+    h = make_journey_harness(_journey(tmp_path, SPLIT_THEN_EXIT))
+    users = [f"s{i}" for i in range(16)]  # both paths unseen: 2 in 65,536 (profile ids are random)
+    for user in users:
+        h.identify(user, email=f"{user}@example.com")
+        h.track(user, "Signed Up")
+    h.advance("1h")
+
+    # Then each customer took exactly one whole path, and both paths were taken by someone
+    first = {user: _templates(h, user) for user in users}
+    assert set(map(tuple, first.values())) <= {("a",), ("b", "a")}
+    assert {tuple(t) for t in first.values()} == {("a",), ("b", "a")}
+    for user in users:
+        path = h.path(user, "probe")
+        assert path[0] == "coin" and ("coin.path-0.exit" in path) == (first[user] == ["a"]), path
+
+    # And re-entering a day later takes each customer down the same path again
+    h.advance("1d")
+    for user in users:
+        h.track(user, "Signed Up")
+    h.advance("1h")
+    assert {user: _templates(h, user) for user in users} == {user: first[user] * 2 for user in users}
