@@ -20,6 +20,24 @@ from shared.store.messages import MessageLog
 WRITE_KEY = "integration-key"
 
 
+class LambdaContext:
+    """What a handler reads of its Lambda context, for calling a handler directly."""
+
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+
+    def __init__(self, name: str, remaining_ms: int = 10_000):
+        self.function_name = name
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{name}"
+        self.aws_request_id = name
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = name
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[LocalEngine]:
     local = LocalEngine(write_key=WRITE_KEY).start()

@@ -39,7 +39,7 @@ from shared.store import admin_token, aws
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyRunStore
 from shared.store.messages import MessageLog
-from tests.integration.conftest import eventbridge_event
+from tests.integration.conftest import LambdaContext, eventbridge_event
 
 REGION = "us-east-1"
 ADMIN_TOKEN = "journeys-admin-token"
@@ -73,19 +73,6 @@ JOURNEYS: list[dict[str, Any]] = [
         "steps": [{"send": {"channel": "email", "template": "welcome"}}],
     },
 ]
-
-
-class _Context:
-    function_name = "journeys"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:journeys"
-    memory_limit_in_mb = 512
-    aws_request_id = "journeys"
-    log_group_name = "/aws/lambda/journeys"
-    log_stream_name = "journeys"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
 
 
 @pytest.fixture
@@ -159,7 +146,9 @@ def _route(
         time=clock.iso(clock.now()),
         data=resolved.model_dump(),
     )
-    handler(eventbridge_event(DETAIL_RESOLVED, SOURCE_IDENTITY, envelope.model_dump()), _Context())
+    handler(
+        eventbridge_event(DETAIL_RESOLVED, SOURCE_IDENTITY, envelope.model_dump()), LambdaContext("journeys")
+    )
     return message_id
 
 
@@ -176,7 +165,9 @@ def _ended(execution: str, status: str, output: str | None = None) -> None:
         "input": "{}",
         "output": output,
     }
-    handler(eventbridge_event(DETAIL_EXECUTION_STATUS_CHANGE, SOURCE_STATES, detail), _Context())
+    handler(
+        eventbridge_event(DETAIL_EXECUTION_STATUS_CHANGE, SOURCE_STATES, detail), LambdaContext("journeys")
+    )
 
 
 def _status(execution: str) -> str:
@@ -310,7 +301,7 @@ def _get(path: str, token: str | None = ADMIN_TOKEN) -> tuple[int, dict[str, Any
     from functions.journeys.handler import handler
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = handler(api_gateway_event("GET", path, headers, b""), _Context())
+    response = handler(api_gateway_event("GET", path, headers, b""), LambdaContext("journeys"))
     return response["statusCode"], json.loads(response["body"])
 
 

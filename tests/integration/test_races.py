@@ -27,24 +27,9 @@ from shared.models.message import OutboundMessage
 from shared.store.journeys import JourneyRunStore
 from shared.store.messages import MessageLog
 from shared.store.providers import EmailProvider, PushProvider
-from tests.integration.conftest import eventbridge_event, queued_message
+from tests.integration.conftest import LambdaContext, eventbridge_event, queued_message
 
 MESSAGES_TABLE = "continuum-messages"
-
-
-class _Context:
-    """What a channel handler reads of its Lambda context."""
-
-    function_name = "race"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:race"
-    memory_limit_in_mb = 512
-    aws_request_id = "race"
-    log_group_name = "/aws/lambda/race"
-    log_stream_name = "race"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @pytest.fixture
@@ -122,7 +107,7 @@ def test_concurrent_add_to_carts_start_one_cart_journey_per_customer(
     rendezvous(len(events))
 
     # When the router handles them all concurrently
-    _in_parallel([partial(handler, event, _Context()) for event in events])
+    _in_parallel([partial(handler, event, LambdaContext("race", 30_000)) for event in events])
 
     # Then each customer has exactly one cart-abandonment execution
     for customer in customers:
@@ -210,7 +195,7 @@ def test_concurrent_deliveries_of_one_message_call_the_provider_once(
     def deliver(record: dict[str, Any]) -> list[str]:
         gate.begin()
         try:
-            response = handler({"Records": [record]}, _Context())
+            response = handler({"Records": [record]}, LambdaContext("race", 30_000))
             return [f["itemIdentifier"] for f in response["batchItemFailures"]]
         finally:
             gate.settle()
