@@ -521,39 +521,31 @@ def test_catalogue_readers_get_its_path_the_arn_prefix_and_the_alias_not_the_cat
         ]
         assert variables[JOURNEY_CATALOGUE_ENV] == f"/opt/{CATALOGUE_IN_LAYER}"
         assert variables[JOURNEY_ALIAS_ENV] == "live"
-        assert variables[JOURNEY_ARN_PREFIX_ENV] == {
-            "Fn::Join": [
-                "",
-                [
-                    "arn:",
-                    {"Ref": "AWS::Partition"},
-                    ":states:",
-                    {"Ref": "AWS::Region"},
-                    ":",
-                    {"Ref": "AWS::AccountId"},
-                    ":stateMachine:",
-                ],
-            ]
-        }
+        assert variables[JOURNEY_ARN_PREFIX_ENV] == _states_arn(":stateMachine:")
         assert "JOURNEYS" not in variables
+
+
+def _states_arn(tail: str) -> dict[str, Any]:
+    """A Step Functions ARN in this stack's partition, region and account, ending with `tail`."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":states:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                tail,
+            ],
+        ]
+    }
 
 
 def _on_our_journeys(kind: str, suffix: str) -> str:
     return json.dumps(
-        {
-            "Fn::Join": [
-                "",
-                [
-                    "arn:",
-                    {"Ref": "AWS::Partition"},
-                    ":states:",
-                    {"Ref": "AWS::Region"},
-                    ":",
-                    {"Ref": "AWS::AccountId"},
-                    f":{kind}:{STACK_NAME}_{suffix}",
-                ],
-            ]
-        },
+        _states_arn(f":{kind}:{STACK_NAME}_{suffix}"),
         sort_keys=True,
     )
 
