@@ -56,6 +56,7 @@ from infra.topology import (
     table_env,
 )
 from shared.ingest.sources import new_source
+from shared.models.events import DETAIL_EXECUTION_STATUS_CHANGE, SOURCE_STATES
 from shared.store.sources import SourceStore
 
 log = logging.getLogger("infra.local")
@@ -72,11 +73,8 @@ STOP_SECONDS = 2.0  # how long `stop` lets running invocations finish
 DEDUPE_WINDOW_SECONDS = 7 * 86400  # Segment's
 
 
-# What Step Functions sends to EventBridge when an execution's status changes.
-STATES_SOURCE = "aws.states"
 _EVERY_PARTITION = object()  # an index query's items: every partition's, in no order
 ARCHIVE_RULE_PREFIX = "Events-Archive-"  # moto names the rule that feeds an archive this way
-STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 def _epoch_millis(moment: datetime | None) -> int | None:
@@ -386,7 +384,7 @@ class LocalEngine:
                 # Step Functions' status changes reach the default bus in AWS, not the engine's bus
                 # whose archive this mirrors; locally they travel on the engine's bus only to reach
                 # the route for them.
-                if rule.name == f"{PREFIX}-archive-recorder" and event.get("source") != STATES_SOURCE:
+                if rule.name == f"{PREFIX}-archive-recorder" and event.get("source") != SOURCE_STATES:
                     engine.bus_events.append(copy.deepcopy(event))
                     engine.forget_erased(event)
                 for target in rule.targets:
@@ -1164,8 +1162,8 @@ class LocalEngine:
         response = self._events.put_events(
             Entries=[
                 {
-                    "Source": STATES_SOURCE,
-                    "DetailType": STATUS_CHANGE,
+                    "Source": SOURCE_STATES,
+                    "DetailType": DETAIL_EXECUTION_STATUS_CHANGE,
                     "Detail": json.dumps(detail),
                     "Resources": [execution.exec_arn],
                     "Time": now,

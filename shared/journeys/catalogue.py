@@ -49,13 +49,6 @@ class Catalogue(Model):
     def get(self, journey_id: str) -> CatalogueEntry | None:
         return next((entry for entry in self.journeys if entry.id == journey_id), None)
 
-    def triggered_by(self, event: str) -> list[CatalogueEntry]:
-        return [entry for entry in self.journeys if entry.definition.trigger.event == event]
-
-    def awaiting(self, event: str) -> list[CatalogueEntry]:
-        """Journeys with a wait_for step waiting for this event."""
-        return [entry for entry in self.journeys if event in entry.definition.awaited_events()]
-
 
 def load_catalogue(path: str | Path) -> Catalogue:
     """The catalogue at `path`, read again only when the file changed (a local reload rewrites it)."""

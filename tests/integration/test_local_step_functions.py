@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from infra.local.engine import STATES_SOURCE, STATUS_CHANGE, LocalEngine
+from infra.local.engine import LocalEngine
 from infra.topology import TOPOLOGY, Function, Route
+from shared.models.events import DETAIL_EXECUTION_STATUS_CHANGE, SOURCE_STATES
 from tests.integration import concurrency_probe
 from tests.integration.conftest import WRITE_KEY, client
 
@@ -27,7 +28,11 @@ TEST_TOPOLOGY = replace(
     functions=(*TOPOLOGY.functions, Function(PROBE, "tests.integration.concurrency_probe", "test only")),
     routes=(
         *TOPOLOGY.routes,
-        Route("status-changes", {"source": [STATES_SOURCE], "detail-type": [STATUS_CHANGE]}, PROBE),
+        Route(
+            "status-changes",
+            {"source": [SOURCE_STATES], "detail-type": [DETAIL_EXECUTION_STATUS_CHANGE]},
+            PROBE,
+        ),
     ),
 )
 
@@ -40,7 +45,7 @@ class Probe:
         self.status_changes: list[dict[str, Any]] = []
 
     def __call__(self, event: dict[str, Any], context: Any) -> Any:
-        if event.get("detail-type") == STATUS_CHANGE:
+        if event.get("detail-type") == DETAIL_EXECUTION_STATUS_CHANGE:
             self.status_changes.append(event)
         elif "token" in event:
             self.tokens[event["execution"]] = event["token"]

@@ -53,14 +53,6 @@ def test_start_arn_names_the_alias_when_there_is_one(tmp_path: Path) -> None:
     assert catalogue.get("nope") is None
 
 
-def test_journeys_are_found_by_trigger_and_by_awaited_event(tmp_path: Path) -> None:
-    catalogue = load_catalogue(write_catalogue(load_journeys(JOURNEYS), _names(), tmp_path / "c.json"))
-
-    assert [e.id for e in catalogue.triggered_by("Order Completed")] == ["win_back"]
-    assert [e.id for e in catalogue.awaiting("Checkout Started")] == ["cart_abandonment"]
-    assert [e.id for e in catalogue.awaiting("App Opened")] == ["welcome"]
-
-
 def test_a_rewritten_catalogue_is_read_again(tmp_path: Path) -> None:
     journeys = load_journeys(JOURNEYS)
     path = tmp_path / "c.json"
