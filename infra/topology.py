@@ -323,13 +323,13 @@ TOPOLOGY = Topology(
             "functions.journey_steps.handler",
             "Journey steps: wait until a local time, wait for an event, branch, split, update traits",
             tables=(
-                TableAccess(PROFILES),
+                TableAccess(PROFILES, write=True),  # update: applies its identify as identity does
                 TableAccess(MESSAGES),  # branch on what this run sent or dropped
                 TableAccess(JOURNEY_WAITS, write=True),
             ),
-            publishes=True,  # update: an identify, as ingest publishes it
+            publishes=True,  # update: the event.resolved identity publishes for an identify
             resumes_journeys=True,  # wait_for: the awaited event may be there already
-            settings=("DEFAULT_TIMEZONE",),
+            settings=("DEFAULT_TIMEZONE", "IDENTITY_RULES"),
         ),
         Function(
             "channel-email",

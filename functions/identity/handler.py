@@ -9,17 +9,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
-from shared.identity.resolver import resolve
+from shared.identity.resolver import resolve, resolved_events
 from shared.identity.rules import load_rules
-from shared.models.events import (
-    DETAIL_MERGED,
-    DETAIL_RESOLVED,
-    SOURCE_IDENTITY,
-    BusEvent,
-    Envelope,
-    ProfilesMerged,
-    ResolvedEvent,
-)
+from shared.models.events import Envelope
 from shared.store.bus import EventPublisher
 from shared.store.profiles import DynamoProfileStore
 
@@ -57,18 +49,6 @@ def handler(event: dict[str, Any], context: Any) -> None:
         metrics.add_metric(name="EventsWithoutIdentifier", unit=MetricUnit.Count, value=1)
         return
     metrics.add_metric(name="EventsResolved", unit=MetricUnit.Count, value=1)
-    now, correlation = clock.iso(clock.now()), incoming.correlationId
-    outgoing = [
-        BusEvent.publishing(
-            SOURCE_IDENTITY,
-            DETAIL_RESOLVED,
-            correlation,
-            now,
-            ResolvedEvent(profileId=resolution.profile_id, userId=call.get("userId"), event=call),
-        )
-    ]
     if resolution.merged:
         metrics.add_metric(name="ProfilesMerged", unit=MetricUnit.Count, value=len(resolution.merged))
-        merged = ProfilesMerged(survivor=resolution.profile_id, merged=resolution.merged)
-        outgoing.insert(0, BusEvent.publishing(SOURCE_IDENTITY, DETAIL_MERGED, correlation, now, merged))
-    EventPublisher(settings.event_bus_name).publish(outgoing)
+    EventPublisher(settings.event_bus_name).publish(resolved_events(call, resolution, incoming.correlationId))

@@ -8,7 +8,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from shared import config
+from shared import clock, config
+from shared.identity.resolver import resolve
+from shared.identity.rules import load_rules
 from shared.journeys.steps import StepPorts, StepRequest, run_step
 from shared.store.bus import EventPublisher
 from shared.store.journey_waits import JourneyWaitStore, TaskTokens
@@ -26,14 +28,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = StepRequest.model_validate(event)
     logger.set_correlation_id(request.executionId)
 
+    profiles = DynamoProfileStore(settings.profiles_table)
     result = run_step(
         request,
         StepPorts(
-            profiles=DynamoProfileStore(settings.profiles_table),
+            profiles=profiles,
             waits=JourneyWaitStore(settings.journey_waits_table),
             tasks=TaskTokens(),
             messages=MessageLog(settings.messages_table),
             publisher=EventPublisher(settings.event_bus_name),
+            identity=lambda call: resolve(call, profiles, load_rules(), clock.parse(call["timestamp"])),
             default_timezone=settings.default_timezone,
         ),
     )

@@ -41,6 +41,14 @@ from shared import clock
 from shared.identity.bounds import Dropped, bound
 from shared.identity.identifiers import identifiers_of, user_traits
 from shared.identity.rules import IdentityRules
+from shared.models.events import (
+    DETAIL_MERGED,
+    DETAIL_RESOLVED,
+    SOURCE_IDENTITY,
+    BusEvent,
+    ProfilesMerged,
+    ResolvedEvent,
+)
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.models.types import iana_timezone
 
@@ -329,3 +337,24 @@ def _full_path(
     return Resolution(
         survivor.profileId, merged=[p.profileId for p in losers], warnings=warnings, dropped=dropped
     )
+
+
+def resolved_events(call: dict[str, Any], resolution: Resolution, correlation: str) -> list[BusEvent]:
+    """What identity publishes for a resolved call: `profile.merged` (when it linked profiles) before
+    `event.resolved`. Empty when the call landed on no profile (suppressed, or no identifier)."""
+    if resolution.suppressed or resolution.profile_id is None:
+        return []
+    now = clock.iso(clock.now())
+    outgoing = [
+        BusEvent.publishing(
+            SOURCE_IDENTITY,
+            DETAIL_RESOLVED,
+            correlation,
+            now,
+            ResolvedEvent(profileId=resolution.profile_id, userId=call.get("userId"), event=call),
+        )
+    ]
+    if resolution.merged:
+        merged = ProfilesMerged(survivor=resolution.profile_id, merged=resolution.merged)
+        outgoing.insert(0, BusEvent.publishing(SOURCE_IDENTITY, DETAIL_MERGED, correlation, now, merged))
+    return outgoing

@@ -18,8 +18,10 @@ One action per step type (`ACTIONS`), each given the Task payload the compiler e
   profile's traits, the trigger's properties and this run's messages.
 - `split` → `{"path": "path-<i>"}`: sha256(profileId#journey#step) as a uniform draw in [0, 1), placed
   on the weights; so one profile always takes the same path of a step.
-- `update` publishes an identify onto the bus exactly as ingest does (source `continuum.ingest`), so
-  that identity applies it and publishes `event.resolved` like any identify.
+- `update` builds the identify ingest would have put on the bus and applies it itself, through identity's
+  own resolver, before it returns: the next step (a branch on the trait it set) reads its own write.
+  It then publishes what identity publishes for any identify (`event.resolved`), so other journeys,
+  segments and the Profile API see the change. A retried step is the same call (same messageId).
 """
 
 from __future__ import annotations
@@ -35,16 +37,16 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from shared import clock
+from shared.identity.resolver import Resolution, resolved_events
 from shared.journeys.conditions import Outcome, case_holds, concrete, property_conditions_hold
 from shared.models.base import Model
-from shared.models.events import SOURCE_INGEST, BusEvent, Envelope
+from shared.models.events import BusEvent
 from shared.models.journey import WEEKDAYS, Condition, SplitSpec, UpdateSpec, WaitForSpec, WaitUntilSpec, When
 from shared.models.message import MessageLogEntry
 from shared.models.profile import Profile, TimelineEntry
 from shared.models.types import ProfileId, iana_timezone
 
 TIMEZONE_TRAIT = "timezone"
-IDENTIFY = "segment.identify"  # the detail-type ingest gives an identify call (shared/ingest/calls.py)
 # The identifier an update's identify names, strongest first: the call fields or traits identity
 # reads it from (shared/identity/identifiers.py).
 UPDATE_IDENTIFIERS = ("user_id", "anonymous_id", "email", "phone", "device_id", "device_token")
@@ -120,6 +122,12 @@ class Messages(Protocol):
     def get(self, message_key: str) -> MessageLogEntry | None: ...
 
 
+class Identity(Protocol):
+    def __call__(self, call: dict[str, Any]) -> Resolution:
+        """Resolve an identify onto its profile, as the identity function does (committed on return)."""
+        ...
+
+
 class Publisher(Protocol):
     def publish(self, events: Sequence[BusEvent]) -> None: ...
 
@@ -131,6 +139,7 @@ class StepPorts:
     tasks: Tasks
     messages: Messages
     publisher: Publisher
+    identity: Identity
     default_timezone: str
 
 
@@ -370,9 +379,13 @@ def update(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
     call = identify_call(profile, spec, message_id, at, origin)
     if call is None:
         return {"published": False, "reason": "no_identifier"}
-    # The envelope ingest puts on the bus (shared/ingest/calls.py to_bus_events).
-    envelope = Envelope(name=IDENTIFY, correlationId=message_id, time=at, data=call)
-    ports.publisher.publish([BusEvent.of(SOURCE_INGEST, IDENTIFY, envelope)])
+    # Applied here, not left to the identity function behind the bus: the branch after this step
+    # must see the trait (an asynchronous identify raced it and lost, in CI).
+    resolution = ports.identity(call)
+    events = resolved_events(call, resolution, message_id)
+    if not events:
+        return {"published": False, "reason": "not_resolved"}
+    ports.publisher.publish(events)
     return {"published": True}
 
 

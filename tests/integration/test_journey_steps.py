@@ -354,7 +354,7 @@ def test_split_takes_the_same_path_for_a_profile_every_time(engine: LocalEngine)
 # -- update ----------------------------------------------------------------------------------------
 
 
-def test_update_publishes_one_identify_per_execution_and_step_that_identity_applies(
+def test_update_applies_its_identify_before_it_returns_once_per_execution_and_step(
     engine: LocalEngine,
 ) -> None:
     user = f"u-{_tag()}"
@@ -369,26 +369,26 @@ def test_update_publishes_one_identify_per_execution_and_step_that_identity_appl
     )
 
     assert engine.invoke("journey-steps", payload) == {"published": True}
-    assert engine.invoke("journey-steps", payload) == {"published": True}  # the step retried
-    engine.wait_idle()
-
-    message_id = update_message_id(execution, "mark-onboarded")
-    published = [
-        e
-        for e in engine.bus_events
-        if e.get("detail", {}).get("correlationId") == message_id
-        and e.get("detail-type") == "segment.identify"
-    ]
-    assert {e["source"] for e in published} == {"continuum.ingest"}
-    assert {e["detail"]["data"]["messageId"] for e in published} == {message_id}
+    # Read before the bus is drained: the step itself applied the change.
     profile = DynamoProfileStore(PROFILES_TABLE).profile(_owner(user))
     assert profile is not None
     # Identity keeps an unset trait as null (the trait stays, with no value).
     assert profile.traits == {"onboarded": True, "trial_plan": None}
+    assert engine.invoke("journey-steps", payload) == {"published": True}  # the step retried
+    engine.wait_idle()
+
+    message_id = update_message_id(execution, "mark-onboarded")
     resolved = [
         e
         for e in engine.bus_events
         if e.get("detail-type") == "event.resolved"
         and e["detail"]["data"]["event"].get("messageId") == message_id
     ]
-    assert resolved, "identity published the update as it publishes any identify"
+    assert len(resolved) == 2 and {e["source"] for e in resolved} == {"continuum.identity"}
+    assert {e["detail"]["data"]["profileId"] for e in resolved} == {_owner(user)}
+    # No identify went round through ingest's source: identity would have applied it a second time.
+    assert not [
+        e
+        for e in engine.bus_events
+        if e.get("detail-type") == "segment.identify" and e["detail"].get("correlationId") == message_id
+    ]

@@ -12,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import clock
+from shared.identity.resolver import resolve
+from shared.identity.rules import IdentityRules
 from shared.journeys.steps import (
     ACTIONS,
     StepPorts,
@@ -22,7 +24,7 @@ from shared.journeys.steps import (
     run_step,
     update_message_id,
 )
-from shared.models.events import SOURCE_INGEST
+from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY
 from shared.models.message import MessageLogEntry
 from shared.models.profile import Identifier, Profile, TimelineEntry
 from tests.unit.conftest import FIXED_NOW
@@ -73,6 +75,9 @@ class World:
             tasks=self.tasks,
             messages=self.messages,
             publisher=self.publisher,
+            identity=lambda call: resolve(
+                call, self.profiles, IdentityRules(), clock.parse(call["timestamp"])
+            ),
             default_timezone=self.default_timezone,
         )
 
@@ -518,7 +523,13 @@ def test_draw_is_uniform_range_and_deterministic(profile_id: str, step: str) -> 
 # -- update ----------------------------------------------------------------------------------------------
 
 
-def test_update_publishes_one_identify_as_ingest_would(world: World) -> None:
+def _applied(world: World) -> list[dict[str, Any]]:
+    """The identify calls the update steps applied, from the event.resolved each published."""
+    assert {(e.source, e.detail_type) for e in world.publisher.bus} <= {(SOURCE_IDENTITY, DETAIL_RESOLVED)}
+    return [json.loads(e.detail_json)["data"]["event"] for e in world.publisher.bus]
+
+
+def test_update_applies_its_identify_before_it_returns_and_publishes_it_resolved(world: World) -> None:
     world.profile(
         "p-1", Identifier(type="user_id", value="u-1"), Identifier(type="email", value="ada@example.com")
     )
@@ -526,26 +537,30 @@ def test_update_publishes_one_identify_as_ingest_would(world: World) -> None:
     result = world.run("update", {"set": {"onboarded": True}, "unset": ["trial_plan"]})
 
     assert result == {"published": True}
+    profile = world.profiles.profile("p-1")
+    assert profile is not None
+    # Read-your-writes: the step that follows sees the change (identity keeps an unset trait as null).
+    assert profile.traits["onboarded"] is True and profile.traits["trial_plan"] is None
     [event] = world.publisher.bus
-    assert (event.source, event.detail_type) == (SOURCE_INGEST, "segment.identify")
     envelope = json.loads(event.detail_json)
-    call = envelope["data"]
-    assert envelope["name"] == "segment.identify"
-    assert envelope["correlationId"] == call["messageId"] == update_message_id(EXECUTION, "the-step")
+    assert envelope["correlationId"] == update_message_id(EXECUTION, "the-step")
+    assert envelope["data"]["profileId"] == "p-1"
+    [call] = _applied(world)
+    assert call["messageId"] == update_message_id(EXECUTION, "the-step")
     assert (call["type"], call["userId"]) == ("identify", "u-1")
     assert call["traits"] == {"onboarded": True, "trial_plan": None}
     assert call["timestamp"] == NOW
     assert "anonymousId" not in call
 
 
-def test_update_retried_publishes_the_same_message_id(world: World) -> None:
+def test_update_retried_applies_the_same_message_id(world: World) -> None:
     world.profile("p-1", Identifier(type="user_id", value="u-1"))
 
     world.run("update", {"set": {"a": 1}})
     world.run("update", {"set": {"a": 1}})
     world.run("update", {"set": {"a": 1}}, step="another-step")
 
-    ids = [event.detail.correlationId for event in world.publisher.bus]
+    ids = [call["messageId"] for call in _applied(world)]
     assert ids[0] == ids[1] != ids[2]
 
 
@@ -554,9 +569,10 @@ def test_update_of_a_profile_known_by_email_only_names_the_email(world: World) -
 
     world.run("update", {"set": {"plan": "pro"}})
 
-    call = world.publisher.bus[0].detail.data
+    [call] = _applied(world)
     assert "userId" not in call and "anonymousId" not in call
     assert call["traits"] == {"email": "ada@example.com", "plan": "pro"}
+    assert world.profiles.profile("p-1").traits["plan"] == "pro"  # type: ignore[union-attr]
 
 
 def test_update_of_a_profile_known_by_a_device_token_only_names_the_device(world: World) -> None:
@@ -564,7 +580,9 @@ def test_update_of_a_profile_known_by_a_device_token_only_names_the_device(world
 
     world.run("update", {"set": {"plan": "pro"}})
 
-    assert world.publisher.bus[0].detail.data["context"]["device"] == {"token": "tok"}
+    [call] = _applied(world)
+    assert call["context"]["device"] == {"token": "tok"}
+    assert world.profiles.profile("p-1").traits["plan"] == "pro"  # type: ignore[union-attr]
 
 
 def test_update_of_an_erased_profile_publishes_nothing(world: World) -> None:
