@@ -12,7 +12,7 @@ An event's time is `min(timestamp, now)`: a device clock running ahead never kee
 window. Every ISO time here is `shared.clock.iso` (UTC, milliseconds, `Z`), so times compare as
 strings.
 
-The catalogue is compiled once (`_plan`, cached on the catalogue): which keys, computed traits and
+The catalogue is compiled once (`_plan`, cached per catalogue object): which keys, computed traits and
 segments each event name touches, so that an event evaluates only the segments it can change.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -62,6 +63,9 @@ Reason = Literal["event", "time", "merge", "unmerge", "erasure"]
 OPT_OUT_TRAIT = "unsubscribed"  # the consent model replaces this when it lands
 # A first / last value larger than this (as JSON) is not kept: the state is one DynamoDB item.
 MAX_KEPT_VALUE_BYTES = 256
+# A number beyond ±10^15 is no plausible amount; leaving it out keeps sums (exact fractions) and the
+# state bounded (`state_size_bound`).
+MAX_NUMBER = 10**15
 _MS = timedelta(milliseconds=1)
 
 
@@ -103,10 +107,17 @@ def _now_operand(conditions: Iterable[Condition]) -> bool:
     return any(c.op in ("before", "after") and c.value == "now" for c in conditions)
 
 
+# Plans by catalogue object (a catalogue reloaded after a change gets its own plan). By id, held
+# weakly: a frozen model with lists is not hashable, and an id is reused once its object is gone.
+_PLANS: dict[int, tuple[weakref.ref[SegmentCatalogue], _Plan]] = {}
+
+
 def _plan(catalogue: SegmentCatalogue) -> _Plan:
-    cached = catalogue._plan
-    if isinstance(cached, _Plan):
-        return cached
+    cached = _PLANS.get(id(catalogue))
+    if cached is not None and cached[0]() is catalogue:
+        return cached[1]
+    if len(_PLANS) >= 8:
+        _PLANS.clear()
     plan = _Plan(computed={t.id: t for t in catalogue.computed})
     for trait in catalogue.computed:
         plan.traits_by_event.setdefault(trait.event, []).append(trait)
@@ -150,7 +161,7 @@ def _plan(catalogue: SegmentCatalogue) -> _Plan:
             plan.timed_segments.append(index)
         if segment.audiences:
             plan.audience_segments.append(index)
-    catalogue._plan = plan
+    _PLANS[id(catalogue)] = (weakref.ref(catalogue), plan)
     return plan
 
 
@@ -176,7 +187,12 @@ def _event_time(call: Mapping[str, Any], now: datetime) -> datetime:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= MAX_NUMBER
+    )
 
 
 def _property_value(trait: ComputedTrait, properties: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -1071,3 +1087,49 @@ def from_scratch(
         return last_event is None or last_event < last_since
 
     return {s.id for s in catalogue.segments if holds(s.when)}, computed
+
+
+# -- size ------------------------------------------------------------------------------------------
+
+_ISO = 26  # a quoted clock.iso time
+_NUMBER = 40  # a count, a number ≤ MAX_NUMBER, or a float's repr, with room
+# An exact sum of floats: the denominator is at most 2^1074 (324 digits), the numerator at most
+# (MAX_NUMBER × count) × that: ~700 characters whatever the history.
+_SUM = 720
+_KEPT = MAX_KEPT_VALUE_BYTES + 8
+_EXTREME = len('{"at":,"id":"","value":}') + _ISO + 16 + _KEPT
+
+
+def _quoted(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
+def _bucket_bound(trait: ComputedTrait) -> int:
+    field = {"count": _NUMBER, "sum": _SUM, "min": _NUMBER, "max": _NUMBER}.get(trait.aggregate, _EXTREME)
+    return len('{"count":}') + field
+
+
+def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> int:
+    """An upper bound of a profile's state JSON (bytes) under this catalogue, for a profile with at
+    most `emails` emails and `phones` phones (identity's limits): whatever its history, because the
+    aggregates are bounded by the catalogue."""
+    plan = _plan(catalogue)
+    size = 600  # field names, braces, profileId (≤ 64), version, nextCheck, updatedAt
+    size += SEEN_LIMIT * (16 + 3)
+    for spec in plan.keys.values():
+        size += _quoted(spec.key) + len(':{"count":,"first":,"last":,"recent":[]},') + _NUMBER + 2 * _ISO
+        size += spec.keep * (_ISO + 1)
+    for trait in catalogue.computed:
+        bucket = _bucket_bound(trait)
+        size += (
+            _quoted(trait.id)
+            + 2
+            + (bucket if trait.days is None else len('{"days":{}}') + trait.days * (15 + bucket))
+        )
+        value = _KEPT if trait.aggregate in ("first", "last") else _NUMBER
+        size += _quoted(trait.id) + 2 + value  # `computed`
+    size += sum(_quoted(s.id) + 1 for s in catalogue.segments)
+    for audience in catalogue.audiences():
+        key = _quoted(_synced_key(audience.platform, audience.audience, audience.segment))
+        size += key + len(':{"email":[],"phone":[]},') + (emails + phones) * (64 + 3)
+    return size
