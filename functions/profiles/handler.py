@@ -46,7 +46,11 @@ from shared.store.bus import EventPublisher
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
+from shared.models.segment_state import SegmentChange
+from shared.segments.engine import on_erasure
+from shared.segments.service import audience_messages, deduplication_id
 from shared.store.profiles import ProfileAdmin, identifier_max_bytes
+from shared.store.segments import AudienceQueue, SegmentStore
 
 ERASED_CAUSE = "the profile was erased"  # Step Functions keeps this; no personal data
 
@@ -80,6 +84,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 return json_response(200, _show(store, _live(store, profile_id)))
             case ("DELETE", [profile_id]):
                 profile = _live(store, profile_id)
+                # The ad platforms drop the person first: once erased, nothing would say what to remove.
+                _leave_audiences(settings, [profile.profileId, *profile.mergedFrom])
                 erased = store.erase(profile)
                 MessageLog(settings.messages_table).delete_for_profiles(erased)
                 runs, executions = JourneyRunStore(settings.journey_runs_table), JourneyExecutions()
@@ -141,7 +147,39 @@ def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
 
 def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
     timeline = store.timeline([profile.profileId, *profile.mergedFrom], TIMELINE_LIMIT)
-    return view(profile, store.merges(profile.profileId), timeline)
+    shown = view(profile, store.merges(profile.profileId), timeline)
+    # Its segments and computed traits, as the segments function last decided them (empty: none yet).
+    states = SegmentStore(store.table).states([profile.profileId])
+    shown["segments"] = list(states[0].segments) if states else []
+    shown["computed"] = dict(states[0].computed) if states else {}
+    return shown
+
+
+def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str]) -> None:
+    """Queue the removal of every hash the profiles had synced to an ad audience (and the end of
+    their segment memberships), before their state is erased with them."""
+    states = SegmentStore(settings.profiles_table).states(profile_ids)
+    if not states:
+        return
+    now = clock.iso(clock.now())
+    intents = on_erasure(states, clock.now())
+    messages = []
+    for state in states:
+        changes = [
+            SegmentChange(profileId=state.profileId, segment=s, entered=False, at=now, reason="erasure")
+            for s in state.segments
+        ]
+        mine = [i for i in intents if i.profileId == state.profileId]
+        messages += audience_messages(
+            state.profileId,
+            changes,
+            mine,
+            now,
+            lambda segment, state=state: deduplication_id(
+                state.profileId, segment, f"erased-v{state.version}"
+            ),
+        )
+    AudienceQueue(settings.audiences_queue_url).send(messages)
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:
