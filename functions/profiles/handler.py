@@ -40,15 +40,15 @@ from shared.models.events import (
     BusEvent,
 )
 from shared.models.profile import Profile
+from shared.models.segments import SegmentChange
 from shared.models.types import PROFILE_ID_MAX_LENGTH
+from shared.segments.engine import Decision, audience_messages, on_erasure
+from shared.segments.service import deduplication_id
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
-from shared.models.segment_state import SegmentChange
-from shared.segments.engine import on_erasure
-from shared.segments.service import audience_messages, deduplication_id
 from shared.store.profiles import ProfileAdmin, identifier_max_bytes
 from shared.store.segments import AudienceQueue, SegmentStore
 
@@ -156,29 +156,31 @@ def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
 
 
 def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str]) -> None:
-    """Queue the removal of every hash the profiles had synced to an ad audience (and the end of
-    their segment memberships), before their state is erased with them."""
+    """Queue the removal of every hash the profiles had synced to an ad audience, and the end of their
+    segment memberships, before their state is erased with them."""
     states = SegmentStore(settings.profiles_table).states(profile_ids)
     if not states:
         return
-    now = clock.iso(clock.now())
-    intents = on_erasure(states, clock.now())
+    now = clock.now()
+    intents = on_erasure(states, now)
     messages = []
     for state in states:
-        changes = [
-            SegmentChange(profileId=state.profileId, segment=s, entered=False, at=now, reason="erasure")
-            for s in state.segments
-        ]
-        mine = [i for i in intents if i.profileId == state.profileId]
-        messages += audience_messages(
-            state.profileId,
-            changes,
-            mine,
-            now,
-            lambda segment, state=state: deduplication_id(
-                state.profileId, segment, f"erased-v{state.version}"
-            ),
+        ended = Decision(
+            state=state,
+            write=False,
+            changes=[
+                SegmentChange(
+                    profileId=state.profileId, segment=s, entered=False, at=clock.iso(now), reason="erasure"
+                )
+                for s in state.segments
+            ],
+            intents=[i for i in intents if i.profileId == state.profileId],
+            recheck_at=None,
         )
+        messages += [
+            (m, deduplication_id(m.profileId, m.segment, f"erased-v{state.version}"))
+            for m in audience_messages(ended)
+        ]
     AudienceQueue(settings.audiences_queue_url).send(messages)
 
 

@@ -22,7 +22,7 @@ from shared.models.events import (
     ResolvedEvent,
 )
 from shared.models.profile import Profile
-from shared.models.segment_state import SegmentState
+from shared.models.segments import SegmentState
 from shared.segments.catalogue import SegmentCatalogue, load_segment_catalogue
 from shared.segments.engine import Decision, on_event, on_merge, on_rebuild, on_recheck
 from shared.segments.service import Decide, Outcome, Ports, carry_out, settle, settle_merge
@@ -53,7 +53,7 @@ class _Changed(Model):
 def handler(event: dict[str, Any], context: Any) -> None:
     settings = config.load(config.SegmentsSettings)
     catalogue = load_segment_catalogue(settings.segment_catalogue)
-    if not catalogue.segments and not catalogue.computed:
+    if catalogue.empty:
         return  # nothing to keep: not one request
     store = SegmentStore(settings.profiles_table)
     ports = Ports(
@@ -104,11 +104,10 @@ def handler(event: dict[str, Any], context: Any) -> None:
         else:
             logger.warning("ignored", extra={"detailType": incoming.name})
             return
-    at = clock.iso(now)
     for outcome in outcomes:
         if outcome is None:
             continue
-        carry_out(outcome, correlation, at, ports)
+        carry_out(outcome, correlation, ports)
         changes = outcome.decision.changes
         entered = sum(1 for c in changes if c.entered)
         metrics.add_metric(name="SegmentsEntered", unit=MetricUnit.Count, value=entered)

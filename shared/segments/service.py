@@ -22,11 +22,10 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.identity.resolver import ConcurrentChangeError
-from shared.models.audience import AudienceMessage
 from shared.models.events import DETAIL_SEGMENT_ENTERED, DETAIL_SEGMENT_EXITED, SOURCE_SEGMENTS, BusEvent
 from shared.models.profile import Profile, TimelineEntry
-from shared.models.segment_state import AudienceIntent, SegmentChange, SegmentState
-from shared.segments.engine import Decision
+from shared.models.segments import AudienceMessage, SegmentChange, SegmentState
+from shared.segments.engine import Decision, audience_messages
 
 ATTEMPTS = 8  # lost races in a row before the event is failed (and retried by Lambda)
 
@@ -119,32 +118,6 @@ def deduplication_id(profile_id: str, segment: str, version: str) -> str:
     return hashlib.sha256(f"{profile_id}#{segment}#{version}".encode()).hexdigest()
 
 
-def audience_messages(
-    profile_id: str,
-    changes: list[SegmentChange],
-    intents: list[AudienceIntent],
-    at: str,
-    dedupe: Callable[[str], str],
-) -> list[tuple[AudienceMessage, str]]:
-    """One message per changed segment (a membership change, intents, or both), in the order the
-    segments first appear; each with its deduplication id `dedupe(segment)`."""
-    segments = list(dict.fromkeys([*(c.segment for c in changes), *(i.segment for i in intents)]))
-    entered = {c.segment: c.entered for c in changes}
-    return [
-        (
-            AudienceMessage(
-                profileId=profile_id,
-                segment=segment,
-                entered=entered.get(segment),
-                at=at,
-                intents=[i for i in intents if i.segment == segment],
-            ),
-            dedupe(segment),
-        )
-        for segment in segments
-    ]
-
-
 def bus_events(changes: list[SegmentChange], correlation: str) -> list[BusEvent]:
     return [
         BusEvent.publishing(
@@ -158,16 +131,13 @@ def bus_events(changes: list[SegmentChange], correlation: str) -> list[BusEvent]
     ]
 
 
-def carry_out(outcome: Outcome, correlation: str, now: str, ports: Ports) -> None:
+def carry_out(outcome: Outcome, correlation: str, ports: Ports) -> None:
     """The effects of a decision: audience messages, bus events, the next re-check."""
     decision = outcome.decision
-    messages = audience_messages(
-        outcome.profile_id,
-        decision.changes,
-        decision.intents,
-        now,
-        lambda segment: deduplication_id(outcome.profile_id, segment, f"v{outcome.version}"),
-    )
+    messages = [
+        (message, deduplication_id(message.profileId, message.segment, f"v{outcome.version}"))
+        for message in audience_messages(decision)
+    ]
     if messages:
         ports.audiences.send(messages)
     if decision.changes:

@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared.identity.resolver import ConcurrentChangeError
-from shared.models.audience import AudienceMessage
 from shared.models.profile import Profile
-from shared.models.segment_state import SegmentState
+from shared.models.segments import AudienceMessage, SegmentState
 from shared.store.aws import client, error_code
 from shared.store.profiles import DynamoProfileStore, _backoff, profile_from_item, profile_key
 
