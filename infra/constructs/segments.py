@@ -76,7 +76,8 @@ class RecheckSchedules(Construct):
                 resources=[self.schedules_arn],
             )
         )
-        self.role.grant_pass_role(function)
+        assert function.role is not None
+        self.role.grant_pass_role(function.role)
         function.add_environment(RECHECK_SCHEDULE_GROUP_ENV, self.group.ref)
         function.add_environment(RECHECK_ROLE_ARN_ENV, self.role.role_arn)
         assert function.role is not None
