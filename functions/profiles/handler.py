@@ -40,9 +40,8 @@ from shared.models.events import (
     BusEvent,
 )
 from shared.models.profile import Profile
-from shared.models.segments import SegmentChange
 from shared.models.types import PROFILE_ID_MAX_LENGTH
-from shared.segments.engine import Decision, audience_messages, on_erasure
+from shared.segments.engine import erasure_messages
 from shared.segments.service import deduplication_id
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
@@ -159,29 +158,13 @@ def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str
     """Queue the removal of every hash the profiles had synced to an ad audience, and the end of their
     segment memberships, before their state is erased with them."""
     states = SegmentStore(settings.profiles_table).states(profile_ids)
-    if not states:
-        return
-    now = clock.now()
-    intents = on_erasure(states, now)
-    messages = []
-    for state in states:
-        ended = Decision(
-            state=state,
-            write=False,
-            changes=[
-                SegmentChange(
-                    profileId=state.profileId, segment=s, entered=False, at=clock.iso(now), reason="erasure"
-                )
-                for s in state.segments
-            ],
-            intents=[i for i in intents if i.profileId == state.profileId],
-            recheck_at=None,
-        )
-        messages += [
-            (m, deduplication_id(m.profileId, m.segment, f"erased-v{state.version}"))
-            for m in audience_messages(ended)
-        ]
-    AudienceQueue(settings.audiences_queue_url).send(messages)
+    versions = {state.profileId: state.version for state in states}
+    messages = [
+        (m, deduplication_id(m.profileId, m.segment, f"erased-v{versions[m.profileId]}"))
+        for m in erasure_messages(states, clock.now())
+    ]
+    if messages:
+        AudienceQueue(settings.audiences_queue_url).send(messages)
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:
