@@ -417,3 +417,29 @@ def test_erasure_sends_the_audience_removals_before_erasing(runtime: Any) -> Non
     assert {(i.platform, h.sha256) for i in removal.intents for h in i.identifiers} == added_hashes
     assert _state(engine, profile_id) is None  # erased with the rest of the profile
     assert engine.failures == []
+
+
+def test_a_profiles_recheck_is_one_schedule_moved_to_the_latest_time(runtime: Any) -> None:
+    import boto3
+
+    from shared.store.schedules import Rechecks, schedule_name
+
+    engine, _, _ = runtime
+    group, role = engine._env["RECHECK_SCHEDULE_GROUP"], engine._env["RECHECK_ROLE_ARN"]
+    target = "arn:aws:lambda:us-east-1:123456789012:function:continuum-segments"
+    rechecks = Rechecks(group, role, target)
+    rechecks.schedule("p-1", START + timedelta(days=7))
+    rechecks.schedule("p-1", START + timedelta(days=8, milliseconds=5))
+
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    [listed] = scheduler.list_schedules(GroupName=group)["Schedules"]
+    schedule = scheduler.get_schedule(GroupName=group, Name=listed["Name"])
+    assert schedule["Name"] == schedule_name("p-1")
+    assert schedule["ScheduleExpression"] == "at(2030-03-12T09:00:01)"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert schedule["ActionAfterCompletion"] == "DELETE"
+    assert schedule["Target"]["Arn"] == target and schedule["Target"]["RoleArn"] == role
+    assert json.loads(schedule["Target"]["Input"]) == {
+        "recheck": "p-1",
+        "due": clock.iso(START + timedelta(days=8, milliseconds=5)),
+    }
