@@ -70,6 +70,8 @@ class ProfilesApiSettings(AdminCredential):
     messages_table: MessagesTable
     journey_runs_table: JourneyRunsTable
     journey_stats_table: JourneyStatsTable
+    # Erasure removes the person from every ad audience first.
+    audiences_queue_url: str = Field(alias="AUDIENCES_QUEUE_URL", min_length=1)
 
 
 # The journey catalogue file (shared/journeys/catalogue.py) replaces the JOURNEYS variable: a Lambda's
@@ -122,6 +124,19 @@ class JourneyStepsSettings(_Env):
         if iana_timezone(value) is None:
             raise ValueError(f"DEFAULT_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
         return value
+
+
+SegmentCatalogue = Annotated[str, Field(alias="SEGMENT_CATALOGUE", min_length=1)]
+AudiencesQueueUrl = Annotated[str, Field(alias="AUDIENCES_QUEUE_URL", min_length=1)]
+
+
+class SegmentsSettings(_Env):
+    profiles_table: ProfilesTable
+    event_bus_name: EventBusName
+    audiences_queue_url: AudiencesQueueUrl
+    segment_catalogue: SegmentCatalogue
+    recheck_schedule_group: str = Field(alias="RECHECK_SCHEDULE_GROUP", min_length=1)
+    recheck_role_arn: str = Field(alias="RECHECK_ROLE_ARN", pattern=r"^arn:[^:]+:iam::[^:]*:role/.+$")
 
 
 class EmailSettings(_Env):

@@ -43,10 +43,15 @@ from typing import Any
 
 from infra.local.clock import VirtualClock
 from infra.topology import (
+    AD_PLATFORM_SECRET_ENVS,
+    AD_PLATFORMS_ENV,
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    RECHECK_ROLE_ARN_ENV,
+    RECHECK_SCHEDULE_GROUP_ENV,
+    SEGMENT_CATALOGUE_ENV,
     SOURCES,
     TOPOLOGY,
     QueueConsumer,
@@ -79,6 +84,32 @@ ARCHIVE_RULE_PREFIX = "Events-Archive-"  # moto names the rule that feeds an arc
 
 def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
+
+
+# Locally the ad platforms are the engine's recorder; their credentials are placeholders in moto's
+# Secrets Manager, in the shape the audiences function reads (shared/store/ad_platforms.py).
+PLACEHOLDER_CREDENTIALS = {
+    "meta": {"access_token": "local-placeholder", "audiences": {}},
+    "google": {
+        "developer_token": "local-placeholder",
+        "access_token": "local-placeholder",
+        "customer_id": "0000000000",
+        "user_lists": {},
+    },
+}
+# `at(yyyy-mm-ddThh:mm:ss)`: an EventBridge Scheduler one-time schedule's expression.
+_AT_EXPRESSION = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+
+
+def _schedule_due(expression: str, timezone: str | None) -> datetime | None:
+    """When a one-time schedule fires (None: not a one-time schedule; rate / cron are not fired)."""
+    from zoneinfo import ZoneInfo
+
+    match = _AT_EXPRESSION.match(expression)
+    if match is None:
+        return None
+    local = datetime.fromisoformat(match.group(1)).replace(tzinfo=ZoneInfo(timezone or "UTC"))
+    return local.astimezone(UTC)
 
 
 # A placeholder in a compiled journey (`${DeliverFunctionArn}`) left unsubstituted.
@@ -206,6 +237,7 @@ class LocalEngine:
         concurrency: int = CONCURRENCY,
         default_timezone: str = "UTC",  # journeys' local-time waits for a recipient with no known zone
         journeys_dir: Path | None = None,
+        segments_dir: Path | None = None,  # segments/<id>.yaml and computed_traits.yaml; default: the repo's
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -245,6 +277,10 @@ class LocalEngine:
         self._role_arn = ""
         self._catalogue_dir: Path | None = None
         self.journeys_dir = Path(journeys_dir) if journeys_dir is not None else topology.journeys_dir
+        self.segments_dir = Path(segments_dir) if segments_dir is not None else topology.segments_dir
+        self._segment_catalogues = 0  # catalogue files written (each reload writes a new one)
+        self._requests_lock: _RequestLock | None = None
+        self.schedules_fired: list[dict[str, Any]] = []  # one-time schedules fired: name, due, input
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -492,6 +528,7 @@ class LocalEngine:
                 return None
 
         requests_lock = self._patch_request_lock(patch)
+        self._requests_lock = requests_lock
         self._patch_parsing(patch)
         self._patch_dynamodb_transactions(patch)
         self._patch_dynamodb_queries(patch)
@@ -718,14 +755,20 @@ class LocalEngine:
             env[table_env(table.name)] = create_table(dynamodb, table, f"{PREFIX}-{table.name}")
 
         for queue in self.topology.queues:
-            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
+            # A FIFO queue's name ends in .fifo, and its dead-letter queue is FIFO too (SQS requires it).
+            suffix = ".fifo" if queue.fifo else ""
+            fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "false"} if queue.fifo else {}
+            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq{suffix}", Attributes=fifo)[
+                "QueueUrl"
+            ]
             self._dead_letter_urls.append(dlq_url)
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
             url = sqs.create_queue(
-                QueueName=f"{PREFIX}-{queue.name}",
+                QueueName=f"{PREFIX}-{queue.name}{suffix}",
                 Attributes={
+                    **fifo,
                     "VisibilityTimeout": str(self.topology.visibility_timeout_seconds(queue.name)),
                     "RedrivePolicy": json.dumps(
                         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}
@@ -783,6 +826,19 @@ class LocalEngine:
         env[JOURNEY_ALIAS_ENV] = ""
         self._env = env
         self._register_journeys(load_journeys(self.journeys_dir))
+        self._write_segment_catalogue()
+        # Segment re-checks: one-time schedules in this group, fired on the virtual clock (`advance`).
+        schedule_group = f"{PREFIX}-rechecks"
+        session.client("scheduler").create_schedule_group(Name=schedule_group)
+        env[RECHECK_SCHEDULE_GROUP_ENV] = schedule_group
+        env[RECHECK_ROLE_ARN_ENV] = role
+        secrets = session.client("secretsmanager")
+        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
+            env[variable] = secrets.create_secret(
+                Name=f"{PREFIX}-{platform}-credentials",
+                SecretString=json.dumps(PLACEHOLDER_CREDENTIALS[platform]),
+            )["ARN"]
+        env[AD_PLATFORMS_ENV] = "local"
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -864,6 +920,95 @@ class LocalEngine:
             {journey.definition.id: state_machine_name(journey.definition.id) for journey in journeys},
             self._env[JOURNEY_CATALOGUE_ENV],
         )
+
+    # ---------------------------------------------------------------- segments
+
+    def reload_segments(self, segments_dir: Path | None = None) -> None:
+        """Load the segments of `segments_dir` (by default the folder the engine runs) again, as a
+        redeploy does, and write the catalogue the functions read."""
+        from shared import config
+
+        if segments_dir is not None:
+            self.segments_dir = Path(segments_dir)
+        self._write_segment_catalogue()
+        os.environ[SEGMENT_CATALOGUE_ENV] = self._env[SEGMENT_CATALOGUE_ENV]
+        config.reset()  # the handlers' settings are read again: they name the new file
+
+    def _write_segment_catalogue(self) -> None:
+        """A new file each time (the catalogue is cached by path and mtime, which a rewrite within the
+        file system's time resolution would not change). A missing folder is an empty catalogue."""
+        from shared.segments.catalogue import SegmentCatalogue, load_segments, write_segment_catalogue
+
+        assert self._catalogue_dir is not None
+        catalogue = (
+            load_segments(self.segments_dir)
+            if self.segments_dir.is_dir()
+            else SegmentCatalogue(segments=[], computed=[])
+        )
+        self._segment_catalogues += 1
+        path = self._catalogue_dir / f"segments-{self._segment_catalogues}.json"
+        write_segment_catalogue(catalogue, path)
+        self._env[SEGMENT_CATALOGUE_ENV] = str(path)
+
+    # ---------------------------------------------------------------- one-time schedules
+
+    def _scheduler_backend(self) -> Any:
+        from moto.scheduler.models import scheduler_backends
+
+        return scheduler_backends[ACCOUNT][REGION]
+
+    def _pending_schedules(self) -> list[tuple[datetime, Any]]:
+        """Every one-time schedule (enabled) with when it fires, earliest first; read from moto's backend
+        in-process under the request lock (moto has no firing of its own)."""
+        assert self._requests_lock is not None
+        with self._requests_lock.held():
+            pending = [
+                (due, schedule)
+                for group in list(self._scheduler_backend().schedule_groups.values())
+                for schedule in list(group.schedules.values())
+                if schedule.state != "DISABLED"
+                and (
+                    due := _schedule_due(schedule.schedule_expression, schedule.schedule_expression_timezone)
+                )
+                is not None
+            ]
+        return sorted(pending, key=lambda p: (p[0], p[1].name))
+
+    def next_schedule_due(self) -> datetime | None:
+        pending = self._pending_schedules()
+        return pending[0][0] if pending else None
+
+    def _fire_due_schedules(self) -> None:
+        """Invoke the target of every one-time schedule due by now, in time order, asynchronously as
+        Scheduler does, with the schedule's Input; then delete it (ActionAfterCompletion DELETE; a
+        one-time schedule never fires twice, so one without it is deleted too)."""
+        assert self._requests_lock is not None
+        now = self.clock.now()
+        for due, schedule in self._pending_schedules():
+            if due > now:
+                break
+            with self._requests_lock.held():
+                group = self._scheduler_backend().schedule_groups.get(schedule.group_name)
+                if group is None or group.schedules.get(schedule.name) is not schedule:
+                    continue  # deleted or replaced meanwhile
+                del group.schedules[schedule.name]
+            target = schedule.target
+            event = json.loads(target.get("Input") or "{}")
+            self.schedules_fired.append({"name": schedule.name, "due": due, "input": event})
+            if ":function:" in target["Arn"]:
+                function = target["Arn"].rsplit(":function:", 1)[1].split(":", 1)[0]
+                self.enqueue(function.removeprefix(f"{PREFIX}-"), event)
+            else:
+                log.warning(
+                    "schedule %s targets %s, which the engine does not invoke", schedule.name, target["Arn"]
+                )
+
+    def _clear_schedules(self) -> None:
+        assert self._requests_lock is not None
+        with self._requests_lock.held():
+            for group in self._scheduler_backend().schedule_groups.values():
+                group.schedules.clear()
+        self.schedules_fired.clear()
 
     def _install_handlers(self) -> None:
         from shared import clock, config
@@ -1092,12 +1237,18 @@ class LocalEngine:
             raise ValueError("time only moves forward")
         self.wait_idle()
         target = self.clock.now() + timedelta(seconds=seconds)
-        while (due := self.clock.next_due()) is not None and due <= target:
+        # Waits and one-time schedules, in one order: whichever falls due first runs first.
+        while (due := self._next_due()) is not None and due <= target:
             self.clock.move_to(due)
+            self._fire_due_schedules()
             self.wait_idle()
         self.clock.move_to(target)
         self.wait_idle()
         return self.clock.now()
+
+    def _next_due(self) -> datetime | None:
+        dues = [d for d in (self.clock.next_due(), self.next_schedule_due()) if d is not None]
+        return min(dues) if dues else None
 
     # ---------------------------------------------------------------- reset
 
@@ -1128,6 +1279,7 @@ class LocalEngine:
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
                     ],
                 )
+        self._clear_schedules()
         with self.failures_lock:
             self.failures.clear()
         self.bus_events.clear()
