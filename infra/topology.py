@@ -25,6 +25,7 @@ from shared.models.events import (
 
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
+SEGMENTS_DIR = ROOT / "segments"  # segments/<id>.yaml and segments/computed_traits.yaml
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Queue:
 
     name: str
     max_receive_count: int = 3
+    # FIFO (name ending `.fifo`, a FIFO dead-letter queue, explicit deduplication ids): messages of one
+    # group (a profile) are handed out in order, one batch of the group at a time.
+    fifo: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,14 @@ class Function:
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
     admin_credential: bool = False
+    # Reads the segment catalogue (shared/segments/catalogue.py): gets SEGMENT_CATALOGUE_ENV.
+    reads_segments: bool = False
+    # Creates one-time EventBridge Scheduler schedules that invoke the function itself (segment
+    # re-checks): gets RECHECK_SCHEDULE_GROUP_ENV and RECHECK_ROLE_ARN_ENV.
+    schedules_rechecks: bool = False
+    # Calls the ad platforms: gets AD_PLATFORMS_ENV and each platform's credentials secret ARN
+    # (AD_PLATFORM_SECRET_ENVS).
+    calls_ad_platforms: bool = False
     timeout_seconds: int = 10
     memory_mb: int = 512
 
@@ -162,6 +174,7 @@ class Topology:
     journey_task_function: str  # the function journeys' send steps invoke
     journey_steps_function: str  # the function every other journey Task invokes (wait_until, branch, ...)
     journeys_dir: Path = field(default=JOURNEYS_DIR)
+    segments_dir: Path = field(default=SEGMENTS_DIR)
 
     def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
         """The route API Gateway would pick (the most specific match), with its path parameters."""
@@ -206,6 +219,20 @@ JOURNEY_ALIAS_ENV = "JOURNEY_ALIAS"  # the alias executions start on (cloud: liv
 # The admin credential (see Function.admin_credential): exactly one of these is set.
 ADMIN_TOKEN_SECRET_ENV = "ADMIN_TOKEN_SECRET_ARN"
 ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
+# The segment catalogue (shared/segments/catalogue.py), a file like the journey catalogue: its path
+# (cloud: /opt/continuum/segments.json in the shared layer; local: written by the engine).
+SEGMENT_CATALOGUE_ENV = "SEGMENT_CATALOGUE"
+# Segment re-checks (shared/store/schedules.py): the EventBridge Scheduler group the one-time schedules
+# go in, and the role Scheduler assumes to invoke the segments function.
+RECHECK_SCHEDULE_GROUP_ENV = "RECHECK_SCHEDULE_GROUP"
+RECHECK_ROLE_ARN_ENV = "RECHECK_ROLE_ARN"
+# The ad platforms: `live` (cloud: their HTTPS APIs) or `local` (the local runtime's recorder).
+AD_PLATFORMS_ENV = "AD_PLATFORMS"
+# Platform → the environment variable holding its credentials secret's ARN (Secrets Manager, JSON).
+AD_PLATFORM_SECRET_ENVS = {
+    "meta": "META_CREDENTIALS_SECRET_ARN",
+    "google": "GOOGLE_CREDENTIALS_SECRET_ARN",
+}
 
 
 def table_env(table: str) -> str:
@@ -223,6 +250,8 @@ JOURNEY_STATS = "journey-stats"
 MESSAGES = "messages"
 SOURCES = "sources"
 SEEN_MESSAGES = "seen-messages"
+SEGMENT_MEMBERS = "segment-members"
+AUDIENCES = "audiences"
 
 TOPOLOGY = Topology(
     tables=(
@@ -251,8 +280,12 @@ TOPOLOGY = Topology(
             partition_key="messageKey",
             indexes=(Index("byProfile", partition_key="profileId", sort_key="createdAt"),),
         ),
+        # One item per (segment, member profile), kept by the audiences function: a segment's size is
+        # a Query COUNT of its partition. (Membership itself is decided on each profile's state item.)
+        Table(SEGMENT_MEMBERS, partition_key="segment", sort_key="profileId"),
     ),
-    queues=(Queue("email"), Queue("push")),
+    # Audience messages are per profile and in order (a removal must never overtake the add before it).
+    queues=(Queue("email"), Queue("push"), Queue(AUDIENCES, fifo=True)),
     functions=(
         Function(
             "ingest",
@@ -347,6 +380,23 @@ TOPOLOGY = Topology(
             settings=("PUSH_PLATFORM_APPLICATION_ARN",),
             timeout_seconds=30,
         ),
+        Function(
+            "audiences",
+            "functions.audiences.handler",
+            "Ad audiences: keep segment members and Meta / Google audiences in step with membership",
+            tables=(TableAccess(SEGMENT_MEMBERS, write=True),),
+            calls_ad_platforms=True,
+            # A few attempts with backoff per platform call inside one invocation.
+            timeout_seconds=60,
+        ),
+        Function(
+            "segments-api",
+            "functions.segments_api.handler",
+            "Segments admin API: definitions, computed traits and sizes; admin credential only",
+            tables=(TableAccess(SEGMENT_MEMBERS),),
+            reads_segments=True,
+            admin_credential=True,
+        ),
     ),
     routes=(
         Route("customer-events", {"source": [SOURCE_INGEST]}, "identity"),
@@ -373,6 +423,7 @@ TOPOLOGY = Topology(
     consumers=(
         QueueConsumer("email", "channel-email"),
         QueueConsumer("push", "channel-push"),
+        QueueConsumer(AUDIENCES, "audiences"),
     ),
     http_routes=(
         HttpRoute("POST", "/v1/{proxy+}", "ingest"),
@@ -386,6 +437,8 @@ TOPOLOGY = Topology(
         HttpRoute("DELETE", "/v1/profiles/{profileId}/identifiers/{type}/{value}", "profiles"),
         HttpRoute("GET", "/v1/journeys", "journeys"),
         HttpRoute("GET", "/v1/journeys/{journeyId}", "journeys"),
+        HttpRoute("GET", "/v1/segments", "segments-api"),
+        HttpRoute("GET", "/v1/segments/{segmentId}", "segments-api"),
     ),
     api_function="ingest",
     journey_task_function="deliver",

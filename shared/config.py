@@ -112,8 +112,8 @@ class AudiencesSettings(_Env):
     google_credentials_secret_arn: str | None = Field(
         alias="GOOGLE_CREDENTIALS_SECRET_ARN", default=None, min_length=1
     )
-    # `local`: the local runtime's recorder stands in for the platforms (never set in the cloud).
-    ad_platforms: Literal["local"] | None = Field(alias="AD_PLATFORMS", default=None)
+    # `live`: the platforms' HTTPS APIs; `local`: the local runtime's recorder stands in for them.
+    ad_platforms: Literal["live", "local"] = Field(alias="AD_PLATFORMS")
 
 
 class SegmentsApiSettings(AdminCredential):

@@ -41,12 +41,16 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from infra.local.audiences import AudienceRecorder, local_credentials
 from infra.local.clock import VirtualClock
 from infra.topology import (
+    AD_PLATFORM_SECRET_ENVS,
+    AD_PLATFORMS_ENV,
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    SEGMENT_CATALOGUE_ENV,
     SOURCES,
     TOPOLOGY,
     QueueConsumer,
@@ -206,6 +210,7 @@ class LocalEngine:
         concurrency: int = CONCURRENCY,
         default_timezone: str = "UTC",  # journeys' local-time waits for a recipient with no known zone
         journeys_dir: Path | None = None,
+        segments_dir: Path | None = None,  # segments/<id>.yaml and computed_traits.yaml; default: the repo's
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -245,6 +250,10 @@ class LocalEngine:
         self._role_arn = ""
         self._catalogue_dir: Path | None = None
         self.journeys_dir = Path(journeys_dir) if journeys_dir is not None else topology.journeys_dir
+        self.segments_dir = Path(segments_dir) if segments_dir is not None else topology.segments_dir
+        self._segment_catalogues = 0  # catalogue files written (each reload writes a new one)
+        # The ad platforms' stand-in: every request Meta / Google would have received (GET /_local/audiences).
+        self.audiences = AudienceRecorder(self.clock.now)
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -291,11 +300,12 @@ class LocalEngine:
         if self._mock:
             self._mock.stop()
         from shared import clock, config
-        from shared.store import aws
+        from shared.store import ad_platforms, aws
 
         clock.reset()
         config.reset()
         aws.reset()
+        ad_platforms.reset()
         if self._catalogue_dir is not None:
             shutil.rmtree(self._catalogue_dir, ignore_errors=True)
 
@@ -718,14 +728,20 @@ class LocalEngine:
             env[table_env(table.name)] = create_table(dynamodb, table, f"{PREFIX}-{table.name}")
 
         for queue in self.topology.queues:
-            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
+            # A FIFO queue's name ends in .fifo, and its dead-letter queue is FIFO too (SQS requires it).
+            suffix = ".fifo" if queue.fifo else ""
+            fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "false"} if queue.fifo else {}
+            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq{suffix}", Attributes=fifo)[
+                "QueueUrl"
+            ]
             self._dead_letter_urls.append(dlq_url)
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
             url = sqs.create_queue(
-                QueueName=f"{PREFIX}-{queue.name}",
+                QueueName=f"{PREFIX}-{queue.name}{suffix}",
                 Attributes={
+                    **fifo,
                     "VisibilityTimeout": str(self.topology.visibility_timeout_seconds(queue.name)),
                     "RedrivePolicy": json.dumps(
                         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}
@@ -783,6 +799,8 @@ class LocalEngine:
         env[JOURNEY_ALIAS_ENV] = ""
         self._env = env
         self._register_journeys(load_journeys(self.journeys_dir))
+        self._write_segment_catalogue()
+        self._write_ad_platform_credentials()
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -865,13 +883,55 @@ class LocalEngine:
             self._env[JOURNEY_CATALOGUE_ENV],
         )
 
+    # ---------------------------------------------------------------- segments
+
+    def _write_segment_catalogue(self) -> None:
+        """A new file each time (the catalogue is cached by path and mtime, which a rewrite within the
+        file system's time resolution would not change). A missing folder is an empty catalogue."""
+        from shared.segments.catalogue import SegmentCatalogue, load_segments, write_segment_catalogue
+
+        assert self._catalogue_dir is not None
+        catalogue = (
+            load_segments(self.segments_dir)
+            if self.segments_dir.is_dir()
+            else SegmentCatalogue(segments=[], computed=[])
+        )
+        self._segment_catalogues += 1
+        path = self._catalogue_dir / f"segments-{self._segment_catalogues}.json"
+        write_segment_catalogue(catalogue, path)
+        self._env[SEGMENT_CATALOGUE_ENV] = str(path)
+
+    def _write_ad_platform_credentials(self) -> None:
+        """The ad platforms' credentials as the cloud holds them (a Secrets Manager secret per platform,
+        here in moto), naming every audience of the segment catalogue; requests go to the recorder
+        (AD_PLATFORMS=local). Called again after the catalogue changes (its audiences may have)."""
+        import boto3
+
+        from shared.segments.catalogue import load_segment_catalogue
+        from shared.store import ad_platforms
+
+        catalogue = load_segment_catalogue(self._env[SEGMENT_CATALOGUE_ENV])
+        credentials = local_credentials((a.platform, a.audience) for a in catalogue.audiences())
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
+            secret = json.dumps(credentials[platform])
+            if variable in self._env:
+                secrets.put_secret_value(SecretId=self._env[variable], SecretString=secret)
+            else:
+                name = f"{PREFIX}-{platform}-credentials"
+                self._env[variable] = secrets.create_secret(Name=name, SecretString=secret)["ARN"]
+        self._env[AD_PLATFORMS_ENV] = "local"
+        ad_platforms.forget_credentials()
+
     def _install_handlers(self) -> None:
         from shared import clock, config
         from shared.identity.rules import load_rules
-        from shared.store import aws
+        from shared.store import ad_platforms, aws
 
         config.reset()
         aws.reset()
+        # No real time passes between a platform's retries locally, as in Step Functions' retries here.
+        ad_platforms.install(self.audiences, sleep=lambda seconds: None)
         load_rules.cache_clear()
         clock.install(self.clock.now)
         for function in self.topology.functions:
@@ -1131,6 +1191,7 @@ class LocalEngine:
         with self.failures_lock:
             self.failures.clear()
         self.bus_events.clear()
+        self.audiences.reset()
         self.clock.reset(start or self._start)
         self.sources.add(new_source("default", self.write_key)[0])
 

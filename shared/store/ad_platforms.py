@@ -241,8 +241,13 @@ def reset() -> None:
     """Forget an installed transport, cached credentials and tokens (tests swap the backend)."""
     with _lock:
         _installed.clear()
-    _secrets.cache_clear()
     _default_transport.cache_clear()
+    forget_credentials()
+
+
+def forget_credentials() -> None:
+    """Read the secrets again on next use (the local runtime rewrote them)."""
+    _secrets.cache_clear()
     _tokens.clear()
 
 
