@@ -14,9 +14,9 @@ from shared.store.ad_platforms import (
     AdPlatformRequestError,
     GoogleCredentials,
     GoogleCustomerMatch,
+    Member,
     MetaAudiences,
     MetaCredentials,
-    Member,
     RetryPolicy,
 )
 
