@@ -41,6 +41,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from infra.local.audiences import AudienceRecorder, local_credentials
 from infra.local.clock import VirtualClock
 from infra.topology import (
     AD_PLATFORM_SECRET_ENVS,
@@ -86,17 +87,6 @@ def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
 
-# Locally the ad platforms are the engine's recorder; their credentials are placeholders in moto's
-# Secrets Manager, in the shape the audiences function reads (shared/store/ad_platforms.py).
-PLACEHOLDER_CREDENTIALS = {
-    "meta": {"access_token": "local-placeholder", "audiences": {}},
-    "google": {
-        "developer_token": "local-placeholder",
-        "access_token": "local-placeholder",
-        "customer_id": "0000000000",
-        "user_lists": {},
-    },
-}
 # `at(yyyy-mm-ddThh:mm:ss)`: an EventBridge Scheduler one-time schedule's expression.
 _AT_EXPRESSION = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
 
@@ -281,6 +271,8 @@ class LocalEngine:
         self._segment_catalogues = 0  # catalogue files written (each reload writes a new one)
         self._requests_lock: _RequestLock | None = None
         self.schedules_fired: list[dict[str, Any]] = []  # one-time schedules fired: name, due, input
+        # The ad platforms' stand-in: every request Meta / Google would have received (GET /_local/audiences).
+        self.audiences = AudienceRecorder(self.clock.now)
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -327,11 +319,12 @@ class LocalEngine:
         if self._mock:
             self._mock.stop()
         from shared import clock, config
-        from shared.store import aws
+        from shared.store import ad_platforms, aws
 
         clock.reset()
         config.reset()
         aws.reset()
+        ad_platforms.reset()
         if self._catalogue_dir is not None:
             shutil.rmtree(self._catalogue_dir, ignore_errors=True)
 
@@ -832,13 +825,7 @@ class LocalEngine:
         session.client("scheduler").create_schedule_group(Name=schedule_group)
         env[RECHECK_SCHEDULE_GROUP_ENV] = schedule_group
         env[RECHECK_ROLE_ARN_ENV] = role
-        secrets = session.client("secretsmanager")
-        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
-            env[variable] = secrets.create_secret(
-                Name=f"{PREFIX}-{platform}-credentials",
-                SecretString=json.dumps(PLACEHOLDER_CREDENTIALS[platform]),
-            )["ARN"]
-        env[AD_PLATFORMS_ENV] = "local"
+        self._write_ad_platform_credentials()
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -931,6 +918,7 @@ class LocalEngine:
         if segments_dir is not None:
             self.segments_dir = Path(segments_dir)
         self._write_segment_catalogue()
+        self._write_ad_platform_credentials()
         os.environ[SEGMENT_CATALOGUE_ENV] = self._env[SEGMENT_CATALOGUE_ENV]
         config.reset()  # the handlers' settings are read again: they name the new file
 
@@ -1009,14 +997,37 @@ class LocalEngine:
             for group in self._scheduler_backend().schedule_groups.values():
                 group.schedules.clear()
         self.schedules_fired.clear()
+    def _write_ad_platform_credentials(self) -> None:
+        """The ad platforms' credentials as the cloud holds them (a Secrets Manager secret per platform,
+        here in moto), naming every audience of the segment catalogue; requests go to the recorder
+        (AD_PLATFORMS=local). Called again after the catalogue changes (its audiences may have)."""
+        import boto3
+
+        from shared.segments.catalogue import load_segment_catalogue
+        from shared.store import ad_platforms
+
+        catalogue = load_segment_catalogue(self._env[SEGMENT_CATALOGUE_ENV])
+        credentials = local_credentials((a.platform, a.audience) for a in catalogue.audiences())
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
+            secret = json.dumps(credentials[platform])
+            if variable in self._env:
+                secrets.put_secret_value(SecretId=self._env[variable], SecretString=secret)
+            else:
+                name = f"{PREFIX}-{platform}-credentials"
+                self._env[variable] = secrets.create_secret(Name=name, SecretString=secret)["ARN"]
+        self._env[AD_PLATFORMS_ENV] = "local"
+        ad_platforms.forget_credentials()
 
     def _install_handlers(self) -> None:
         from shared import clock, config
         from shared.identity.rules import load_rules
-        from shared.store import aws
+        from shared.store import ad_platforms, aws
 
         config.reset()
         aws.reset()
+        # No real time passes between a platform's retries locally, as in Step Functions' retries here.
+        ad_platforms.install(self.audiences, sleep=lambda seconds: None)
         load_rules.cache_clear()
         clock.install(self.clock.now)
         for function in self.topology.functions:
@@ -1283,6 +1294,7 @@ class LocalEngine:
         with self.failures_lock:
             self.failures.clear()
         self.bus_events.clear()
+        self.audiences.reset()
         self.clock.reset(start or self._start)
         self.sources.add(new_source("default", self.write_key)[0])
 
