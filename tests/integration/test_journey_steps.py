@@ -16,6 +16,7 @@ from infra.topology import TOPOLOGY
 from shared import clock
 from shared.journeys.steps import update_message_id
 from shared.models.profile import Identifier
+from shared.models.segments import SegmentState
 from shared.store.journey_stats import JourneyStats
 from shared.store.journey_waits import JourneyWaitStore, TaskTokens
 from shared.store.profiles import DynamoProfileStore
@@ -336,6 +337,50 @@ def test_branch_on_the_live_profiles_traits(engine: LocalEngine) -> None:
     spec = {
         "cases": [{"when": {"traits": {"plan": "free"}}}, {"when": {"traits": {"plan": {"one_of": ["pro"]}}}}]
     }
+
+    assert engine.invoke("journey-steps", _payload("branch", spec, profileId=_owner(user))) == {
+        "path": "case-1"
+    }
+
+
+def _segment_state(profile_id: str, segments: list[str], **computed: Any) -> None:
+    """The segment state item as the segments function keeps it (DESIGN9 §2), written directly."""
+    state = SegmentState(profileId=profile_id, version=7, segments=segments, computed=computed)
+    client("dynamodb").put_item(
+        TableName=PROFILES_TABLE,
+        Item={
+            "pk": {"S": f"profile#{profile_id}"},
+            "sk": {"S": "segments"},
+            "state": {"S": state.model_dump_json()},
+            "version": {"N": "7"},
+        },
+    )
+
+
+def test_branch_on_segment_membership_and_computed_traits_reads_the_state_item(engine: LocalEngine) -> None:
+    user = f"u-{_tag()}"
+    _send(engine, "identify", userId=user, traits={"plan": "pro"})
+    _segment_state(_owner(user), ["vip"], lifetime_revenue=750, orders_count=2)
+    spec = {
+        "cases": [
+            {"when": {"segments": {"cart_abandoners": True}}},
+            {"when": {"computed": {"lifetime_revenue": {"gte": 1000}}}},
+            {"when": {"segments": {"vip": True}, "computed": {"orders_count": {"gte": 2}}}},
+        ]
+    }
+
+    assert engine.invoke("journey-steps", _payload("branch", spec, profileId=_owner(user))) == {
+        "path": "case-2"
+    }
+
+
+def test_branch_on_segments_of_a_profile_without_state_takes_the_non_member_case(engine: LocalEngine) -> None:
+    user = f"u-{_tag()}"
+    _send(engine, "identify", userId=user, traits={"plan": "pro"})
+    client("dynamodb").delete_item(
+        TableName=PROFILES_TABLE, Key={"pk": {"S": f"profile#{_owner(user)}"}, "sk": {"S": "segments"}}
+    )
+    spec = {"cases": [{"when": {"segments": {"vip": True}}}, {"when": {"segments": {"vip": False}}}]}
 
     assert engine.invoke("journey-steps", _payload("branch", spec, profileId=_owner(user))) == {
         "path": "case-1"
