@@ -69,8 +69,8 @@ def handler(event: dict[str, Any], context: Any) -> None:
         return
 
     if event.get("source") == SOURCE_SEGMENTS:
-        change = SegmentChange.model_validate(incoming.data)
-        resolved = segment_event(change.profileId, change.segment, change.entered, change.at)
+        segment = SegmentChange.model_validate(incoming.data)
+        resolved = segment_event(segment.profileId, segment.segment, segment.entered, segment.at)
     else:
         resolved = ResolvedEvent.model_validate(incoming.data)
     routing = route(resolved, journeys, ports, now)
