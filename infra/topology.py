@@ -28,6 +28,7 @@ from shared.models.events import (
 
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
+SEGMENTS_DIR = ROOT / "segments"  # segments/<id>.yaml and segments/computed_traits.yaml
 
 
 @dataclass(frozen=True)

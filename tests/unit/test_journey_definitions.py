@@ -27,6 +27,7 @@ from shared.models.journey import (
     WaitStep,
     WaitUntilStep,
 )
+from shared.segments.catalogue import SegmentCatalogue
 
 EMAIL = {"subject": "Hello", "text": "Hi {{ profile.traits.firstName | there }}"}
 PUSH = {"title": "Hey", "body": "Come back"}
@@ -818,3 +819,55 @@ def test_a_malformed_segment_or_computed_case_is_refused(when: dict[str, Any]) -
         JourneyDefinition.model_validate(
             _definition(steps=[branch, {"send": {"channel": "email", "template": "hello"}}])
         )
+
+
+def _segment_catalogue() -> SegmentCatalogue:
+    return SegmentCatalogue.model_validate(
+        {
+            "segments": [
+                {"id": "vip", "name": "VIP", "when": {"computed": {"lifetime_revenue": {"gte": 500}}}}
+            ],
+            "computed": [
+                {
+                    "id": "lifetime_revenue",
+                    "event": "Order Completed",
+                    "aggregate": "sum",
+                    "property": "revenue",
+                }
+            ],
+        }
+    )
+
+
+def test_loading_journeys_with_the_segment_catalogue_refuses_one_naming_an_unknown_segment(
+    tmp_path: Path,
+) -> None:
+    _write(
+        tmp_path, "welcome", _definition(exit_on=[{"segment_exited": "vips"}]), {"hello": {"email": EMAIL}}
+    )
+
+    with pytest.raises(JourneyLoadError, match=r"welcome: names unknown segment\(s\) \['vips'\]"):
+        load_journeys(tmp_path, _segment_catalogue())
+
+
+def test_loading_journeys_with_the_segment_catalogue_refuses_an_unknown_computed_trait_in_a_template(
+    tmp_path: Path,
+) -> None:
+    text = {"subject": "Hi", "text": "{{ computed.orders_count | no }} orders"}
+    _write(tmp_path, "welcome", _definition(), {"hello": {"email": text}})
+
+    with pytest.raises(JourneyLoadError, match=r"unknown computed trait\(s\) \['orders_count'\]"):
+        load_journeys(tmp_path, _segment_catalogue())
+
+
+def test_loading_journeys_naming_declared_segments_and_computed_traits_succeeds(tmp_path: Path) -> None:
+    branch = {"branch": {"cases": [{"when": {"computed": {"lifetime_revenue": {"gte": 900}}}, "steps": []}]}}
+    definition = _definition(
+        trigger={"segment_entered": "vip"},
+        steps=[branch, {"send": {"channel": "email", "template": "hello"}}],
+    )
+    _write(tmp_path, "welcome", definition, {"hello": {"email": EMAIL}})
+
+    [journey] = load_journeys(tmp_path, _segment_catalogue())
+
+    assert journey.definition.segments_named() == {"vip"}
