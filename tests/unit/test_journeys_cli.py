@@ -50,7 +50,7 @@ def test_the_shipped_journeys_validate_against_the_shipped_sample_events(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["validate"]) == 0
-    assert "ok: 3 journey(s) valid" in capsys.readouterr().out
+    assert "ok: 4 journey(s) valid" in capsys.readouterr().out
 
 
 def test_a_template_rendered_with_the_samples_passes(
