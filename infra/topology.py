@@ -20,8 +20,11 @@ from shared.models.events import (
     DETAIL_MERGED,
     DETAIL_RESOLVED,
     DETAIL_UNMERGED,
+    DETAIL_SEGMENT_ENTERED,
+    DETAIL_SEGMENT_EXITED,
     SOURCE_IDENTITY,
     SOURCE_INGEST,
+    SOURCE_SEGMENTS,
     SOURCE_STATES,
 )
 
@@ -417,6 +420,12 @@ TOPOLOGY = Topology(
         Route(
             "resolved-events",
             {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED, DETAIL_MERGED]},
+            "journey-router",
+        ),
+        # A profile entering or leaving a segment: journeys triggered, exited or converted by it.
+        Route(
+            "segment-changes",
+            {"source": [SOURCE_SEGMENTS], "detail-type": [DETAIL_SEGMENT_ENTERED, DETAIL_SEGMENT_EXITED]},
             "journey-router",
         ),
         # Step Functions reports every execution's end on the account's default bus; the stack narrows
