@@ -997,6 +997,7 @@ class LocalEngine:
             for group in self._scheduler_backend().schedule_groups.values():
                 group.schedules.clear()
         self.schedules_fired.clear()
+
     def _write_ad_platform_credentials(self) -> None:
         """The ad platforms' credentials as the cloud holds them (a Secrets Manager secret per platform,
         here in moto), naming every audience of the segment catalogue; requests go to the recorder
