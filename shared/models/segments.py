@@ -19,7 +19,16 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
 from shared.models.base import Model
 from shared.models.journey import Condition, DurationSeconds, EventName, Where, format_duration
@@ -32,6 +41,9 @@ AudienceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-_]{0,99}$")]
 Platform = Literal["meta", "google"]
 PLATFORMS: tuple[Platform, ...] = ("meta", "google")
 DAY_SECONDS = 86400
+# A windowed count keeps its most recent times (at_least, or at_most + 1): bounded, so that the
+# state item stays far inside DynamoDB's 400 KB.
+MAX_WINDOWED_COUNT = 100
 # How many applied messageIds a state remembers: a retry (SQS / EventBridge redelivery, a handler's
 # own retry) comes within minutes, far fewer than 64 events later.
 SEEN_LIMIT = 64
@@ -108,6 +120,11 @@ class EventNode(_Strict):
             raise ValueError("an event condition takes at_least or at_most, not both")
         if self.at_least is None and self.at_most is None:
             object.__setattr__(self, "at_least", 1)
+        if self.within is not None and self.keep > MAX_WINDOWED_COUNT:
+            raise ValueError(
+                f"a count within a window keeps its most recent times: at_least at most {MAX_WINDOWED_COUNT},"
+                f" at_most at most {MAX_WINDOWED_COUNT - 1}"
+            )
         _no_trigger(self.where, "event property")
         return self
 
@@ -300,7 +317,25 @@ class Audience(Model):
 # -- per-profile state -----------------------------------------------------------------------------
 
 
-class EventAggregate(Model):
+class _Compact(Model):
+    """Dumped without empty fields (None, a zero count, empty lists and maps): a profile's state holds
+    many of these, and it is one DynamoDB item."""
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {
+            name: value
+            for name, value in data.items()
+            if not (
+                value is None
+                or (name == "count" and value == 0)
+                or (isinstance(value, list | dict) and not value)
+            )
+        }
+
+
+class EventAggregate(_Compact):
     """One event (with `where`) on one profile: how many, first and last time, and the most recent
     times a windowed condition needs (newest first, only those inside the longest window)."""
 
@@ -310,16 +345,17 @@ class EventAggregate(Model):
     recent: list[str] = Field(default_factory=list)
 
 
-class Extreme(Model):
-    """The first or last value of a property: at which time, from which message (ties at the same
-    instant go to the smaller messageId first, so every order of arrival agrees)."""
+class Extreme(_Compact):
+    """The first or last value of a property: at which time, and a digest of the message it came in
+    (ties at the same instant go by digest, so that every order of arrival agrees). `value` is None
+    when the trait is the event's time itself."""
 
     at: str
     id: str
     value: Any = None
 
 
-class TraitBucket(Model):
+class TraitBucket(_Compact):
     """A running aggregate. `sum` is an exact fraction ("n/d", or "n") so that the sum is the same
     whatever order the events (or merged profiles) came in: float addition is not associative."""
 
@@ -352,8 +388,10 @@ class SegmentState(Model):
     traits: dict[str, TraitAggregate] = Field(default_factory=dict)
     computed: dict[str, Any] = Field(default_factory=dict)
     segments: list[str] = Field(default_factory=list)
-    # "<platform>:<audience>" -> {"email": [sha256], "phone": [sha256]}: last requested ADDED
+    # "<platform>:<audience>:<segment>" -> {"email": [sha256], "phone": [sha256]}: the hashes last
+    # requested ADDED (the segment is in the key so that erasure needs nothing but the state)
     synced: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    # digests (shared/segments/engine.py `message_digest`) of the last SEEN_LIMIT messages applied
     seen: list[str] = Field(default_factory=list)
     nextCheck: str | None = None
     updatedAt: str | None = None
