@@ -827,18 +827,12 @@ class LocalEngine:
         self._env = env
         self._register_journeys(load_journeys(self.journeys_dir))
         self._write_segment_catalogue()
+        self._write_ad_platform_credentials()
         # Segment re-checks: one-time schedules in this group, fired on the virtual clock (`advance`).
         schedule_group = f"{PREFIX}-rechecks"
         session.client("scheduler").create_schedule_group(Name=schedule_group)
         env[RECHECK_SCHEDULE_GROUP_ENV] = schedule_group
         env[RECHECK_ROLE_ARN_ENV] = role
-        secrets = session.client("secretsmanager")
-        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
-            env[variable] = secrets.create_secret(
-                Name=f"{PREFIX}-{platform}-credentials",
-                SecretString=json.dumps(PLACEHOLDER_CREDENTIALS[platform]),
-            )["ARN"]
-        env[AD_PLATFORMS_ENV] = "local"
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -931,7 +925,8 @@ class LocalEngine:
         if segments_dir is not None:
             self.segments_dir = Path(segments_dir)
         self._write_segment_catalogue()
-        os.environ[SEGMENT_CATALOGUE_ENV] = self._env[SEGMENT_CATALOGUE_ENV]
+        self._write_ad_platform_credentials()
+        os.environ.update(self._env)
         config.reset()  # the handlers' settings are read again: they name the new file
 
     def _write_segment_catalogue(self) -> None:
@@ -949,6 +944,21 @@ class LocalEngine:
         path = self._catalogue_dir / f"segments-{self._segment_catalogues}.json"
         write_segment_catalogue(catalogue, path)
         self._env[SEGMENT_CATALOGUE_ENV] = str(path)
+
+    def _write_ad_platform_credentials(self) -> None:
+        """Placeholder credentials for each ad platform, in moto's Secrets Manager as the cloud holds
+        them; requests go to the local stand-in (AD_PLATFORMS=local). Called again after a reload."""
+        import boto3
+
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
+            secret = json.dumps(PLACEHOLDER_CREDENTIALS[platform])
+            if variable in self._env:
+                secrets.put_secret_value(SecretId=self._env[variable], SecretString=secret)
+            else:
+                name = f"{PREFIX}-{platform}-credentials"
+                self._env[variable] = secrets.create_secret(Name=name, SecretString=secret)["ARN"]
+        self._env[AD_PLATFORMS_ENV] = "local"
 
     # ---------------------------------------------------------------- one-time schedules
 

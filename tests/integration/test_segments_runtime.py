@@ -495,3 +495,27 @@ def test_a_removed_email_leaves_the_audiences(runtime: Any) -> None:
         h.sha256 for i in added.intents for h in i.identifiers
     }
     assert engine.failures == []
+
+
+def test_the_local_audiences_queue_is_fifo_with_a_fifo_dead_letter_queue(runtime: Any) -> None:
+    import boto3
+
+    engine, _, _ = runtime
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = engine._env["AUDIENCES_QUEUE_URL"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert url.endswith(".fifo") and attributes["FifoQueue"] == "true"
+    assert attributes["ContentBasedDeduplication"] == "false"
+    dead_letters = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+    assert dead_letters.endswith("-dlq.fifo")
+
+
+def test_the_local_ad_platform_credentials_are_placeholders_in_secrets_manager(runtime: Any) -> None:
+    import boto3
+
+    engine, _, _ = runtime
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    assert engine._env["AD_PLATFORMS"] == "local"
+    for variable in ("META_CREDENTIALS_SECRET_ARN", "GOOGLE_CREDENTIALS_SECRET_ARN"):
+        value = json.loads(secrets.get_secret_value(SecretId=engine._env[variable])["SecretString"])
+        assert value["access_token"] == "local-placeholder"
