@@ -510,12 +510,20 @@ def test_the_local_audiences_queue_is_fifo_with_a_fifo_dead_letter_queue(runtime
     assert dead_letters.endswith("-dlq.fifo")
 
 
-def test_the_local_ad_platform_credentials_are_placeholders_in_secrets_manager(runtime: Any) -> None:
+def test_the_local_ad_platform_credentials_are_secrets_naming_the_catalogues_audiences(runtime: Any) -> None:
     import boto3
 
     engine, _, _ = runtime
     secrets = boto3.client("secretsmanager", region_name="us-east-1")
     assert engine._env["AD_PLATFORMS"] == "local"
-    for variable in ("META_CREDENTIALS_SECRET_ARN", "GOOGLE_CREDENTIALS_SECRET_ARN"):
-        value = json.loads(secrets.get_secret_value(SecretId=engine._env[variable])["SecretString"])
-        assert value["access_token"] == "local-placeholder"
+    secret = {
+        platform: json.loads(
+            secrets.get_secret_value(SecretId=engine._env[f"{platform.upper()}_CREDENTIALS_SECRET_ARN"])[
+                "SecretString"
+            ]
+        )
+        for platform in ("meta", "google")
+    }
+    # Locally an audience's id is its name: the recorder lists it as the segment names it.
+    assert secret["meta"]["audiences"] == {"cart-abandoners": "cart-abandoners"}
+    assert secret["google"]["user_lists"] == {"cart-abandoners": "cart-abandoners"}
