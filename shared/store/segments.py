@@ -64,18 +64,37 @@ class SegmentStore(DynamoProfileStore):
             profile_id = profile.mergedInto
         return None, None
 
+    def _profile_is_live(self, profile_id: str) -> dict[str, Any]:
+        """A transaction's check that the profile is still there and not merged away: a profile's
+        FIRST state is written only beside a live profile, so that a segments write racing an
+        erasure (which deletes every item of the profile) cannot re-create the state of a person who
+        is gone. Later writes need no check: erasure deletes the state, and their version condition fails."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": profile_key(profile_id),
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(mergedInto)",
+            }
+        }
+
+    def _put(self, state: SegmentState, expected_version: int) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self._table, "Item": state_item(state, expected_version + 1)}
+        if expected_version == 0:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "version = :v"
+            put["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
+        return put
+
     def put(self, state: SegmentState, expected_version: int) -> int:
-        """Write the state if it is still at `expected_version` (0: there is none yet); the version
-        written (expected + 1). Lost a race: ConcurrentChangeError (re-read and decide again)."""
-        condition = "attribute_not_exists(pk)" if expected_version == 0 else "version = :v"
-        values = {} if expected_version == 0 else {":v": {"N": str(expected_version)}}
+        """Write the state if it is still at `expected_version` (0: there is none yet, and then only
+        beside a live profile); the version written (expected + 1). Lost a race: ConcurrentChangeError
+        (re-read and decide again). One request either way."""
+        if expected_version == 0:
+            self._transact([{"Put": self._put(state, 0)}, self._profile_is_live(state.profileId)])
+            return 1
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=state_item(state, expected_version + 1),
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
+            self._db.put_item(**self._put(state, expected_version))
         except Exception as error:
             if error_code(error) == "ConditionalCheckFailedException":
                 raise ConcurrentChangeError(
@@ -89,14 +108,6 @@ class SegmentStore(DynamoProfileStore):
         `put`) and delete the merged profiles' states (each conditional on the version it was read
         at), so that a retried merge never folds a state twice and a state changed meanwhile is not
         lost. The version written."""
-        condition = "attribute_not_exists(pk)" if expected_version == 0 else "version = :v"
-        put: dict[str, Any] = {
-            "TableName": self._table,
-            "Item": state_item(state, expected_version + 1),
-            "ConditionExpression": condition,
-        }
-        if expected_version:
-            put["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
         deletes = [
             {
                 "Delete": {
@@ -108,7 +119,10 @@ class SegmentStore(DynamoProfileStore):
             }
             for old in merged
         ]
-        self._transact([{"Put": put}, *deletes])  # lost race: ConcurrentChangeError
+        live = [self._profile_is_live(state.profileId)] if expected_version == 0 else []
+        self._transact(
+            [{"Put": self._put(state, expected_version)}, *live, *deletes]
+        )  # lost race: ConcurrentChangeError
         return expected_version + 1
 
     def segment_state(self, profile_id: str) -> SegmentState | None:
