@@ -23,10 +23,10 @@ from infra.local.engine import LocalEngine
 from infra.local.http import api_gateway_event
 from infra.topology import PROFILES, SEGMENTS_DIR, table_env
 from shared import clock
+from shared.identity.resolver import ConcurrentChangeError
 from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY
 from shared.models.segments import AudienceMessage, SegmentState
 from shared.store import aws
-from shared.identity.resolver import ConcurrentChangeError
 from shared.store.segments import SegmentStore
 from tests.integration.conftest import WRITE_KEY, eventbridge_event, http_event
 
