@@ -1,8 +1,8 @@
 """Segments, computed traits and ad audiences end to end, over HTTP, on the local runtime's virtual
 clock (issue 9's "Done when"): the shipped segments (segments/: cart_abandoners synced to a Meta and
 a Google audience named cart-abandoners, vip on lifetime_revenue) and the journeys on segments of
-tests/e2e/segment_journeys/ (a segment-triggered journey with a segment exit, a vip-triggered one and
-a vip branch).
+journeys/ (vip_thanks: triggered by entering vip) with tests/e2e/segment_journeys/ beside them (a
+journey triggered by entering cart_abandoners and ended by leaving it, and a branch on vip).
 
 What the ad platforms received is read from the local recorder (`GET /_local/audiences`), filtered by
 the customer's own hashes: other customers' requests (and their 7-day windows expiring while a later
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,21 +24,26 @@ from typing import Any
 import pytest
 
 from shared import clock
-from tests.e2e.conftest import LocalProcess, LocalRuntime
+from tests.e2e.conftest import ROOT, LocalProcess, LocalRuntime
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 HOUR = 3600
 DAY = 24 * HOUR
 WEEK = 7 * DAY
 SEGMENT_JOURNEYS = Path(__file__).parent / "segment_journeys"
+JOURNEYS = ROOT / "journeys"
 PLATFORMS = ("meta", "google")
 _phones = itertools.count(100)  # 555-01xx: fictional numbers, one per customer given a phone
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[LocalRuntime]:
-    """The runtime with the repo's segments and this module's journeys on segments."""
-    started = LocalProcess(env={"CONTINUUM_JOURNEYS_DIR": str(SEGMENT_JOURNEYS)})
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
+    """The runtime with the repo's segments, and its journeys plus this module's journeys on segments."""
+    journeys = tmp_path_factory.mktemp("journeys")
+    for folder in [*JOURNEYS.iterdir(), *SEGMENT_JOURNEYS.iterdir()]:
+        if (folder / "journey.yaml").is_file():
+            shutil.copytree(folder, journeys / folder.name)
+    started = LocalProcess(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
     try:
         runtime = started.ready()
         yield runtime
@@ -336,20 +342,30 @@ def test_a_vip_branch_and_a_journey_on_entering_vip_work_end_to_end(local: Local
     shopper.track("Order Completed", properties={"order_id": "o-1", "revenue": 200})
     local.advance(2 * HOUR)
     assert shopper.sent("order_thanks") == ["thanks"]  # not a vip an hour after the first order
-    assert shopper.sent("vip_welcome") == []
+    assert shopper.sent("vip_thanks") == []
 
     shopper.track("Order Completed", properties={"order_id": "o-2", "revenue": 400})
     local.advance(2 * HOUR)
     assert shopper.sent("order_thanks") == ["thanks", "vip-thanks"]
-    welcome = [m for m in local.messages() if m["to"] == shopper.email and m["journey"] == "vip_welcome"]
-    assert [m["template"] for m in welcome] == ["vip-welcome"]
-    # The template renders the computed traits.
-    assert "You have spent 600 over 2 orders" in str(welcome[0]["content"])
+    # The shipped vip_thanks: entering vip sends it at once (600 < 1,000: not the gold one), and its
+    # template renders a computed trait.
+    thanks = [m for m in local.messages() if m["to"] == shopper.email and m["journey"] == "vip_thanks"]
+    assert [m["template"] for m in thanks] == ["vip-thanks"]
+    assert "2 orders so far" in str(thanks[0]["content"])
 
     # A third order keeps them in vip: entering is once, not per order.
     shopper.track("Order Completed", properties={"order_id": "o-3", "revenue": 10})
     local.advance(2 * HOUR)
-    assert shopper.sent("vip_welcome") == ["vip-welcome"]
+    assert shopper.sent("vip_thanks") == ["vip-thanks"]
+    assert shopper.sent("order_thanks") == ["thanks", "vip-thanks", "vip-thanks"]
+
+
+def test_a_first_order_of_1000_enters_vip_and_takes_the_gold_branch(local: LocalRuntime) -> None:
+    shopper = Shopper(local)
+    shopper.track("Order Completed", properties={"order_id": "o-1", "total": 1200})
+    _settle(local)
+    assert "vip" in shopper.profile()["segments"]
+    assert shopper.sent("vip_thanks") == ["vip-thanks-gold"]
 
 
 # ------------------------------------------------------------------ attacks
