@@ -1,8 +1,10 @@
 """Journey tooling: `python -m infra.journeys {validate | graph ID}`.
 
-validate  Load every journey under journeys/, compile it, and render every template with the real
-          renderer against the sample events in events/ (the journey's trigger event, the sample
-          identify's traits). Each problem names its journey, template and steps; exit status 1.
+validate  Load the segments under segments/ and every journey under journeys/, compile it, check the
+          segments and computed traits it names are declared, and render every template with the
+          real renderer against the sample events in events/ (the journey's trigger event, the
+          sample identify's traits; a segment trigger's event is made up). Each problem names its
+          journey, template and steps; exit status 1.
 graph ID  The journey as a Mermaid flowchart on stdout, to paste into a pull request.
 """
 
@@ -16,14 +18,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.topology import JOURNEYS_DIR, ROOT
+from infra.topology import JOURNEYS_DIR, ROOT, SEGMENTS_DIR
 from shared.delivery.templates import _PLACEHOLDER, _lookup, render
 from shared.journeys.compiler import compile_journey
 from shared.journeys.graph import Graph, Node, lower
-from shared.journeys.loader import JourneyLoadError, load_journey
+from shared.journeys.loader import JourneyLoadError, load_journey, segment_problems
+from shared.journeys.router import segment_event
 from shared.models.journey import (
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
     BranchStep,
     Condition,
+    EventRule,
     Journey,
     JourneyDefinition,
     SendStep,
@@ -33,9 +39,10 @@ from shared.models.journey import (
     WaitUntilStep,
     format_duration,
 )
+from shared.segments.catalogue import SegmentCatalogue, SegmentLoadError, load_segments
 
 EVENTS_DIR = ROOT / "events"
-_PLACEHOLDER_ROOTS = ("profile", "trigger")
+_PLACEHOLDER_ROOTS = ("profile", "trigger", "computed")
 
 
 # -- validate --------------------------------------------------------------------------------------
@@ -57,6 +64,13 @@ def _contexts(definition: JourneyDefinition, events_dir: Path) -> list[dict[str,
         if call.get("type", "identify" if "traits" in call and "event" not in call else None) == "identify":
             traits.update(call.get("traits") or {})
     triggers = [call for call in calls if call.get("event") == definition.trigger.event]
+    # A segment's event is Continuum's own (never a sample a customer sends): made up as the router does.
+    at = "2024-05-01T12:00:00.000Z"
+    if definition.trigger.event in (SEGMENT_ENTERED, SEGMENT_EXITED):
+        triggers += [
+            segment_event("sample-profile", segment, definition.trigger.event == SEGMENT_ENTERED, at).event
+            for segment in sorted(definition.trigger.segments) or ["sample_segment"]
+        ]
     return [
         {
             "profile": {"traits": traits, "profileId": "sample-profile"},
@@ -64,8 +78,10 @@ def _contexts(definition: JourneyDefinition, events_dir: Path) -> list[dict[str,
                 "event": call["event"],
                 "properties": call.get("properties") or {},
                 "messageId": call.get("messageId", "sample-message"),
-                "timestamp": call.get("timestamp", "2024-05-01T12:00:00.000Z"),
+                "timestamp": call.get("timestamp", at),
             },
+            # None: a profile without the events a computed trait counts has no value for it.
+            "computed": {},
         }
         for call in triggers
     ]
@@ -76,11 +92,16 @@ def _template_problems(text: str, context: dict[str, Any]) -> list[str]:
     for match in _PLACEHOLDER.finditer(text):
         path, fallback = match.group(1), match.group(2)
         if path.split(".", 1)[0] not in _PLACEHOLDER_ROOTS:
-            problems.append(f"{{{{ {path} }}}} is neither profile.… nor trigger.…")
+            problems.append(f"{{{{ {path} }}}} is neither profile.…, trigger.… nor computed.…")
             continue
         value = _lookup(context, path)
         if isinstance(value, dict | list):
             problems.append(f"{{{{ {path} }}}} is an object, not a value")
+        elif path.startswith("computed.") and not fallback:
+            problems.append(
+                f"{{{{ {path} }}}} has no value for a profile without the events it counts:"
+                " add a `| fallback`"
+            )
         elif (value is None or value == "") and not fallback:
             problems.append(f"{{{{ {path} }}}} is empty for the sample event and has no `| fallback`")
     rendered = render(text, context)
@@ -89,13 +110,19 @@ def _template_problems(text: str, context: dict[str, Any]) -> list[str]:
     return problems
 
 
-def validate_journey(journey: Journey, events_dir: Path) -> list[str]:
+def validate_journey(
+    journey: Journey, events_dir: Path, segments: SegmentCatalogue | None = None
+) -> list[str]:
+    """The journey's problems; with the segment catalogue, also the segments and computed traits it
+    names that are not declared."""
     definition = journey.definition
     errors = []
     try:
         compile_journey(journey)
     except ValueError as error:
         errors.append(f"journey {definition.id}: {error}")
+    if segments is not None:
+        errors += [f"journey {definition.id}: {problem}" for problem in segment_problems(journey, segments)]
     contexts = _contexts(definition, events_dir)
     if not contexts:
         errors.append(
@@ -122,10 +149,20 @@ def validate_journey(journey: Journey, events_dir: Path) -> list[str]:
     return list(dict.fromkeys(errors))
 
 
-def validate(journeys_dir: Path, events_dir: Path) -> tuple[int, list[str]]:
-    """(journeys validated, problems) for every journey folder under `journeys_dir`."""
+def validate(
+    journeys_dir: Path, events_dir: Path, segments_dir: Path = SEGMENTS_DIR
+) -> tuple[int, list[str]]:
+    """(journeys validated, problems) for every journey folder under `journeys_dir`, and the segment
+    catalogue under `segments_dir` (a missing folder is an empty catalogue)."""
     errors: list[str] = []
     count = 0
+    segments: SegmentCatalogue | None = SegmentCatalogue()
+    if segments_dir.is_dir():
+        try:
+            segments = load_segments(segments_dir)
+        except SegmentLoadError as error:
+            errors.append(f"segments: {error}")
+            segments = None  # the journeys are still checked, but not against it
     for folder in sorted(journeys_dir.iterdir()):
         if not (folder / "journey.yaml").is_file():
             continue
@@ -135,7 +172,7 @@ def validate(journeys_dir: Path, events_dir: Path) -> tuple[int, list[str]]:
         except JourneyLoadError as error:
             errors.append(f"journey {folder.name}: {error}")
             continue
-        errors += validate_journey(journey, events_dir)
+        errors += validate_journey(journey, events_dir, segments)
     return count, errors
 
 
@@ -187,9 +224,21 @@ def _describe(node: Node) -> str:
     return node.type
 
 
+def _rule_label(rule: EventRule) -> str:
+    """A rule as read: `entered segment vip` for the segment events, else the event and its conditions."""
+    if rule.segments and set(rule.where) == {"segment"}:
+        verb = "entered" if rule.event == SEGMENT_ENTERED else "left"
+        return f"{verb} segment {' or '.join(sorted(rule.segments))}"
+    return rule.event + (f" ({_conditions(rule.where)})" if rule.where else "")
+
+
 def _case_label(step: BranchStep, index: int) -> str:
     when = step.branch.cases[index].when
     parts = [_conditions(when.traits), _conditions({f"trigger.{k}": v for k, v in when.trigger.items()})]
+    parts += [
+        f"{'in' if member else 'not in'} segment {segment}" for segment, member in when.segments.items()
+    ]
+    parts.append(_conditions({f"computed.{k}": v for k, v in when.computed.items()}))
     if when.journey is not None:
         parts += [
             f"{kind} {ref}"
@@ -221,9 +270,7 @@ def mermaid(definition: JourneyDefinition, graph: Graph | None = None) -> str:
     ids = {node_id: f"s{i}" for i, node_id in enumerate(graph.nodes)}
     shapes = {"wait_for": ("{{", "}}"), "branch": ("{", "}"), "split": ("{", "}"), "exit": ("([", "])")}
     lines = ["flowchart TD"]
-    trigger = definition.trigger.event
-    if definition.trigger.where:
-        trigger += f" ({_conditions(definition.trigger.where)})"
+    trigger = _rule_label(definition.trigger)
     lines.append(f'    start(["{_label(trigger)}"])')
     for node_id, node in graph.nodes.items():
         opening, closing = shapes.get(node.type, ("[", "]"))
@@ -257,12 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("validate", help="load, compile and render every journey and template")
     check.add_argument("--events", type=Path, default=EVENTS_DIR, help="sample events (default: %(default)s)")
+    check.add_argument(
+        "--segments", type=Path, default=SEGMENTS_DIR, help="segments folder (default: %(default)s)"
+    )
     draw = commands.add_parser("graph", help="print a journey as a Mermaid flowchart")
     draw.add_argument("id", help="journey id (its folder name)")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
-        count, errors = validate(args.journeys, args.events)
+        count, errors = validate(args.journeys, args.events, args.segments)
         for error in errors:
             print(f"error: {error}", file=sys.stderr)
         if errors:

@@ -16,15 +16,21 @@ from typing import Any
 
 from shared.models.events import (
     DETAIL_EXECUTION_STATUS_CHANGE,
+    DETAIL_IDENTIFIER_REMOVED,
     DETAIL_MERGED,
     DETAIL_RESOLVED,
+    DETAIL_UNMERGED,
+    DETAIL_SEGMENT_ENTERED,
+    DETAIL_SEGMENT_EXITED,
     SOURCE_IDENTITY,
     SOURCE_INGEST,
+    SOURCE_SEGMENTS,
     SOURCE_STATES,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
+SEGMENTS_DIR = ROOT / "segments"  # segments/<id>.yaml and segments/computed_traits.yaml
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class Queue:
 
     name: str
     max_receive_count: int = 3
+    # FIFO (name ending `.fifo`, a FIFO dead-letter queue, explicit deduplication ids): messages of one
+    # group (a profile) are handed out in order, one batch of the group at a time.
+    fifo: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,14 @@ class Function:
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
     admin_credential: bool = False
+    # Reads the segment catalogue (shared/segments/catalogue.py): gets SEGMENT_CATALOGUE_ENV.
+    reads_segments: bool = False
+    # Creates one-time EventBridge Scheduler schedules that invoke the function itself (segment
+    # re-checks): gets RECHECK_SCHEDULE_GROUP_ENV and RECHECK_ROLE_ARN_ENV.
+    schedules_rechecks: bool = False
+    # Calls the ad platforms: gets AD_PLATFORMS_ENV and each platform's credentials secret ARN
+    # (AD_PLATFORM_SECRET_ENVS).
+    calls_ad_platforms: bool = False
     timeout_seconds: int = 10
     memory_mb: int = 512
 
@@ -162,6 +179,7 @@ class Topology:
     journey_task_function: str  # the function journeys' send steps invoke
     journey_steps_function: str  # the function every other journey Task invokes (wait_until, branch, ...)
     journeys_dir: Path = field(default=JOURNEYS_DIR)
+    segments_dir: Path = field(default=SEGMENTS_DIR)
 
     def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
         """The route API Gateway would pick (the most specific match), with its path parameters."""
@@ -206,6 +224,20 @@ JOURNEY_ALIAS_ENV = "JOURNEY_ALIAS"  # the alias executions start on (cloud: liv
 # The admin credential (see Function.admin_credential): exactly one of these is set.
 ADMIN_TOKEN_SECRET_ENV = "ADMIN_TOKEN_SECRET_ARN"
 ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
+# The segment catalogue (shared/segments/catalogue.py), a file like the journey catalogue: its path
+# (cloud: /opt/continuum/segments.json in the shared layer; local: written by the engine).
+SEGMENT_CATALOGUE_ENV = "SEGMENT_CATALOGUE"
+# Segment re-checks (shared/store/schedules.py): the EventBridge Scheduler group the one-time schedules
+# go in, and the role Scheduler assumes to invoke the segments function.
+RECHECK_SCHEDULE_GROUP_ENV = "RECHECK_SCHEDULE_GROUP"
+RECHECK_ROLE_ARN_ENV = "RECHECK_ROLE_ARN"
+# The ad platforms: `live` (cloud: their HTTPS APIs) or `local` (the local runtime's recorder).
+AD_PLATFORMS_ENV = "AD_PLATFORMS"
+# Platform → the environment variable holding its credentials secret's ARN (Secrets Manager, JSON).
+AD_PLATFORM_SECRET_ENVS = {
+    "meta": "META_CREDENTIALS_SECRET_ARN",
+    "google": "GOOGLE_CREDENTIALS_SECRET_ARN",
+}
 
 
 def table_env(table: str) -> str:
@@ -223,6 +255,8 @@ JOURNEY_STATS = "journey-stats"
 MESSAGES = "messages"
 SOURCES = "sources"
 SEEN_MESSAGES = "seen-messages"
+SEGMENT_MEMBERS = "segment-members"
+AUDIENCES = "audiences"
 
 TOPOLOGY = Topology(
     tables=(
@@ -251,8 +285,12 @@ TOPOLOGY = Topology(
             partition_key="messageKey",
             indexes=(Index("byProfile", partition_key="profileId", sort_key="createdAt"),),
         ),
+        # One item per (segment, member profile), kept by the audiences function: a segment's size is
+        # a Query COUNT of its partition. (Membership itself is decided on each profile's state item.)
+        Table(SEGMENT_MEMBERS, partition_key="segment", sort_key="profileId"),
     ),
-    queues=(Queue("email"), Queue("push")),
+    # Audience messages are per profile and in order (a removal must never overtake the add before it).
+    queues=(Queue("email"), Queue("push"), Queue(AUDIENCES, fifo=True)),
     functions=(
         Function(
             "ingest",
@@ -272,6 +310,7 @@ TOPOLOGY = Topology(
                 TableAccess(JOURNEY_RUNS, write=True),
                 TableAccess(JOURNEY_STATS, write=True),  # erasure counts the runs it ends
             ),
+            queues=(QueueAccess(AUDIENCES),),  # erasure removes the person from every ad audience
             publishes=True,
             controls_journeys=True,  # erasure stops the person's running executions
             settings=("IDENTITY_RULES",),
@@ -347,12 +386,46 @@ TOPOLOGY = Topology(
             settings=("PUSH_PLATFORM_APPLICATION_ARN",),
             timeout_seconds=30,
         ),
+        Function(
+            "segments",
+            "functions.segments.handler",
+            "Segments: update a profile's aggregates per event, publish segment changes, sync audiences",
+            # The state item lives beside the profile (one BatchGet reads both); unmerge reads timelines.
+            tables=(TableAccess(PROFILES, write=True),),
+            queues=(QueueAccess(AUDIENCES),),
+            publishes=True,
+            reads_segments=True,
+            schedules_rechecks=True,
+        ),
+        Function(
+            "audiences",
+            "functions.audiences.handler",
+            "Ad audiences: keep segment members and Meta / Google audiences in step with membership",
+            tables=(TableAccess(SEGMENT_MEMBERS, write=True),),
+            calls_ad_platforms=True,
+            # A few attempts with backoff per platform call inside one invocation.
+            timeout_seconds=60,
+        ),
+        Function(
+            "segments-api",
+            "functions.segments_api.handler",
+            "Segments admin API: definitions, computed traits and sizes; admin credential only",
+            tables=(TableAccess(SEGMENT_MEMBERS),),
+            reads_segments=True,
+            admin_credential=True,
+        ),
     ),
     routes=(
         Route("customer-events", {"source": [SOURCE_INGEST]}, "identity"),
         Route(
             "resolved-events",
             {"source": [SOURCE_IDENTITY], "detail-type": [DETAIL_RESOLVED, DETAIL_MERGED]},
+            "journey-router",
+        ),
+        # A profile entering or leaving a segment: journeys triggered, exited or converted by it.
+        Route(
+            "segment-changes",
+            {"source": [SOURCE_SEGMENTS], "detail-type": [DETAIL_SEGMENT_ENTERED, DETAIL_SEGMENT_EXITED]},
             "journey-router",
         ),
         # Step Functions reports every execution's end on the account's default bus; the stack narrows
@@ -369,10 +442,26 @@ TOPOLOGY = Topology(
             "journey-router",
             bus=DEFAULT_BUS,
         ),
+        # What can change a profile's segments: its events and trait changes, and merges, unmerges and
+        # a removed identifier (whose hashes leave the audiences). Time alone: the re-check schedules.
+        Route(
+            "segment-events",
+            {
+                "source": [SOURCE_IDENTITY],
+                "detail-type": [
+                    DETAIL_RESOLVED,
+                    DETAIL_MERGED,
+                    DETAIL_UNMERGED,
+                    DETAIL_IDENTIFIER_REMOVED,
+                ],
+            },
+            "segments",
+        ),
     ),
     consumers=(
         QueueConsumer("email", "channel-email"),
         QueueConsumer("push", "channel-push"),
+        QueueConsumer(AUDIENCES, "audiences"),
     ),
     http_routes=(
         HttpRoute("POST", "/v1/{proxy+}", "ingest"),
@@ -386,6 +475,8 @@ TOPOLOGY = Topology(
         HttpRoute("DELETE", "/v1/profiles/{profileId}/identifiers/{type}/{value}", "profiles"),
         HttpRoute("GET", "/v1/journeys", "journeys"),
         HttpRoute("GET", "/v1/journeys/{journeyId}", "journeys"),
+        HttpRoute("GET", "/v1/segments", "segments-api"),
+        HttpRoute("GET", "/v1/segments/{segmentId}", "segments-api"),
     ),
     api_function="ingest",
     journey_task_function="deliver",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -70,6 +70,8 @@ class ProfilesApiSettings(AdminCredential):
     messages_table: MessagesTable
     journey_runs_table: JourneyRunsTable
     journey_stats_table: JourneyStatsTable
+    # Erasure removes the person from every ad audience first.
+    audiences_queue_url: str = Field(alias="AUDIENCES_QUEUE_URL", min_length=1)
 
 
 # The journey catalogue file (shared/journeys/catalogue.py) replaces the JOURNEYS variable: a Lambda's
@@ -94,6 +96,31 @@ class RouterSettings(_Env):
 class JourneysApiSettings(AdminCredential):
     journey_stats_table: JourneyStatsTable
     journey_catalogue: JourneyCatalogue
+
+
+# The segment-members table (one item per member of a segment) and the segment catalogue file
+# (shared/segments/catalogue.py).
+SegmentMembersTable = Annotated[str, Field(alias="SEGMENT_MEMBERS_TABLE", min_length=1)]
+SegmentCatalogueFile = Annotated[str, Field(alias="SEGMENT_CATALOGUE", min_length=1)]
+
+
+class AudiencesSettings(_Env):
+    segment_members_table: SegmentMembersTable
+    # One Secrets Manager secret per ad platform (shared/store/ad_platforms.py). A platform without
+    # one is not configured: an intent for it fails (and is dead-lettered) rather than vanish.
+    meta_credentials_secret_arn: str | None = Field(
+        alias="META_CREDENTIALS_SECRET_ARN", default=None, min_length=1
+    )
+    google_credentials_secret_arn: str | None = Field(
+        alias="GOOGLE_CREDENTIALS_SECRET_ARN", default=None, min_length=1
+    )
+    # `live`: the platforms' HTTPS APIs; `local`: the local runtime's recorder stands in for them.
+    ad_platforms: Literal["live", "local"] = Field(alias="AD_PLATFORMS")
+
+
+class SegmentsApiSettings(AdminCredential):
+    segment_members_table: SegmentMembersTable
+    segment_catalogue: SegmentCatalogueFile
 
 
 class DeliverSettings(_Env):
@@ -122,6 +149,19 @@ class JourneyStepsSettings(_Env):
         if iana_timezone(value) is None:
             raise ValueError(f"DEFAULT_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
         return value
+
+
+SegmentCatalogue = Annotated[str, Field(alias="SEGMENT_CATALOGUE", min_length=1)]
+AudiencesQueueUrl = Annotated[str, Field(alias="AUDIENCES_QUEUE_URL", min_length=1)]
+
+
+class SegmentsSettings(_Env):
+    profiles_table: ProfilesTable
+    event_bus_name: EventBusName
+    audiences_queue_url: AudiencesQueueUrl
+    segment_catalogue: SegmentCatalogue
+    recheck_schedule_group: str = Field(alias="RECHECK_SCHEDULE_GROUP", min_length=1)
+    recheck_role_arn: str = Field(alias="RECHECK_ROLE_ARN", pattern=r"^arn:[^:]+:iam::[^:]*:role/.+$")
 
 
 class EmailSettings(_Env):

@@ -1,4 +1,5 @@
-"""`event.resolved` → resume waits, record goals, exit and start journeys; `profile.merged` → the
+"""`event.resolved` → resume waits, record goals, exit and start journeys (and `segment.entered` /
+`segment.exited`, as the events `$segment.entered` / `$segment.exited`); `profile.merged` → the
 merged profiles' journeys continue on the survivor; Step Functions `Execution Status Change` → the
 ended execution's run is closed."""
 
@@ -11,15 +12,24 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
 from shared.journeys.catalogue import Catalogue, load_catalogue
-from shared.journeys.router import Ports, RoutedJourney, close_execution, follow_merge, route
+from shared.journeys.router import (
+    Ports,
+    RoutedJourney,
+    close_execution,
+    follow_merge,
+    route,
+    segment_event,
+)
 from shared.models.events import (
     DETAIL_MERGED,
+    SOURCE_SEGMENTS,
     SOURCE_STATES,
     Envelope,
     ExecutionStatusChange,
     ProfilesMerged,
     ResolvedEvent,
 )
+from shared.models.segments import SegmentChange
 from shared.store.journey_stats import JourneyStats
 from shared.store.journey_waits import JourneyWaitStore
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
@@ -58,7 +68,12 @@ def handler(event: dict[str, Any], context: Any) -> None:
         metrics.add_metric(name="JourneysMovedOnMerge", unit=MetricUnit.Count, value=len(moved))
         return
 
-    routing = route(ResolvedEvent.model_validate(incoming.data), journeys, ports, now)
+    if event.get("source") == SOURCE_SEGMENTS:
+        segment = SegmentChange.model_validate(incoming.data)
+        resolved = segment_event(segment.profileId, segment.segment, segment.entered, segment.at)
+    else:
+        resolved = ResolvedEvent.model_validate(incoming.data)
+    routing = route(resolved, journeys, ports, now)
 
     metrics.add_metric(name="JourneysStarted", unit=MetricUnit.Count, value=len(routing.started))
     metrics.add_metric(name="JourneysExited", unit=MetricUnit.Count, value=len(routing.exited))

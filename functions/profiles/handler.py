@@ -41,12 +41,15 @@ from shared.models.events import (
 )
 from shared.models.profile import Profile
 from shared.models.types import PROFILE_ID_MAX_LENGTH
+from shared.segments.engine import erasure_messages
+from shared.segments.service import deduplication_id
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
 from shared.store.profiles import ProfileAdmin, identifier_max_bytes
+from shared.store.segments import AudienceQueue, SegmentStore
 
 ERASED_CAUSE = "the profile was erased"  # Step Functions keeps this; no personal data
 
@@ -80,6 +83,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 return json_response(200, _show(store, _live(store, profile_id)))
             case ("DELETE", [profile_id]):
                 profile = _live(store, profile_id)
+                # The ad platforms drop the person first: once erased, nothing would say what to remove.
+                _leave_audiences(settings, [profile.profileId, *profile.mergedFrom])
                 erased = store.erase(profile)
                 MessageLog(settings.messages_table).delete_for_profiles(erased)
                 runs, executions = JourneyRunStore(settings.journey_runs_table), JourneyExecutions()
@@ -141,7 +146,25 @@ def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
 
 def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
     timeline = store.timeline([profile.profileId, *profile.mergedFrom], TIMELINE_LIMIT)
-    return view(profile, store.merges(profile.profileId), timeline)
+    shown = view(profile, store.merges(profile.profileId), timeline)
+    # Its segments and computed traits, as the segments function last decided them (empty: none yet).
+    states = SegmentStore(store.table).states([profile.profileId])
+    shown["segments"] = list(states[0].segments) if states else []
+    shown["computed"] = dict(states[0].computed) if states else {}
+    return shown
+
+
+def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str]) -> None:
+    """Queue the removal of every hash the profiles had synced to an ad audience, and the end of their
+    segment memberships, before their state is erased with them."""
+    states = SegmentStore(settings.profiles_table).states(profile_ids)
+    versions = {state.profileId: state.version for state in states}
+    messages = [
+        (m, deduplication_id(m.profileId, m.segment, f"erased-v{versions[m.profileId]}"))
+        for m in erasure_messages(states, clock.now())
+    ]
+    if messages:
+        AudienceQueue(settings.audiences_queue_url).send(messages)
 
 
 def _body(event: dict[str, Any]) -> dict[str, Any]:

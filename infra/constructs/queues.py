@@ -21,8 +21,10 @@ def secure_queue(
     visibility_timeout: Duration | None = None,
     dead_letter_queue: sqs.DeadLetterQueue | None = None,
     retention_period: Duration | None = None,
+    fifo: bool = False,
 ) -> sqs.Queue:
-    """A queue that only accepts TLS and encrypts at rest with SQS-managed keys (no KMS key to grant)."""
+    """A queue that only accepts TLS and encrypts at rest with SQS-managed keys (no KMS key to grant).
+    FIFO: senders give each message its deduplication id (no content-based deduplication)."""
     return sqs.Queue(
         scope,
         construct_id,
@@ -31,11 +33,14 @@ def secure_queue(
         visibility_timeout=visibility_timeout,
         dead_letter_queue=dead_letter_queue,
         retention_period=retention_period,
+        fifo=fifo or None,
+        content_based_deduplication=False if fifo else None,
     )
 
 
-def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
-    return secure_queue(scope, construct_id, retention_period=DEAD_LETTER_RETENTION)
+def dead_letter_queue(scope: Construct, construct_id: str, *, fifo: bool = False) -> sqs.Queue:
+    """A FIFO queue's dead-letter queue must be FIFO too (SQS refuses a standard one)."""
+    return secure_queue(scope, construct_id, retention_period=DEAD_LETTER_RETENTION, fifo=fifo)
 
 
 class Queues(Construct):
@@ -54,7 +59,7 @@ class Queues(Construct):
         # Queue name → its dead-letter queue (to watch it).
         self.dead_letters: dict[str, sqs.Queue] = {}
         for spec in specs:
-            dead_letters = dead_letter_queue(self, f"{spec.name}-dead-letters")
+            dead_letters = dead_letter_queue(self, f"{spec.name}-dead-letters", fifo=spec.fifo)
             self.dead_letters[spec.name] = dead_letters
             self._queues[spec.name] = secure_queue(
                 self,
@@ -63,6 +68,7 @@ class Queues(Construct):
                 dead_letter_queue=sqs.DeadLetterQueue(
                     queue=dead_letters, max_receive_count=spec.max_receive_count
                 ),
+                fifo=spec.fifo,
             )
 
     def __getitem__(self, name: str) -> sqs.Queue:

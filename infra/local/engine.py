@@ -41,12 +41,18 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from infra.local.audiences import AudienceRecorder, local_credentials
 from infra.local.clock import VirtualClock
 from infra.topology import (
+    AD_PLATFORM_SECRET_ENVS,
+    AD_PLATFORMS_ENV,
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    RECHECK_ROLE_ARN_ENV,
+    RECHECK_SCHEDULE_GROUP_ENV,
+    SEGMENT_CATALOGUE_ENV,
     SOURCES,
     TOPOLOGY,
     QueueConsumer,
@@ -79,6 +85,21 @@ ARCHIVE_RULE_PREFIX = "Events-Archive-"  # moto names the rule that feeds an arc
 
 def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
+
+
+# `at(yyyy-mm-ddThh:mm:ss)`: an EventBridge Scheduler one-time schedule's expression.
+_AT_EXPRESSION = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+
+
+def _schedule_due(expression: str, timezone: str | None) -> datetime | None:
+    """When a one-time schedule fires (None: not a one-time schedule; rate / cron are not fired)."""
+    from zoneinfo import ZoneInfo
+
+    match = _AT_EXPRESSION.match(expression)
+    if match is None:
+        return None
+    local = datetime.fromisoformat(match.group(1)).replace(tzinfo=ZoneInfo(timezone or "UTC"))
+    return local.astimezone(UTC)
 
 
 # A placeholder in a compiled journey (`${DeliverFunctionArn}`) left unsubstituted.
@@ -206,6 +227,7 @@ class LocalEngine:
         concurrency: int = CONCURRENCY,
         default_timezone: str = "UTC",  # journeys' local-time waits for a recipient with no known zone
         journeys_dir: Path | None = None,
+        segments_dir: Path | None = None,  # segments/<id>.yaml and computed_traits.yaml; default: the repo's
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -245,6 +267,12 @@ class LocalEngine:
         self._role_arn = ""
         self._catalogue_dir: Path | None = None
         self.journeys_dir = Path(journeys_dir) if journeys_dir is not None else topology.journeys_dir
+        self.segments_dir = Path(segments_dir) if segments_dir is not None else topology.segments_dir
+        self._segment_catalogues = 0  # catalogue files written (each reload writes a new one)
+        self._requests_lock: _RequestLock | None = None
+        self.schedules_fired: list[dict[str, Any]] = []  # one-time schedules fired: name, due, input
+        # The ad platforms' stand-in: every request Meta / Google would have received (GET /_local/audiences).
+        self.audiences = AudienceRecorder(self.clock.now)
         self._mock: Any = None
         self._patches: list[Callable[[], None]] = []
 
@@ -291,11 +319,12 @@ class LocalEngine:
         if self._mock:
             self._mock.stop()
         from shared import clock, config
-        from shared.store import aws
+        from shared.store import ad_platforms, aws
 
         clock.reset()
         config.reset()
         aws.reset()
+        ad_platforms.reset()
         if self._catalogue_dir is not None:
             shutil.rmtree(self._catalogue_dir, ignore_errors=True)
 
@@ -492,6 +521,7 @@ class LocalEngine:
                 return None
 
         requests_lock = self._patch_request_lock(patch)
+        self._requests_lock = requests_lock
         self._patch_parsing(patch)
         self._patch_dynamodb_transactions(patch)
         self._patch_dynamodb_queries(patch)
@@ -718,14 +748,20 @@ class LocalEngine:
             env[table_env(table.name)] = create_table(dynamodb, table, f"{PREFIX}-{table.name}")
 
         for queue in self.topology.queues:
-            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq")["QueueUrl"]
+            # A FIFO queue's name ends in .fifo, and its dead-letter queue is FIFO too (SQS requires it).
+            suffix = ".fifo" if queue.fifo else ""
+            fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "false"} if queue.fifo else {}
+            dlq_url = sqs.create_queue(QueueName=f"{PREFIX}-{queue.name}-dlq{suffix}", Attributes=fifo)[
+                "QueueUrl"
+            ]
             self._dead_letter_urls.append(dlq_url)
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
             url = sqs.create_queue(
-                QueueName=f"{PREFIX}-{queue.name}",
+                QueueName=f"{PREFIX}-{queue.name}{suffix}",
                 Attributes={
+                    **fifo,
                     "VisibilityTimeout": str(self.topology.visibility_timeout_seconds(queue.name)),
                     "RedrivePolicy": json.dumps(
                         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receive_count}
@@ -783,6 +819,13 @@ class LocalEngine:
         env[JOURNEY_ALIAS_ENV] = ""
         self._env = env
         self._register_journeys(load_journeys(self.journeys_dir))
+        self._write_segment_catalogue()
+        # Segment re-checks: one-time schedules in this group, fired on the virtual clock (`advance`).
+        schedule_group = f"{PREFIX}-rechecks"
+        session.client("scheduler").create_schedule_group(Name=schedule_group)
+        env[RECHECK_SCHEDULE_GROUP_ENV] = schedule_group
+        env[RECHECK_ROLE_ARN_ENV] = role
+        self._write_ad_platform_credentials()
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -865,13 +908,126 @@ class LocalEngine:
             self._env[JOURNEY_CATALOGUE_ENV],
         )
 
+    # ---------------------------------------------------------------- segments
+
+    def reload_segments(self, segments_dir: Path | None = None) -> None:
+        """Load the segments of `segments_dir` (by default the folder the engine runs) again, as a
+        redeploy does, and write the catalogue the functions read."""
+        from shared import config
+
+        if segments_dir is not None:
+            self.segments_dir = Path(segments_dir)
+        self._write_segment_catalogue()
+        self._write_ad_platform_credentials()
+        os.environ[SEGMENT_CATALOGUE_ENV] = self._env[SEGMENT_CATALOGUE_ENV]
+        config.reset()  # the handlers' settings are read again: they name the new file
+
+    def _write_segment_catalogue(self) -> None:
+        """A new file each time (the catalogue is cached by path and mtime, which a rewrite within the
+        file system's time resolution would not change). A missing folder is an empty catalogue."""
+        from shared.segments.catalogue import SegmentCatalogue, load_segments, write_segment_catalogue
+
+        assert self._catalogue_dir is not None
+        catalogue = (
+            load_segments(self.segments_dir)
+            if self.segments_dir.is_dir()
+            else SegmentCatalogue(segments=[], computed=[])
+        )
+        self._segment_catalogues += 1
+        path = self._catalogue_dir / f"segments-{self._segment_catalogues}.json"
+        write_segment_catalogue(catalogue, path)
+        self._env[SEGMENT_CATALOGUE_ENV] = str(path)
+
+    # ---------------------------------------------------------------- one-time schedules
+
+    def _scheduler_backend(self) -> Any:
+        from moto.scheduler.models import scheduler_backends
+
+        return scheduler_backends[ACCOUNT][REGION]
+
+    def _pending_schedules(self) -> list[tuple[datetime, Any]]:
+        """Every one-time schedule (enabled) with when it fires, earliest first; read from moto's backend
+        in-process under the request lock (moto has no firing of its own)."""
+        assert self._requests_lock is not None
+        with self._requests_lock.held():
+            pending = [
+                (due, schedule)
+                for group in list(self._scheduler_backend().schedule_groups.values())
+                for schedule in list(group.schedules.values())
+                if schedule.state != "DISABLED"
+                and (
+                    due := _schedule_due(schedule.schedule_expression, schedule.schedule_expression_timezone)
+                )
+                is not None
+            ]
+        return sorted(pending, key=lambda p: (p[0], p[1].name))
+
+    def next_schedule_due(self) -> datetime | None:
+        pending = self._pending_schedules()
+        return pending[0][0] if pending else None
+
+    def _fire_due_schedules(self) -> None:
+        """Invoke the target of every one-time schedule due by now, in time order, asynchronously as
+        Scheduler does, with the schedule's Input; then delete it (ActionAfterCompletion DELETE; a
+        one-time schedule never fires twice, so one without it is deleted too)."""
+        assert self._requests_lock is not None
+        now = self.clock.now()
+        for due, schedule in self._pending_schedules():
+            if due > now:
+                break
+            with self._requests_lock.held():
+                group = self._scheduler_backend().schedule_groups.get(schedule.group_name)
+                if group is None or group.schedules.get(schedule.name) is not schedule:
+                    continue  # deleted or replaced meanwhile
+                del group.schedules[schedule.name]
+            target = schedule.target
+            event = json.loads(target.get("Input") or "{}")
+            self.schedules_fired.append({"name": schedule.name, "due": due, "input": event})
+            if ":function:" in target["Arn"]:
+                function = target["Arn"].rsplit(":function:", 1)[1].split(":", 1)[0]
+                self.enqueue(function.removeprefix(f"{PREFIX}-"), event)
+            else:
+                log.warning(
+                    "schedule %s targets %s, which the engine does not invoke", schedule.name, target["Arn"]
+                )
+
+    def _clear_schedules(self) -> None:
+        assert self._requests_lock is not None
+        with self._requests_lock.held():
+            for group in self._scheduler_backend().schedule_groups.values():
+                group.schedules.clear()
+        self.schedules_fired.clear()
+    def _write_ad_platform_credentials(self) -> None:
+        """The ad platforms' credentials as the cloud holds them (a Secrets Manager secret per platform,
+        here in moto), naming every audience of the segment catalogue; requests go to the recorder
+        (AD_PLATFORMS=local). Called again after the catalogue changes (its audiences may have)."""
+        import boto3
+
+        from shared.segments.catalogue import load_segment_catalogue
+        from shared.store import ad_platforms
+
+        catalogue = load_segment_catalogue(self._env[SEGMENT_CATALOGUE_ENV])
+        credentials = local_credentials((a.platform, a.audience) for a in catalogue.audiences())
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        for platform, variable in AD_PLATFORM_SECRET_ENVS.items():
+            secret = json.dumps(credentials[platform])
+            if variable in self._env:
+                secrets.put_secret_value(SecretId=self._env[variable], SecretString=secret)
+            else:
+                name = f"{PREFIX}-{platform}-credentials"
+                self._env[variable] = secrets.create_secret(Name=name, SecretString=secret)["ARN"]
+        self._env[AD_PLATFORMS_ENV] = "local"
+        ad_platforms.forget_credentials()
+
     def _install_handlers(self) -> None:
         from shared import clock, config
         from shared.identity.rules import load_rules
-        from shared.store import aws
+        from shared.store import ad_platforms, aws
 
         config.reset()
         aws.reset()
+        # No real time passes between a platform's retries locally, as in Step Functions' retries here.
+        ad_platforms.install(self.audiences, sleep=lambda seconds: None)
         load_rules.cache_clear()
         clock.install(self.clock.now)
         for function in self.topology.functions:
@@ -1092,12 +1248,18 @@ class LocalEngine:
             raise ValueError("time only moves forward")
         self.wait_idle()
         target = self.clock.now() + timedelta(seconds=seconds)
-        while (due := self.clock.next_due()) is not None and due <= target:
+        # Waits and one-time schedules, in one order: whichever falls due first runs first.
+        while (due := self._next_due()) is not None and due <= target:
             self.clock.move_to(due)
+            self._fire_due_schedules()
             self.wait_idle()
         self.clock.move_to(target)
         self.wait_idle()
         return self.clock.now()
+
+    def _next_due(self) -> datetime | None:
+        dues = [d for d in (self.clock.next_due(), self.next_schedule_due()) if d is not None]
+        return min(dues) if dues else None
 
     # ---------------------------------------------------------------- reset
 
@@ -1128,9 +1290,11 @@ class LocalEngine:
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
                     ],
                 )
+        self._clear_schedules()
         with self.failures_lock:
             self.failures.clear()
         self.bus_events.clear()
+        self.audiences.reset()
         self.clock.reset(start or self._start)
         self.sources.add(new_source("default", self.write_key)[0])
 

@@ -163,6 +163,8 @@ _LOCAL_ROUTES = Map(
         Rule("/_local/sources", methods=["POST"], endpoint="new_source"),
         Rule("/_local/sources/<source_id>", methods=["DELETE"], endpoint="revoke_source"),
         Rule("/_local/failures", methods=["GET"], endpoint="failures"),
+        Rule("/_local/audiences", methods=["GET"], endpoint="audiences"),
+        Rule("/_local/audiences/failures", methods=["POST"], endpoint="audience_failures"),
     ]
 )
 _LOCAL = _LOCAL_ROUTES.bind("localhost")
@@ -295,6 +297,28 @@ class LocalApp:
 
     def _local_failures(self, body: bytes) -> Response:
         return _json(200, [vars(f) for f in self.engine.failures], default=str)
+
+    def _local_audiences(self, body: bytes) -> Response:
+        """Every request the ad platforms would have received, in order (infra/local/audiences.py)."""
+        return _json(200, {"requests": self.engine.audiences.requests()})
+
+    def _local_audience_failures(self, body: bytes) -> Response:
+        """`{"status": 429, "count": 1, "platform": "meta"|"google" (optional), "retryAfter": s
+        (optional)}`: the next `count` platform requests fail with `status`."""
+        status, count = _field(body, "status"), _field(body, "count")
+        platform, retry_after = _field(body, "platform"), _field(body, "retryAfter")
+        try:
+            if not isinstance(status, int) or isinstance(status, bool) or not isinstance(count, int | None):
+                raise ValueError
+            if retry_after is not None and (
+                isinstance(retry_after, bool) or not isinstance(retry_after, int | float)
+            ):
+                raise ValueError
+            self.engine.audiences.fail(status, 1 if count is None else count, platform, retry_after)
+        except ValueError:
+            usage = 'send {"status": 4xx|5xx, "count": N, "platform": "meta"|"google", "retryAfter": s}'
+            return _json(400, {"error": usage})
+        return _json(200, {"status": status, "count": 1 if count is None else count, "platform": platform})
 
 
 class _RequestHandler(WSGIRequestHandler):

@@ -27,6 +27,12 @@ from infra.constructs.journeys import (
 )
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
+from infra.constructs.segments import (
+    SEGMENTS_IN_LAYER,
+    AdPlatformCredentials,
+    RecheckSchedules,
+    segment_catalogue_file,
+)
 from infra.constructs.shared_layer import LAYER_ROOT
 from infra.constructs.tables import Tables
 from infra.topology import (
@@ -35,6 +41,7 @@ from infra.topology import (
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
     MESSAGES,
+    SEGMENT_CATALOGUE_ENV,
     SOURCE_STATES,
     SOURCES,
     Topology,
@@ -77,14 +84,31 @@ class ContinuumStack(Stack):
         machine_names = {
             j.definition.id: state_machine_name(self.stack_name, j.definition.id) for j in journey_list
         }
+        # The segment catalogue too: it is read on every event, so it is a file, not a table.
         factory = FunctionFactory(
-            self, "Functions", layer_files={CATALOGUE_IN_LAYER: catalogue_file(journey_list, machine_names)}
+            self,
+            "Functions",
+            layer_files={
+                CATALOGUE_IN_LAYER: catalogue_file(journey_list, machine_names),
+                SEGMENTS_IN_LAYER: segment_catalogue_file(topology.segments_dir),
+            },
         )
         catalogue_env = {
             JOURNEY_CATALOGUE_ENV: f"{LAYER_ROOT}/{CATALOGUE_IN_LAYER}",
             JOURNEY_ARN_PREFIX_ENV: arn_prefix(),
             JOURNEY_ALIAS_ENV: ALIAS,
         }
+
+        rechecks = (
+            RecheckSchedules(self, "SegmentRechecks")
+            if any(spec.schedules_rechecks for spec in topology.functions)
+            else None
+        )
+        ad_credentials = (
+            AdPlatformCredentials(self, "AdPlatformCredentials")
+            if any(spec.calls_ad_platforms for spec in topology.functions)
+            else None
+        )
 
         # Functions a rule invokes run asynchronously and so get their own dead-letter queue.
         routed = {route.function for route in topology.routes}
@@ -114,6 +138,14 @@ class ContinuumStack(Stack):
             if spec.reads_journeys:
                 for key, value in catalogue_env.items():
                     function.add_environment(key, value)
+            if spec.reads_segments:
+                function.add_environment(SEGMENT_CATALOGUE_ENV, f"{LAYER_ROOT}/{SEGMENTS_IN_LAYER}")
+            if spec.schedules_rechecks:
+                assert rechecks is not None
+                rechecks.grant(function)
+            if spec.calls_ad_platforms:
+                assert ad_credentials is not None
+                ad_credentials.grant(function)
             functions[spec.name] = function
 
         checking = [spec.name for spec in topology.functions if spec.admin_credential]

@@ -6,7 +6,9 @@ independent guard, so a race between a purchase and a reminder can never leak th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from shared.delivery.templates import render_content
 from shared.models.message import SendRequest
@@ -27,7 +29,11 @@ class Send:
     content: dict[str, str]
 
 
-def decide(request: SendRequest, profile: Profile | None) -> Drop | Send:
+def decide(
+    request: SendRequest, profile: Profile | None, computed: Mapping[str, Any] | None = None
+) -> Drop | Send:
+    """`computed`: the profile's computed trait values, `{{ computed.<id> }}` in templates (None or
+    empty: it has none)."""
     if profile is None:
         return Drop("profile_not_found")
     if request.goal:
@@ -42,6 +48,7 @@ def decide(request: SendRequest, profile: Profile | None) -> Drop | Send:
     context = {
         "profile": {"traits": profile.traits, "profileId": profile.profileId},
         "trigger": request.trigger,
+        "computed": dict(computed or {}),
     }
     # The newest address is the one the customer last used.
     return Send(to=addresses[-1], content=render_content(request.content, context))

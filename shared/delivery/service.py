@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared import clock
 from shared.delivery.gate import Drop, decide
+from shared.delivery.templates import roots
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Profile
+from shared.models.segments import SegmentState
 
 
 class Profiles(Protocol):
@@ -65,6 +67,21 @@ class Queue(Protocol):
     def send(self, message: OutboundMessage) -> None: ...
 
 
+class SegmentStates(Protocol):
+    """The profile's segment state (shared/store/segment_states.py): its computed trait values."""
+
+    def segment_state(self, profile_id: str) -> SegmentState | None: ...
+
+
+def computed_values(request: SendRequest, profile: Profile | None, segments: SegmentStates) -> dict[str, Any]:
+    """The profile's computed traits for the template, read (one GetItem) only when the content
+    names `computed.…`."""
+    if profile is None or "computed" not in roots(request.content):
+        return {}
+    state = segments.segment_state(profile.profileId)
+    return dict(state.computed) if state is not None else {}
+
+
 class Stats(Protocol):
     """The journey counters (shared/store/journey_stats.py)."""
 
@@ -80,14 +97,14 @@ def outcome_counter(entry: MessageLogEntry) -> str:
 
 
 def handle_send(
-    request: SendRequest, profiles: Profiles, log: Log, queue: Queue, stats: Stats
+    request: SendRequest, profiles: Profiles, log: Log, queue: Queue, stats: Stats, segments: SegmentStates
 ) -> MessageLogEntry:
     """Run the send gate; log the outcome; enqueue what passes. Returns the log entry.
 
     The outcome is counted in the journey's stats once: by the invocation whose log entry was first
     recorded (a retried step finds the entry and counts nothing; ADD is not idempotent)."""
     profile = profiles.profile(request.profileId)
-    decision = decide(request, profile)
+    decision = decide(request, profile, computed_values(request, profile, segments))
     entry = MessageLogEntry(
         messageKey=request.message_key,
         status="dropped" if isinstance(decision, Drop) else "queued",

@@ -33,5 +33,16 @@ def render(template: str, context: dict[str, Any], escape_html: bool = False) ->
     return _PLACEHOLDER.sub(substitute, template)
 
 
+def placeholder_paths(text: str) -> list[str]:
+    """The dotted path of every placeholder in `text`, in order."""
+    return [match.group(1) for match in _PLACEHOLDER.finditer(text)]
+
+
+def roots(content: dict[str, str]) -> set[str]:
+    """The first name of every placeholder's path (`profile`, `trigger`, `computed`): what the
+    content reads, so that nothing else need be fetched to render it."""
+    return {path.split(".", 1)[0] for text in content.values() for path in placeholder_paths(text)}
+
+
 def render_content(content: dict[str, str], context: dict[str, Any]) -> dict[str, str]:
     return {name: render(text, context, escape_html=(name == "html")) for name, text in content.items()}

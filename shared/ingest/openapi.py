@@ -18,7 +18,13 @@ from shared.ingest.calls import (
     MAX_CALL_BYTES,
 )
 from shared.models.base import Model
-from shared.models.segment import MAX_IDENTIFIER_BYTES, MAX_MESSAGE_ID_BYTES, SINGLE_CALLS, Batch
+from shared.models.segment import (
+    MAX_IDENTIFIER_BYTES,
+    MAX_MESSAGE_ID_BYTES,
+    RESERVED_EVENT_PREFIX,
+    SINGLE_CALLS,
+    Batch,
+)
 
 
 class Accepted(Model):
@@ -60,8 +66,10 @@ def document() -> dict[str, Any]:
     refs, definitions = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     errors = {
         "400": _json_response(
-            "invalid request: malformed JSON or gzip, wrong types, missing identity, or an identifier"
-            f" over {MAX_IDENTIFIER_BYTES} bytes (a messageId over {MAX_MESSAGE_ID_BYTES}) in UTF-8",
+            "invalid request: malformed JSON or gzip, wrong types, missing identity, an identifier"
+            f" over {MAX_IDENTIFIER_BYTES} bytes (a messageId over {MAX_MESSAGE_ID_BYTES}) in UTF-8, or a"
+            f" track event whose name starts with `{RESERVED_EVENT_PREFIX}` (reserved for Continuum's"
+            " segment events)",
             "Error",
         ),
         "401": _json_response(

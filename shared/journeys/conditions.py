@@ -8,6 +8,7 @@ name (dotted for nested properties: `product.sku`) to a `Condition`; all must ho
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -132,19 +133,36 @@ def concrete(where: Mapping[str, Condition], trigger_properties: Mapping[str, An
     return result
 
 
+@dataclass(frozen=True)
+class SegmentView:
+    """What a branch reads of a profile's segment state: the segments it is a member of and its
+    computed trait values (a profile without a state item: none of either)."""
+
+    members: frozenset[str] = frozenset()
+    computed: Mapping[str, Any] = field(default_factory=dict)
+
+
 def case_holds(
     when: When,
     traits: Mapping[str, Any],
     trigger_properties: Mapping[str, Any],
     outcomes: Mapping[str, Outcome],
     now: datetime | str,
+    segments: SegmentView | None = None,
 ) -> bool:
     """Whether a branch case's conditions all hold: on the profile's traits, the trigger's
-    properties, and what this run did (`outcomes`: step id → sent or dropped, for its sends)."""
+    properties, what this run did (`outcomes`: step id → sent or dropped, for its sends), and the
+    profile's segments and computed traits (`segments`; None: the profile has no segment state)."""
     if not property_conditions_hold(when.traits, traits, trigger_properties, now):
         return False
     if not property_conditions_hold(when.trigger, trigger_properties, trigger_properties, now):
         return False
+    if when.reads_segment_state:
+        view = segments or SegmentView()
+        if any((segment in view.members) is not member for segment, member in when.segments.items()):
+            return False
+        if not property_conditions_hold(when.computed, view.computed, trigger_properties, now):
+            return False
     journey = when.journey
     if journey is not None:
         if journey.sent is not None and outcomes.get(journey.sent) != "sent":

@@ -11,7 +11,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from shared.delivery.templates import placeholder_paths
 from shared.models.journey import Journey, JourneyDefinition, Template
+from shared.segments.catalogue import SegmentCatalogue
 
 
 class JourneyLoadError(Exception):
@@ -42,6 +44,55 @@ def load_journey(folder: Path) -> Journey:
         raise JourneyLoadError(f"{folder}: {error}") from error
 
 
-def load_journeys(root: Path) -> list[Journey]:
-    """Every journey under `root`, in folder order; folders without a journey.yaml are skipped."""
-    return [load_journey(folder) for folder in sorted(root.iterdir()) if (folder / "journey.yaml").is_file()]
+def computed_placeholders(journey: Journey) -> set[str]:
+    """The computed traits the journey's templates render (`{{ computed.<id> }}`)."""
+    named = set()
+    for template in journey.templates.values():
+        for channel in ("email", "push"):
+            content = template.content_for(channel)
+            if content is None:
+                continue
+            for text in content.model_dump(exclude_none=True).values():
+                for path in placeholder_paths(text):
+                    root, _, rest = path.partition(".")
+                    if root == "computed" and rest:
+                        named.add(rest.split(".", 1)[0])
+    return named
+
+
+def segment_problems(journey: Journey, segments: SegmentCatalogue) -> list[str]:
+    """What the journey names that the segment catalogue does not declare: segments (trigger, exit_on,
+    branch cases) and computed traits (branch cases, templates). A misspelt name would otherwise
+    never match: the journey would silently never start, exit or take its branch."""
+    definition = journey.definition
+    problems = []
+    declared_segments = {segment.id for segment in segments.segments}
+    unknown = sorted(definition.segments_named() - declared_segments)
+    if unknown:
+        problems.append(
+            f"names unknown segment(s) {unknown}"
+            f" (declared in segments/: {sorted(declared_segments) or 'none'})"
+        )
+    declared_traits = {trait.id for trait in segments.computed}
+    unknown = sorted((definition.computed_named() | computed_placeholders(journey)) - declared_traits)
+    if unknown:
+        problems.append(
+            f"names unknown computed trait(s) {unknown} (declared in segments/computed_traits.yaml:"
+            f" {sorted(declared_traits) or 'none'})"
+        )
+    return problems
+
+
+def load_journeys(root: Path, segments: SegmentCatalogue | None = None) -> list[Journey]:
+    """Every journey under `root`, in folder order; folders without a journey.yaml are skipped.
+    With the segment catalogue, a journey naming a segment or computed trait it does not declare
+    fails to load."""
+    journeys = [
+        load_journey(folder) for folder in sorted(root.iterdir()) if (folder / "journey.yaml").is_file()
+    ]
+    if segments is not None:
+        for journey in journeys:
+            problems = segment_problems(journey, segments)
+            if problems:
+                raise JourneyLoadError(f"{root / journey.definition.id}: {'; '.join(problems)}")
+    return journeys

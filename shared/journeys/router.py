@@ -11,6 +11,9 @@ Per `event.resolved` (a track call), in this order:
    stopped and closed;
 4. triggers: the trigger's `where`, the re-entry rule, the holdout (a held-out profile is recorded,
    never started), then the slot claim and the start.
+A profile entering or leaving a segment (`segment.entered` / `segment.exited`) is routed the same way,
+as the track call `$segment.entered` / `$segment.exited` (`segment_event`): what a journey's
+`segment_entered` / `segment_exited` sugar names.
 Exits come before triggers, so a journey triggered and exited by the same event restarts its run. A
 run started by this very event is never converted, resumed or exited by it (a retried event).
 
@@ -43,7 +46,14 @@ from shared import clock
 from shared.journeys.conditions import property_conditions_hold
 from shared.journeys.steps import JourneyWait
 from shared.models.events import ProfilesMerged, ResolvedEvent
-from shared.models.journey import Condition, EventRule, JourneyDefinition
+from shared.models.journey import (
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
+    SEGMENT_PROPERTY,
+    Condition,
+    EventRule,
+    JourneyDefinition,
+)
 from shared.models.message import MessageLogEntry
 
 # How long a claimed slot whose execution does not exist yet is left to its claimer. The claimer
@@ -276,6 +286,24 @@ def revenue_of(properties: dict[str, Any]) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return 0.0
+
+
+def segment_event(profile_id: str, segment: str, entered: bool, at: str) -> ResolvedEvent:
+    """A profile entering or leaving a segment (`segment.entered` / `segment.exited` from the segments
+    function) as the resolved track call journeys see: `$segment.entered` / `$segment.exited` with the
+    property `segment`, at the time of the decision. Its messageId is fixed by the change, so the same
+    change delivered twice is the same event (one entry, one exit); entering again later is another."""
+    name = SEGMENT_ENTERED if entered else SEGMENT_EXITED
+    change = "entered" if entered else "exited"
+    call = {
+        "type": "track",
+        "event": name,
+        "properties": {SEGMENT_PROPERTY: segment},
+        "messageId": f"segment:{profile_id}:{segment}:{change}:{at}",
+        "timestamp": at,
+        "receivedAt": at,
+    }
+    return ResolvedEvent(profileId=profile_id, event=call)
 
 
 def route(resolved: ResolvedEvent, journeys: Iterable[RoutedJourney], ports: Ports, now: str) -> Routing:

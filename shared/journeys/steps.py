@@ -15,7 +15,8 @@ One action per step type (`ACTIONS`), each given the Task payload the compiler e
   the router reads the wait after that. Whichever order the two run in, one of them sees the other;
   both may, and then the second SendTaskSuccess fails harmlessly (the token is spent).
 - `branch` → `{"path": "case-<i>" | "else"}`: the first case whose conditions hold on the live
-  profile's traits, the trigger's properties and this run's messages.
+  profile's traits, the trigger's properties, this run's messages, and the profile's segments and
+  computed traits (its segment state, read only when a case names them).
 - `split` → `{"path": "path-<i>"}`: sha256(profileId#journey#step) as a uniform draw in [0, 1), placed
   on the weights; so one profile always takes the same path of a step.
 - `update` builds the identify ingest would have put on the bus and applies it itself, through identity's
@@ -38,12 +39,19 @@ from pydantic import Field
 
 from shared import clock
 from shared.identity.resolver import Resolution, resolved_events
-from shared.journeys.conditions import Outcome, case_holds, concrete, property_conditions_hold
+from shared.journeys.conditions import (
+    Outcome,
+    SegmentView,
+    case_holds,
+    concrete,
+    property_conditions_hold,
+)
 from shared.models.base import Model
 from shared.models.events import BusEvent
 from shared.models.journey import WEEKDAYS, Condition, SplitSpec, UpdateSpec, WaitForSpec, WaitUntilSpec, When
 from shared.models.message import MessageLogEntry
 from shared.models.profile import Profile, TimelineEntry
+from shared.models.segments import SegmentState
 from shared.models.types import ProfileId, iana_timezone
 
 TIMEZONE_TRAIT = "timezone"
@@ -132,6 +140,13 @@ class Publisher(Protocol):
     def publish(self, events: Sequence[BusEvent]) -> None: ...
 
 
+class SegmentStates(Protocol):
+    def segment_state(self, profile_id: str) -> SegmentState | None:
+        """The profile's segment state (membership, computed traits), read strongly consistent;
+        None when it has none."""
+        ...
+
+
 @dataclass(frozen=True)
 class StepPorts:
     profiles: Profiles
@@ -140,6 +155,7 @@ class StepPorts:
     messages: Messages
     publisher: Publisher
     identity: Identity
+    segments: SegmentStates
     default_timezone: str
 
 
@@ -298,14 +314,26 @@ def outcomes(request: StepRequest, cases: Iterable[When], messages: Messages) ->
     return found
 
 
+def segment_view(profile: Profile | None, cases: Iterable[When], states: SegmentStates) -> SegmentView | None:
+    """The live profile's segments and computed traits, read (one GetItem) only when a case needs them.
+    The state item is the live profile's: the segments function folds a merged profile's into it."""
+    if profile is None or not any(when.reads_segment_state for when in cases):
+        return None
+    state = states.segment_state(profile.profileId)
+    if state is None:
+        return SegmentView()
+    return SegmentView(members=frozenset(state.segments), computed=state.computed)
+
+
 def branch(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
     cases = [When.model_validate(case["when"]) for case in request.spec.get("cases", [])]
     profile = ports.profiles.profile(request.profileId)
     traits = profile.traits if profile else {}
     done = outcomes(request, cases, ports.messages)
+    segments = segment_view(profile, cases, ports.segments)
     now = clock.now()
     for index, when in enumerate(cases):
-        if case_holds(when, traits, request.trigger_properties, done, now):
+        if case_holds(when, traits, request.trigger_properties, done, now, segments):
             return {"path": f"case-{index}"}
     return {"path": "else"}
 

@@ -17,6 +17,10 @@ DETAIL_MERGED = "profile.merged"
 DETAIL_UNMERGED = "profile.unmerged"
 DETAIL_IDENTIFIER_REMOVED = "profile.identifier_removed"
 DETAIL_ERASED = "profile.erased"
+# Segment membership changes (functions/segments), `data` a SegmentChange (shared/models/segment.py).
+SOURCE_SEGMENTS = "continuum.segments"
+DETAIL_SEGMENT_ENTERED = "segment.entered"
+DETAIL_SEGMENT_EXITED = "segment.exited"
 # Step Functions' own event when an execution changes status (on the default bus in the cloud).
 SOURCE_STATES = "aws.states"
 DETAIL_EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"

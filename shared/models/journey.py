@@ -20,10 +20,13 @@ from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
     Tag,
     field_validator,
     model_serializer,
@@ -78,7 +81,31 @@ OffsetSeconds = Annotated[
 ]
 JourneyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-EventName = Annotated[str, Field(min_length=1, max_length=200)]
+
+# A profile entering or leaving a segment reaches the journey router as a track event of one of these
+# names with the property `segment` (shared/journeys/router.py `segment_call`). Ingest refuses track
+# events starting with the prefix (shared/models/segment.py), so only Continuum produces them.
+SEGMENT_EVENT_PREFIX = "$segment."
+SEGMENT_ENTERED = "$segment.entered"
+SEGMENT_EXITED = "$segment.exited"
+SEGMENT_PROPERTY = "segment"
+# The journey sugar for them: `trigger: {segment_entered: vip}`, `exit_on: [{segment_exited: vip}]`.
+SEGMENT_SUGAR = {"segment_entered": SEGMENT_ENTERED, "segment_exited": SEGMENT_EXITED}
+
+
+def _known_segment_event(name: str) -> str:
+    if name.startswith(SEGMENT_EVENT_PREFIX) and name not in (SEGMENT_ENTERED, SEGMENT_EXITED):
+        raise ValueError(
+            f"{name!r}: event names starting with {SEGMENT_EVENT_PREFIX!r} are Continuum's segment events,"
+            f" {SEGMENT_ENTERED!r} or {SEGMENT_EXITED!r} (write segment_entered: <id> / segment_exited: <id>)"
+        )
+    return name
+
+
+EventName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_known_segment_event)]
+# A segment's or a computed trait's id, as segments/*.yaml and segments/computed_traits.yaml name them.
+SegmentRef = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+ComputedTraitRef = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 # Authors write `^[a-z0-9][a-z0-9_-]{0,47}$`; derived ids also hold dots (`<parent>.<path>.<step>`),
 # and a dumped definition (the catalogue) carries them, so dots are allowed on validation too.
 StepId = Annotated[str, Field(pattern=rf"^[a-z0-9][a-z0-9_.-]{{0,{STEP_ID_MAX_LENGTH - 1}}}$")]
@@ -190,7 +217,8 @@ Where = dict[PropertyName, Condition]
 
 class EventRule(_Strict):
     """A track event by name, with property conditions (all must hold). Written as a mapping or,
-    without conditions, as the event name alone."""
+    without conditions, as the event name alone; or as `{segment_entered: <segment id>}` /
+    `{segment_exited: <segment id>}`, which is the segment event with `segment` equal to that id."""
 
     event: EventName
     where: Where = Field(default_factory=dict)
@@ -198,7 +226,30 @@ class EventRule(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, data: Any) -> Any:
-        return {"event": data} if isinstance(data, str) else data
+        if isinstance(data, str):
+            return {"event": data}
+        if isinstance(data, dict) and data.keys() & SEGMENT_SUGAR.keys():
+            if len(data) != 1:
+                raise ValueError(
+                    f"{' / '.join(SEGMENT_SUGAR)} takes a segment id alone; got {sorted(map(str, data))}"
+                )
+            ((sugar, segment),) = data.items()
+            if not isinstance(segment, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", segment):
+                raise ValueError(f"{sugar}: {segment!r} is not a segment id (e.g. vip, cart_abandoners)")
+            return {"event": SEGMENT_SUGAR[sugar], "where": {SEGMENT_PROPERTY: {"equals": segment}}}
+        return data
+
+    @property
+    def segments(self) -> set[str]:
+        """The segments this rule is about, when it is a segment event with a `segment` condition."""
+        condition = self.where.get(SEGMENT_PROPERTY)
+        if condition is None or not self.event.startswith(SEGMENT_EVENT_PREFIX):
+            return set()
+        if condition.op == "equals" and isinstance(condition.value, str):
+            return {condition.value}
+        if condition.op == "one_of":
+            return {value for value in condition.value if isinstance(value, str)}
+        return set()
 
 
 class Goal(_Strict):
@@ -352,17 +403,36 @@ class JourneyCondition(_Strict):
 
 
 class When(_Strict):
-    """A branch case's conditions, all of which must hold."""
+    """A branch case's conditions, all of which must hold. `segments`: membership (`vip: true` —
+    a member of vip; `false` — not one); `computed`: conditions on the profile's computed traits."""
 
     traits: Where = Field(default_factory=dict)
     trigger: Where = Field(default_factory=dict)
     journey: JourneyCondition | None = None
+    segments: dict[SegmentRef, StrictBool] = Field(default_factory=dict)
+    computed: dict[ComputedTraitRef, Condition] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_segment_conditions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when empty: a branch without them compiles to the same state machine as before.
+        dumped: dict[str, Any] = handler(self)
+        for name in ("segments", "computed"):
+            if not dumped.get(name):
+                dumped.pop(name, None)
+        return dumped
 
     @model_validator(mode="after")
     def _not_empty(self) -> When:
-        if not self.traits and not self.trigger and self.journey is None:
-            raise ValueError("a case's when needs traits, trigger and/or journey conditions (use else)")
+        if not (self.traits or self.trigger or self.journey or self.segments or self.computed):
+            raise ValueError(
+                "a case's when needs traits, trigger, journey, segments and/or computed conditions (use else)"
+            )
         return self
+
+    @property
+    def reads_segment_state(self) -> bool:
+        """Whether the case needs the profile's segment state (membership, computed traits)."""
+        return bool(self.segments or self.computed)
 
 
 class Case(_Strict):
@@ -698,6 +768,25 @@ class JourneyDefinition(_Strict):
 
     def send_step_ids(self) -> list[str]:
         return [step.id for step in self.walk() if isinstance(step, SendStep) and step.id is not None]
+
+    def cases(self) -> Iterator[When]:
+        """Every branch case's conditions."""
+        for step in self.walk():
+            if isinstance(step, BranchStep):
+                yield from (case.when for case in step.branch.cases)
+
+    def segments_named(self) -> set[str]:
+        """The segments the journey names: in its trigger and exit_on, and in branch cases."""
+        named = set(self.trigger.segments)
+        for rule in self.exit_on:
+            named |= rule.segments
+        for when in self.cases():
+            named |= when.segments.keys()
+        return named
+
+    def computed_named(self) -> set[str]:
+        """The computed traits the journey's branch cases read."""
+        return {name for when in self.cases() for name in when.computed}
 
 
 # -- templates and the loaded journey --------------------------------------------------------------

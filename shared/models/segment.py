@@ -102,11 +102,45 @@ class SegmentCall(Model):
         return self
 
 
+# Event names Continuum itself gives the journey router (`$segment.entered` / `$segment.exited`, a
+# profile entering or leaving a segment: shared/journeys/router.py). A customer's track call may not
+# use them, or anyone with a write key could start or end segment journeys.
+RESERVED_EVENT_PREFIX = "$segment."
+
+
+def _not_reserved(name: str) -> str:
+    if name.startswith(RESERVED_EVENT_PREFIX):
+        raise PydanticCustomError(
+            "reserved_event_name",
+            "event names starting with {prefix} are reserved for Continuum's segment events",
+            {"prefix": RESERVED_EVENT_PREFIX},
+        )
+    return name
+
+
+EventText = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    AfterValidator(_not_reserved),
+    # The document says so too (JSON Schema `not`), so a client generated from it knows.
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "not": {"pattern": "^\\$segment\\."},
+            "description": f"the event's name; names starting with `{RESERVED_EVENT_PREFIX}` are reserved"
+            " (Continuum's segment events) and refused with a 400",
+        }
+    ),
+]
+
+
 class TrackCall(SegmentCall):
     """What the user did."""
 
     type: Literal["track"] = "track"
-    event: str = Field(min_length=1, max_length=200)
+    event: EventText
     properties: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -14,10 +14,9 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import yaml
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from shared.models.base import Model
 from shared.models.segments import (
@@ -40,9 +39,6 @@ class SegmentCatalogue(Model):
 
     segments: list[SegmentDefinition] = Field(default_factory=list)
     computed: list[ComputedTrait] = Field(default_factory=list)
-    # What the engine pre-computes from the catalogue (which aggregates and segments each event
-    # name touches), built on first use: shared/segments/engine.py.
-    _plan: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> SegmentCatalogue:
@@ -108,8 +104,8 @@ def _errors(error: ValidationError) -> str:
     """Each error as `field.path: message` (pydantic's own text, without the URL lines)."""
     lines = []
     for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "(top)"
-        lines.append(f"{where}: {item['msg']}")
+        where = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
     return "; ".join(lines)
 
 

@@ -12,7 +12,7 @@ An event's time is `min(timestamp, now)`: a device clock running ahead never kee
 window. Every ISO time here is `shared.clock.iso` (UTC, milliseconds, `Z`), so times compare as
 strings.
 
-The catalogue is compiled once (`_plan`, cached on the catalogue): which keys, computed traits and
+The catalogue is compiled once (`_plan`, cached per catalogue object): which keys, computed traits and
 segments each event name touches, so that an event evaluates only the segments it can change.
 """
 
@@ -21,10 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Literal
 
 from shared import clock
@@ -56,13 +58,17 @@ from shared.models.segments import (
     event_key,
 )
 from shared.segments.catalogue import SegmentCatalogue
-from shared.segments.hashing import hashed_identifiers
+from shared.segments.hashing import hashes_by_kind
 
 Reason = Literal["event", "time", "merge", "unmerge", "erasure"]
 OPT_OUT_TRAIT = "unsubscribed"  # the consent model replaces this when it lands
 # A first / last value larger than this (as JSON) is not kept: the state is one DynamoDB item.
 MAX_KEPT_VALUE_BYTES = 256
+# A number beyond ±10^15 is no plausible amount; leaving it out keeps sums (exact fractions) and the
+# state bounded (`state_size_bound`).
+MAX_NUMBER = 10**15
 _MS = timedelta(milliseconds=1)
+_NO_EVENTS = EventAggregate()
 
 
 @dataclass(frozen=True)
@@ -97,16 +103,26 @@ class _Plan:
     audience_segments: list[int] = field(default_factory=list)
     windowed_traits: list[ComputedTrait] = field(default_factory=list)
     computed: dict[str, ComputedTrait] = field(default_factory=dict)
+    node_keys: dict[int, str] = field(default_factory=dict)  # id(EventNode) -> its aggregate key
+    segment_ids: set[str] = field(default_factory=set)
+    synced_keys: set[str] = field(default_factory=set)
 
 
 def _now_operand(conditions: Iterable[Condition]) -> bool:
     return any(c.op in ("before", "after") and c.value == "now" for c in conditions)
 
 
+# Plans by catalogue object (a catalogue reloaded after a change gets its own plan). By id, held
+# weakly: a frozen model with lists is not hashable, and an id is reused once its object is gone.
+_PLANS: dict[int, tuple[weakref.ref[SegmentCatalogue], _Plan]] = {}
+
+
 def _plan(catalogue: SegmentCatalogue) -> _Plan:
-    cached = catalogue._plan
-    if isinstance(cached, _Plan):
-        return cached
+    cached = _PLANS.get(id(catalogue))
+    if cached is not None and cached[0]() is catalogue:
+        return cached[1]
+    if len(_PLANS) >= 8:
+        _PLANS.clear()
     plan = _Plan(computed={t.id: t for t in catalogue.computed})
     for trait in catalogue.computed:
         plan.traits_by_event.setdefault(trait.event, []).append(trait)
@@ -126,6 +142,7 @@ def _plan(catalogue: SegmentCatalogue) -> _Plan:
         for node in segment.nodes():
             if isinstance(node, EventNode):
                 key = spec(node.event, node.where)
+                plan.node_keys[id(node)] = key.key
                 events.add(node.event)
                 if node.within is not None:
                     timed = True
@@ -150,7 +167,9 @@ def _plan(catalogue: SegmentCatalogue) -> _Plan:
             plan.timed_segments.append(index)
         if segment.audiences:
             plan.audience_segments.append(index)
-    catalogue._plan = plan
+        plan.segment_ids.add(segment.id)
+        plan.synced_keys.update(_synced_key(a.platform, a.audience, segment.id) for a in segment.audiences)
+    _PLANS[id(catalogue)] = (weakref.ref(catalogue), plan)
     return plan
 
 
@@ -176,7 +195,12 @@ def _event_time(call: Mapping[str, Any], now: datetime) -> datetime:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= MAX_NUMBER
+    )
 
 
 def _property_value(trait: ComputedTrait, properties: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -329,11 +353,26 @@ def _trait_value(aggregate: TraitAggregate | None, trait: ComputedTrait, now: da
         bucket = aggregate
     else:
         first_day = _first_day(trait, now)
-        bucket = TraitBucket()
-        for day, part in aggregate.days.items():
-            if day >= first_day:
-                bucket = TraitBucket(**_merge_buckets(bucket, part))
+        return _days_value([b for d, b in aggregate.days.items() if d >= first_day], trait)
     return _bucket_value(bucket, trait)
+
+
+def _days_value(buckets: list[TraitBucket], trait: ComputedTrait) -> Any:
+    """The value over a window's day buckets (computed without building a combined bucket: a
+    90-day window is up to 90 of them)."""
+    kind = trait.aggregate
+    if kind == "count":
+        return sum(b.count for b in buckets)
+    if kind == "sum":
+        return _number(sum((_fraction(b.sum) for b in buckets), Fraction(0)))
+    if kind in ("min", "max"):
+        values = [v for b in buckets if (v := getattr(b, kind)) is not None]
+        return (min if kind == "min" else max)(values) if values else None
+    points = [p for b in buckets if (p := (b.first if kind == "first" else b.last)) is not None]
+    if not points:
+        return None
+    point = (min if kind == "first" else max)(points, key=lambda p: (p.at, p.id))
+    return point.value if trait.property else point.at
 
 
 def _bucket_value(bucket: TraitBucket, trait: ComputedTrait) -> Any:
@@ -428,6 +467,12 @@ def _holds(node: AnyNodeType, ctx: _Context) -> tuple[bool, datetime | None]:
     return last_event is None or last_event < last_since, None
 
 
+@lru_cache(maxsize=64)
+def _cutoff(now: datetime, seconds: int) -> str:
+    """The oldest time still outside a window ending now (an event must be later to count)."""
+    return clock.iso(now - timedelta(seconds=seconds))
+
+
 def _window_count(
     node: EventNode, recent: list[str], count: int, now: datetime
 ) -> tuple[bool, datetime | None]:
@@ -435,7 +480,7 @@ def _window_count(
     if node.within is None:
         return (count >= node.at_least if node.at_least is not None else count <= (node.at_most or 0)), None
     window = timedelta(seconds=node.within)
-    cutoff = clock.iso(now - window)
+    cutoff = _cutoff(now, node.within)
     if node.at_least is not None:
         n = node.at_least
         if len(recent) >= n and recent[n - 1] > cutoff:
@@ -451,7 +496,8 @@ def _state_context(
     state: SegmentState, profile: Profile, computed: Mapping[str, Any], plan: _Plan, now: datetime
 ) -> _Context:
     def count(node: EventNode) -> tuple[bool, datetime | None]:
-        aggregate = state.events.get(node.key) or EventAggregate()
+        key = plan.node_keys.get(id(node)) or node.key
+        aggregate = state.events.get(key) or _NO_EVENTS
         return _window_count(node, aggregate.recent, aggregate.count, now)
 
     def last(event: str) -> str | None:
@@ -513,23 +559,24 @@ def _audience_intents(
     member: bool,
     profile: Profile,
     synced: dict[str, dict[str, list[str]]],
-    hashes: dict[str, list[HashedIdentifier]],
+    hashes: dict[str, dict[str, list[str]]],
     at: str,
 ) -> list[AudienceIntent]:
     """Diff of the hashes wanted in each of the segment's audiences against those last requested
-    added; `synced` is updated in place."""
+    added; `synced` is updated in place. `hashes`: per platform, filled on first need."""
     intents: list[AudienceIntent] = []
     wanted_at_all = member and not _opted_out(profile)
     for sync in segment.audiences:
         key = _synced_key(sync.platform, sync.audience, segment.id)
         if wanted_at_all and sync.platform not in hashes:
-            hashes[sync.platform] = hashed_identifiers(profile, sync.platform)
-        wanted = hashes[sync.platform] if wanted_at_all else []
+            hashes[sync.platform] = hashes_by_kind(profile, sync.platform)
+        wanted = hashes[sync.platform] if wanted_at_all else {}
         before = synced.get(key, {})
+        if before == wanted:
+            continue
         had = {(kind, h) for kind, values in before.items() for h in values}
-        want = {(i.kind, i.sha256) for i in wanted}
-        removed, added = sorted(had - want), sorted(want - had)
-        for action, pairs in (("remove", removed), ("add", added)):
+        want = {(kind, h) for kind, values in wanted.items() for h in values}
+        for action, pairs in (("remove", sorted(had - want)), ("add", sorted(want - had))):
             if pairs:
                 intents.append(
                     AudienceIntent(
@@ -542,14 +589,10 @@ def _audience_intents(
                         identifiers=[HashedIdentifier(kind=kind, sha256=h) for kind, h in pairs],  # type: ignore[arg-type]
                     )
                 )
-        if removed or added:
-            now_synced: dict[str, list[str]] = {}
-            for kind, h in sorted(want):
-                now_synced.setdefault(kind, []).append(h)
-            if now_synced:
-                synced[key] = now_synced
-            else:
-                synced.pop(key, None)
+        if wanted:
+            synced[key] = {kind: list(values) for kind, values in wanted.items()}
+        else:
+            synced.pop(key, None)
     return intents
 
 
@@ -557,7 +600,7 @@ def _orphan_removals(
     synced: dict[str, dict[str, list[str]]], catalogue: SegmentCatalogue, profile_id: str, at: str
 ) -> list[AudienceIntent]:
     """Removal of hashes synced to an audience the catalogue no longer feeds from that segment."""
-    fed = {_synced_key(a.platform, a.audience, a.segment) for a in catalogue.audiences()}
+    fed = _plan(catalogue).synced_keys
     intents: list[AudienceIntent] = []
     for key in [k for k in synced if k not in fed]:
         intents.extend(_removals(key, synced.pop(key), profile_id, at))
@@ -610,7 +653,7 @@ def _decide(
     )
     ctx = _state_context(state, profile, computed, plan, now)
     was = set(state.segments if previous_segments is None else previous_segments)
-    members = set(was) & {s.id for s in catalogue.segments} if not full else set()
+    members = was & plan.segment_ids if not full else set()
     flips: list[datetime] = []
     indices = range(len(catalogue.segments)) if segments is None else sorted(set(segments))
     for index in indices:
@@ -628,7 +671,7 @@ def _decide(
     ]
     # Segments that left the catalogue: not a membership change anyone can act on; just forgotten.
     synced = {key: dict(value) for key, value in state.synced.items()}
-    hashes: dict[str, list[HashedIdentifier]] = {}
+    hashes: dict[str, dict[str, list[str]]] = {}
     changed_ids = {c.segment for c in changes}
     intents: list[AudienceIntent] = []
     for index in plan.audience_segments:
@@ -762,6 +805,8 @@ def on_event(
     if due:
         segments.update(plan.timed_segments)
         traits.extend(t for t in plan.windowed_traits if t not in traits)
+    if not (segments or traits or aggregates_changed or carries) and base.profileId == profile.profileId:
+        return Decision(base, False, [], [], None)  # nothing this event can change
     if base.profileId != profile.profileId:  # the state of a profile merged meanwhile: all of it
         return _decide(
             state,
@@ -1071,3 +1116,49 @@ def from_scratch(
         return last_event is None or last_event < last_since
 
     return {s.id for s in catalogue.segments if holds(s.when)}, computed
+
+
+# -- size ------------------------------------------------------------------------------------------
+
+_ISO = 26  # a quoted clock.iso time
+_NUMBER = 40  # a count, a number ≤ MAX_NUMBER, or a float's repr, with room
+# An exact sum of floats: the denominator is at most 2^1074 (324 digits), the numerator at most
+# (MAX_NUMBER × count) × that: ~700 characters whatever the history.
+_SUM = 720
+_KEPT = MAX_KEPT_VALUE_BYTES + 8
+_EXTREME = len('{"at":,"id":"","value":}') + _ISO + 16 + _KEPT
+
+
+def _quoted(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
+def _bucket_bound(trait: ComputedTrait) -> int:
+    field = {"count": _NUMBER, "sum": _SUM, "min": _NUMBER, "max": _NUMBER}.get(trait.aggregate, _EXTREME)
+    return len('{"count":}') + field
+
+
+def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> int:
+    """An upper bound of a profile's state JSON (bytes) under this catalogue, for a profile with at
+    most `emails` emails and `phones` phones (identity's limits): whatever its history, because the
+    aggregates are bounded by the catalogue."""
+    plan = _plan(catalogue)
+    size = 600  # field names, braces, profileId (≤ 64), version, nextCheck, updatedAt
+    size += SEEN_LIMIT * (16 + 3)
+    for spec in plan.keys.values():
+        size += _quoted(spec.key) + len(':{"count":,"first":,"last":,"recent":[]},') + _NUMBER + 2 * _ISO
+        size += spec.keep * (_ISO + 1)
+    for trait in catalogue.computed:
+        bucket = _bucket_bound(trait)
+        size += (
+            _quoted(trait.id)
+            + 2
+            + (bucket if trait.days is None else len('{"days":{}}') + trait.days * (15 + bucket))
+        )
+        value = _KEPT if trait.aggregate in ("first", "last") else _NUMBER
+        size += _quoted(trait.id) + 2 + value  # `computed`
+    size += sum(_quoted(s.id) + 1 for s in catalogue.segments)
+    for audience in catalogue.audiences():
+        key = _quoted(_synced_key(audience.platform, audience.audience, audience.segment))
+        size += key + len(':{"email":[],"phone":[]},') + (emails + phones) * (64 + 3)
+    return size

@@ -35,8 +35,8 @@ def normalised_phone(e164: str, platform: Platform) -> str:
     return f"+{digits}" if platform == "google" else digits
 
 
-def hashed_identifiers(profile: Profile, platform: Platform) -> list[HashedIdentifier]:
-    """Every email and phone of the profile, hashed for `platform`: emails first, each sorted, no repeats."""
+def hashes_by_kind(profile: Profile, platform: Platform) -> dict[str, list[str]]:
+    """{"email": [sha256...], "phone": [sha256...]} for `platform`, each sorted, empty kinds left out."""
     emails = sorted({_sha256(normalised_email(v)) for v in profile.values_of("email") if v.strip()})
     phones = sorted(
         {
@@ -45,6 +45,13 @@ def hashed_identifiers(profile: Profile, platform: Platform) -> list[HashedIdent
             if any(c.isdigit() for c in v)
         }
     )
-    return [HashedIdentifier(kind="email", sha256=h) for h in emails] + [
-        HashedIdentifier(kind="phone", sha256=h) for h in phones
+    return {kind: values for kind, values in (("email", emails), ("phone", phones)) if values}
+
+
+def hashed_identifiers(profile: Profile, platform: Platform) -> list[HashedIdentifier]:
+    """Every email and phone of the profile, hashed for `platform`: emails first, each sorted, no repeats."""
+    return [
+        HashedIdentifier(kind=kind, sha256=h)  # type: ignore[arg-type]
+        for kind, values in hashes_by_kind(profile, platform).items()
+        for h in values
     ]

@@ -39,6 +39,10 @@ class TableStore:
         self._client = dynamodb
 
     @property
+    def table(self) -> str:
+        return self._table
+
+    @property
     def _db(self) -> Any:
         return self._client or client("dynamodb")
 

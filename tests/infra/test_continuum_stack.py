@@ -38,16 +38,22 @@ from infra.constructs.journeys import (
     state_machine_name,
 )
 from infra.constructs.monitoring import MACHINES_PER_ALARM
+from infra.constructs.segments import LIVE_AD_PLATFORMS, SEGMENTS_IN_LAYER
 from infra.constructs.shared_layer import content_hash
 from infra.stacks.continuum_stack import TAGS
 from infra.topology import (
+    AD_PLATFORM_SECRET_ENVS,
+    AD_PLATFORMS_ENV,
     ADMIN_TOKEN_SECRET_ENV,
     DEFAULT_BUS,
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    RECHECK_ROLE_ARN_ENV,
+    RECHECK_SCHEDULE_GROUP_ENV,
     ROOT,
+    SEGMENT_CATALOGUE_ENV,
     TOPOLOGY,
     VISIBILITY_TIMEOUT_FACTOR,
     Function,
@@ -152,7 +158,35 @@ def queue_id(template: Template, queue: str) -> str:
 
 
 def admin_secret_id(template: Template) -> str:
-    return the_id(template, "AWS::SecretsManager::Secret", {"GenerateSecretString": Match.any_value()})
+    return the_id(
+        template,
+        "AWS::SecretsManager::Secret",
+        {"GenerateSecretString": Match.object_like({"PasswordLength": Match.any_value()})},
+    )
+
+
+def ad_secret_id(template: Template, platform: str) -> str:
+    return the_id(
+        template,
+        "AWS::SecretsManager::Secret",
+        {"Description": Match.string_like_regexp(f"ad audiences: {platform} credentials")},
+    )
+
+
+def schedule_group_id(template: Template) -> str:
+    return next(iter(template.find_resources("AWS::Scheduler::ScheduleGroup")))
+
+
+def recheck_role_id(template: Template) -> str:
+    return the_id(
+        template,
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": Match.object_like(
+                {"Statement": [Match.object_like({"Principal": {"Service": "scheduler.amazonaws.com"}})]}
+            )
+        },
+    )
 
 
 def bus_id(template: Template) -> str:
@@ -632,6 +666,18 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
     if spec.admin_credential:
         expected[ADMIN_TOKEN_SECRET_ENV] = {"Ref": admin_secret_id(synth.template)}
 
+    if spec.reads_segments:
+        expected[SEGMENT_CATALOGUE_ENV] = f"/opt/{SEGMENTS_IN_LAYER}"
+    if spec.schedules_rechecks:
+        expected[RECHECK_SCHEDULE_GROUP_ENV] = {"Ref": schedule_group_id(synth.template)}
+        expected[RECHECK_ROLE_ARN_ENV] = arn(recheck_role_id(synth.template))
+    if spec.calls_ad_platforms:
+        expected[AD_PLATFORMS_ENV] = LIVE_AD_PLATFORMS
+        expected |= {
+            variable: {"Ref": ad_secret_id(synth.template, platform)}
+            for platform, variable in AD_PLATFORM_SECRET_ENVS.items()
+        }
+
     variables = synth.resources[function_id(synth.template, spec)]["Properties"]["Environment"]["Variables"]
     journeys = (
         {JOURNEY_CATALOGUE_ENV, JOURNEY_ARN_PREFIX_ENV, JOURNEY_ALIAS_ENV} if spec.reads_journeys else set()
@@ -947,3 +993,88 @@ def test_the_shared_layer_ships_swagger_uis_assets_where_the_docs_page_finds_the
         [sys.executable, "-c", probe, str(layer)], capture_output=True, text=True, check=True, cwd=layer
     )
     assert result.stdout.strip().split("|") == [docs.ASSETS[name] for name in sorted(docs.ASSETS)]
+
+
+# --- segments ----------------------------------------------------------------------------------------
+
+
+def test_fifo_queues_are_fifo_with_a_fifo_dead_letter_queue_and_explicit_deduplication(synth: Synth) -> None:
+    fifo = [spec for spec in TOPOLOGY.queues if spec.fifo]
+    assert [spec.name for spec in fifo] == ["audiences"]
+    for spec in TOPOLOGY.queues:
+        properties = synth.resources[queue_id(synth.template, spec.name)]["Properties"]
+        dead_letters = synth.resources[properties["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+        if spec.fifo:
+            assert properties["FifoQueue"] is True
+            assert properties["ContentBasedDeduplication"] is False
+            assert dead_letters["Properties"]["FifoQueue"] is True
+        else:
+            assert "FifoQueue" not in properties
+            assert "FifoQueue" not in dead_letters["Properties"]
+
+
+def test_the_segment_catalogue_ships_in_the_shared_layer(synth: Synth) -> None:
+    from shared.segments.catalogue import load_segment_catalogue, load_segments
+
+    # Read as the functions read it; the shipped examples (cart_abandoners, vip) are in it.
+    shipped = load_segment_catalogue(layer_dir(synth) / SEGMENTS_IN_LAYER)
+    assert shipped == load_segments(TOPOLOGY.segments_dir)
+    assert {"cart_abandoners", "vip"} <= {s.id for s in shipped.segments}
+
+
+def test_the_segments_function_may_schedule_rechecks_in_its_group_and_pass_only_the_recheck_role(
+    synth: Synth,
+) -> None:
+    segments = TOPOLOGY.function("segments")
+    allowed = granted(synth, segments)
+    role = json.dumps(arn(recheck_role_id(synth.template)), sort_keys=True)
+    assert ("iam:PassRole", role) in allowed
+    scheduling = {(a, r) for a, r in allowed if a.startswith("scheduler:")}
+    assert {a for a, _ in scheduling} == {"scheduler:CreateSchedule", "scheduler:UpdateSchedule"}
+    group = schedule_group_id(synth.template)
+    for _, resource in scheduling:
+        assert group in resource and "schedule/" in resource and resource.endswith('/*"]]}'), resource
+    for spec in TOPOLOGY.functions:
+        passes = {r for a, r in granted(synth, spec) if a == "iam:PassRole"}
+        assert passes == ({role} if spec.schedules_rechecks else set()), spec.name
+
+
+def test_scheduler_may_invoke_the_segments_function_and_nothing_else(synth: Synth) -> None:
+    role_id = recheck_role_id(synth.template)
+    trust = synth.resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    statements = [
+        statement
+        for policy in synth.template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    segments = function_id(synth.template, TOPOLOGY.function("segments"))
+    assert statements == [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(segments)}]
+
+
+def test_only_the_audiences_function_may_read_the_ad_platform_credentials(synth: Synth) -> None:
+    for platform in AD_PLATFORM_SECRET_ENVS:
+        secret = json.dumps({"Ref": ad_secret_id(synth.template, platform)}, sort_keys=True)
+        for spec in TOPOLOGY.functions:
+            may = ("secretsmanager:GetSecretValue", secret) in granted(synth, spec)
+            assert may == spec.calls_ad_platforms, (platform, spec.name)
+
+
+def test_segment_events_reach_the_segments_function(synth: Synth) -> None:
+    route = next(r for r in TOPOLOGY.routes if r.function == "segments")
+    assert set(route.pattern["detail-type"]) == {
+        "event.resolved",
+        "profile.merged",
+        "profile.unmerged",
+        "profile.identifier_removed",
+    }
+    synth.template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": route.pattern,
+            "Targets": Match.array_with(
+                [Match.object_like({"Arn": arn(function_id(synth.template, TOPOLOGY.function("segments")))})]
+            ),
+        },
+    )

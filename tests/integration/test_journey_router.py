@@ -29,12 +29,16 @@ from shared.journeys.router import execution_name
 from shared.models.events import (
     DETAIL_EXECUTION_STATUS_CHANGE,
     DETAIL_RESOLVED,
+    DETAIL_SEGMENT_ENTERED,
+    DETAIL_SEGMENT_EXITED,
     SOURCE_IDENTITY,
+    SOURCE_SEGMENTS,
     SOURCE_STATES,
     Envelope,
     ResolvedEvent,
 )
 from shared.models.message import MessageLogEntry
+from shared.models.segments import SegmentChange
 from shared.store import admin_token, aws
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyRunStore
@@ -71,6 +75,13 @@ JOURNEYS: list[dict[str, Any]] = [
         "trigger": "Signed Up",
         "re_entry": "never",
         "steps": [{"send": {"channel": "email", "template": "welcome"}}],
+    },
+    {
+        "id": "vip_thanks",
+        "name": "VIP thanks",
+        "trigger": {"segment_entered": "vip"},
+        "exit_on": [{"segment_exited": "vip"}],
+        "steps": [{"wait": "1d"}, {"send": {"channel": "email", "template": "vip-thanks"}}],
     },
 ]
 
@@ -152,6 +163,16 @@ def _route(
     return message_id
 
 
+def _segment_change(profile_id: str, segment: str, entered: bool, at: str) -> None:
+    """The bus event the segments function publishes when the profile enters or leaves a segment."""
+    from functions.journey_router.handler import handler
+
+    name = DETAIL_SEGMENT_ENTERED if entered else DETAIL_SEGMENT_EXITED
+    change = SegmentChange(profileId=profile_id, segment=segment, entered=entered, at=at, reason="event")
+    envelope = Envelope(name=name, correlationId=f"m-{uuid.uuid4().hex}", time=at, data=change.model_dump())
+    handler(eventbridge_event(name, SOURCE_SEGMENTS, envelope.model_dump()), LambdaContext("journeys"))
+
+
 def _ended(execution: str, status: str, output: str | None = None) -> None:
     from functions.journey_router.handler import handler
 
@@ -224,6 +245,53 @@ def test_an_exit_event_for_the_same_cart_stops_the_run_and_another_cart_does_not
     )
     assert (running["status"], _status(running["executionArn"])) == ("active", "RUNNING")
     assert _stats(env)["exited#exit_event"] == 1
+
+
+def test_entering_a_segment_starts_the_journey_it_triggers_once_however_often_delivered(
+    env: dict[str, str],
+) -> None:
+    profile, at = _profile(), "2024-05-01T10:00:00.000Z"
+
+    _segment_change(profile, "vip", True, at)
+    _segment_change(profile, "vip", True, at)  # EventBridge delivers at least once
+
+    [run] = _runs(env, profile, "vip_thanks")
+    described = json.loads(
+        boto3.client("stepfunctions").describe_execution(executionArn=run["executionArn"])["input"]
+    )
+    assert (described["profileId"], described["enteredAt"]) == (profile, at)
+    assert described["trigger"]["event"] == "$segment.entered"
+    assert described["trigger"]["properties"] == {"segment": "vip"}
+    assert _stats(env, "vip_thanks")["entered"] == 1
+    assert _runs(env, profile) == []  # no other journey is triggered by it
+
+
+def test_leaving_the_segment_stops_the_run_and_entering_again_starts_a_new_one(env: dict[str, str]) -> None:
+    profile = _profile()
+    _segment_change(profile, "vip", True, "2024-05-01T10:00:00.000Z")
+    [first] = _runs(env, profile, "vip_thanks")
+
+    _segment_change(profile, "vip", False, "2024-05-01T11:00:00.000Z")
+    _segment_change(profile, "vip", True, "2024-05-02T10:00:00.000Z")
+
+    runs = {run["executionArn"]: run for run in _runs(env, profile, "vip_thanks")}
+    assert (runs[first["executionArn"]]["closedReason"], _status(first["executionArn"])) == (
+        "exit_event",
+        "ABORTED",
+    )
+    [second] = [run for arn, run in runs.items() if arn != first["executionArn"]]
+    assert (second["status"], _status(second["executionArn"])) == ("active", "RUNNING")
+    assert _stats(env, "vip_thanks") == {"entered": 2, "exited#exit_event": 1}
+
+
+def test_leaving_another_segment_leaves_the_run_running(env: dict[str, str]) -> None:
+    profile = _profile()
+    _segment_change(profile, "vip", True, "2024-05-01T10:00:00.000Z")
+
+    _segment_change(profile, "cart_abandoners", False, "2024-05-01T11:00:00.000Z")
+
+    [run] = _runs(env, profile, "vip_thanks")
+    assert (run["status"], _status(run["executionArn"])) == ("active", "RUNNING")
 
 
 def test_an_ended_execution_closes_its_run_through_the_execution_index(env: dict[str, str]) -> None:
@@ -323,6 +391,13 @@ def test_the_journeys_api_lists_every_catalogued_journey_with_its_entries(env: d
             "id": "welcome",
             "name": "Welcome",
             "trigger": {"event": "Signed Up", "where": {}},
+            "entered": 0,
+            "active": 0,
+        },
+        {
+            "id": "vip_thanks",
+            "name": "VIP thanks",
+            "trigger": {"event": "$segment.entered", "where": {"segment": {"equals": "vip"}}},
             "entered": 0,
             "active": 0,
         },

@@ -16,14 +16,17 @@ from infra.topology import TOPOLOGY
 from shared import clock
 from shared.journeys.steps import update_message_id
 from shared.models.profile import Identifier
+from shared.models.segments import SegmentState
 from shared.store.journey_stats import JourneyStats
 from shared.store.journey_waits import JourneyWaitStore, TaskTokens
+from shared.store.messages import MessageLog
 from shared.store.profiles import DynamoProfileStore
 from tests.integration.conftest import WRITE_KEY, client, http_event
 
 PROFILES_TABLE = f"{PREFIX}-profiles"
 WAITS_TABLE = f"{PREFIX}-journey-waits"
 STATS_TABLE = f"{PREFIX}-journey-stats"
+MESSAGES_TABLE = f"{PREFIX}-messages"
 SETTLE_SECONDS = 20  # how long a parked execution may take to settle before the test fails
 
 
@@ -273,13 +276,15 @@ def test_wait_until_uses_the_time_zone_of_the_customers_latest_event(engine: Loc
 # -- branch, split ---------------------------------------------------------------------------------
 
 
-def _deliver(engine: LocalEngine, profile_id: str, execution: str, step: str) -> dict[str, Any]:
+def _deliver(
+    engine: LocalEngine, profile_id: str, execution: str, step: str, text: str = "Hello"
+) -> dict[str, Any]:
     request = {
         "journey": "integration",
         "step": step,
         "channel": "email",
         "template": "welcome",
-        "content": {"subject": "Hi", "text": "Hello"},
+        "content": {"subject": "Hi", "text": text},
         "profileId": profile_id,
         "enteredAt": clock.iso(engine.clock.now()),
         "trigger": {},
@@ -340,6 +345,65 @@ def test_branch_on_the_live_profiles_traits(engine: LocalEngine) -> None:
     assert engine.invoke("journey-steps", _payload("branch", spec, profileId=_owner(user))) == {
         "path": "case-1"
     }
+
+
+def _segment_state(profile_id: str, segments: list[str], **computed: Any) -> None:
+    """The segment state item as the segments function keeps it (DESIGN9 §2), written directly."""
+    state = SegmentState(profileId=profile_id, version=7, segments=segments, computed=computed)
+    client("dynamodb").put_item(
+        TableName=PROFILES_TABLE,
+        Item={
+            "pk": {"S": f"profile#{profile_id}"},
+            "sk": {"S": "segments"},
+            "state": {"S": state.model_dump_json()},
+            "version": {"N": "7"},
+        },
+    )
+
+
+def test_branch_on_segment_membership_and_computed_traits_reads_the_state_item(engine: LocalEngine) -> None:
+    user = f"u-{_tag()}"
+    _send(engine, "identify", userId=user, traits={"plan": "pro"})
+    _segment_state(_owner(user), ["vip"], lifetime_revenue=750, orders_count=2)
+    spec = {
+        "cases": [
+            {"when": {"segments": {"cart_abandoners": True}}},
+            {"when": {"computed": {"lifetime_revenue": {"gte": 1000}}}},
+            {"when": {"segments": {"vip": True}, "computed": {"orders_count": {"gte": 2}}}},
+        ]
+    }
+
+    assert engine.invoke("journey-steps", _payload("branch", spec, profileId=_owner(user))) == {
+        "path": "case-2"
+    }
+
+
+def test_branch_on_segments_of_a_profile_without_state_takes_the_non_member_case(engine: LocalEngine) -> None:
+    user = f"u-{_tag()}"
+    _send(engine, "identify", userId=user, traits={"plan": "pro"})
+    client("dynamodb").delete_item(
+        TableName=PROFILES_TABLE, Key={"pk": {"S": f"profile#{_owner(user)}"}, "sk": {"S": "segments"}}
+    )
+    spec = {"cases": [{"when": {"segments": {"vip": True}}}, {"when": {"segments": {"vip": False}}}]}
+
+    assert engine.invoke("journey-steps", _payload("branch", spec, profileId=_owner(user))) == {
+        "path": "case-1"
+    }
+
+
+def test_a_sent_message_renders_the_computed_traits_of_the_state_item(engine: LocalEngine) -> None:
+    user = f"u-{_tag()}"
+    _send(engine, "identify", userId=user, traits={"email": f"{user}@example.com"})
+    _segment_state(_owner(user), ["vip"], lifetime_revenue=742.5)
+    execution = f"arn:aws:states:us-east-1:123456789012:execution:x:{_tag()}"
+
+    result = _deliver(
+        engine, _owner(user), execution, "send-thanks", "You spent {{ computed.lifetime_revenue }}"
+    )
+
+    assert result["status"] == "queued"
+    entry = MessageLog(MESSAGES_TABLE).get(result["messageKey"])
+    assert entry is not None and entry.content == {"subject": "Hi", "text": "You spent 742.5"}
 
 
 def test_split_takes_the_same_path_for_a_profile_every_time(engine: LocalEngine) -> None:

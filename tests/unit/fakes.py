@@ -23,6 +23,7 @@ from shared.journeys.steps import JourneyWait
 from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
+from shared.models.segments import SegmentState
 from shared.store.profiles import storable
 
 # DynamoDB's TransactWriteItems takes at most 100 actions (shared/store/profiles.py refuses more).
@@ -626,3 +627,22 @@ class FakeEventsClient:
     def details(self) -> list[dict[str, Any]]:
         """The envelopes on the bus, parsed."""
         return [json.loads(entry["Detail"]) for entry in self.bus]
+
+
+class FakeSegmentStates:
+    """`shared.journeys.steps.SegmentStates` (and the delivery service's) in memory: the segment state
+    items by profile id, each read noted in `reads`."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, SegmentState] = {}
+        self.reads: list[str] = []
+
+    def put(self, profile_id: str, segments: Iterable[str] = (), **computed: Any) -> None:
+        self.states[profile_id] = SegmentState(
+            profileId=profile_id, version=1, segments=sorted(segments), computed=computed
+        )
+
+    def segment_state(self, profile_id: str) -> SegmentState | None:
+        self.reads.append(profile_id)
+        state = self.states.get(profile_id)
+        return None if state is None else state.model_copy(deep=True)

@@ -166,6 +166,7 @@ PROFILES_API = {
     "MESSAGES_TABLE": "messages",
     "JOURNEY_RUNS_TABLE": "journey-runs",
     "JOURNEY_STATS_TABLE": "journey-stats",
+    "AUDIENCES_QUEUE_URL": "https://sqs/audiences.fifo",
 }
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:admin-token-AbCdEf"
 

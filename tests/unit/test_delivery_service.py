@@ -21,11 +21,12 @@ from shared.delivery.service import (
 )
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Identifier
-from tests.unit.fakes import FakeJourneyStats, FakeMessageLog, FakeProfileStore, FakeQueue
+from tests.unit.fakes import FakeJourneyStats, FakeMessageLog, FakeProfileStore, FakeQueue, FakeSegmentStates
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:cart_abandonment:run-1"
 STEP = "02 send email cart-reminder"
 KEY = f"{EXECUTION}#{STEP}"
+NO_SEGMENTS = FakeSegmentStates()  # no profile has a segment state
 
 pytestmark = pytest.mark.usefixtures("fixed_clock")
 
@@ -96,8 +97,8 @@ def _entry(status: str, **overrides: Any) -> MessageLogEntry:
 def test_a_queued_send_counts_as_sent_for_its_step_once(
     profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue, stats)
-    handle_send(_request(), profiles, log, queue, stats)  # the step retried
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)  # the step retried
 
     assert stats.counters == {"cart_abandonment": {f"step#{STEP}#sent": 1}}
 
@@ -107,8 +108,8 @@ def test_a_dropped_send_counts_as_dropped_with_its_reason_once(
 ) -> None:
     profiles.docs["p-1"].traits["unsubscribed"] = True
 
-    handle_send(_request(), profiles, log, queue, stats)
-    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert stats.counters == {"cart_abandonment": {f"step#{STEP}#dropped#unsubscribed": 1}}
 
@@ -118,7 +119,7 @@ def test_a_retried_step_whose_entry_was_recorded_before_counts_nothing(
 ) -> None:
     log.entries[KEY] = _entry("queued")
 
-    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert stats.counters == {}
 
@@ -126,7 +127,7 @@ def test_a_retried_step_whose_entry_was_recorded_before_counts_nothing(
 def test_a_dropped_send_is_logged_with_its_reason(
     log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    entry = handle_send(_request(profileId="p-unknown"), FakeProfileStore(), log, queue, stats)
+    entry = handle_send(_request(profileId="p-unknown"), FakeProfileStore(), log, queue, stats, NO_SEGMENTS)
 
     assert entry.status == "dropped"
     assert entry.reason == "profile_not_found"
@@ -139,7 +140,7 @@ def test_a_dropped_send_enqueues_nothing(
 ) -> None:
     profiles.docs["p-1"].traits["unsubscribed"] = True
 
-    entry = handle_send(_request(), profiles, log, queue, stats)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert entry.reason == "unsubscribed"
     assert queue.messages == []
@@ -152,7 +153,7 @@ def test_a_passing_send_is_logged_as_queued(
     fixed_clock: datetime,
     stats: FakeJourneyStats,
 ) -> None:
-    entry = handle_send(_request(), profiles, log, queue, stats)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert log.entries[KEY].status == "queued"
     assert entry.messageKey == KEY
@@ -165,7 +166,7 @@ def test_a_passing_send_is_logged_as_queued(
 def test_a_passing_send_is_enqueued_once_with_everything_the_channel_needs(
     profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert queue.messages == [
         OutboundMessage(
@@ -181,12 +182,49 @@ def test_a_passing_send_is_enqueued_once_with_everything_the_channel_needs(
     ]
 
 
+def test_a_template_renders_the_profiles_computed_traits(
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    segments = FakeSegmentStates()
+    segments.put("p-1", ["vip"], lifetime_revenue=742.5, orders_count=4)
+    content = {
+        "subject": "{{ computed.orders_count }} orders",
+        "text": "You spent {{ computed.lifetime_revenue }}; last {{ computed.last_order_at | a while ago }}",
+    }
+
+    entry = handle_send(_request(content=content), profiles, log, queue, stats, segments)
+
+    assert entry.content == {"subject": "4 orders", "text": "You spent 742.5; last a while ago"}
+    assert segments.reads == ["p-1"]
+
+
+def test_a_template_reading_no_computed_trait_reads_no_segment_state(
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    segments = FakeSegmentStates()
+    segments.put("p-1", lifetime_revenue=742.5)
+
+    handle_send(_request(), profiles, log, queue, stats, segments)
+
+    assert segments.reads == []
+
+
+def test_computed_traits_of_a_profile_without_segment_state_render_their_fallback(
+    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    content = {"subject": "Spent {{ computed.lifetime_revenue | nothing yet }}", "text": "Hi"}
+
+    entry = handle_send(_request(content=content), profiles, log, queue, stats, NO_SEGMENTS)
+
+    assert entry.content == {"subject": "Spent nothing yet", "text": "Hi"}
+
+
 def test_a_send_to_a_merged_profile_id_is_logged_under_the_survivor(
     profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     profiles.seed("p-0", created_at="2024-04-02T00:00:00.000Z", mergedInto="p-1")
 
-    entry = handle_send(_request(profileId="p-0"), profiles, log, queue, stats)
+    entry = handle_send(_request(profileId="p-0"), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert entry.profileId == "p-1"
     assert queue.messages[0].to == "ada@example.com"
@@ -197,7 +235,7 @@ def test_a_retried_step_already_sent_enqueues_nothing(
 ) -> None:
     log.entries[KEY] = _entry("sent", sentAt="2024-05-01T11:00:01.000Z", providerMessageId="ses-1")
 
-    entry = handle_send(_request(), profiles, log, queue, stats)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert queue.messages == []
     assert entry.status == "sent"
@@ -209,7 +247,7 @@ def test_a_retried_step_keeps_its_first_drop_even_if_the_profile_changed(
 ) -> None:
     log.entries[KEY] = _entry("dropped", reason="no_email_address", to=None, content=None)
 
-    entry = handle_send(_request(), profiles, log, queue, stats)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert (entry.status, entry.reason) == ("dropped", "no_email_address")
     assert queue.messages == []
@@ -218,12 +256,12 @@ def test_a_retried_step_keeps_its_first_drop_even_if_the_profile_changed(
 def test_a_retried_step_twice_in_a_row_enqueues_once_then_stops_after_the_send(
     profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
     handle_outbound(
         queue.messages[0], log, lambda message: "ses-1", holder="d-1", lease_until=clock.now() + LEASE
     )
 
-    handle_send(_request(), profiles, log, queue, stats)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert len(queue.messages) == 1
 
@@ -234,7 +272,7 @@ def test_a_retried_step_still_queued_is_enqueued_again_as_first_decided(
     # The first attempt logged the entry but may have died before enqueueing: the channel dedupes.
     log.entries[KEY] = _entry("queued")
 
-    entry = handle_send(_request(), profiles, log, queue, stats)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
 
     assert entry.status == "queued"
     assert [(m.messageKey, m.to, m.content) for m in queue.messages] == [

@@ -475,6 +475,38 @@ def test_a_track_call_without_event_names_the_field() -> None:
     assert [d["loc"] for d in caught.value.details] == ["event"]
 
 
+@pytest.mark.parametrize("name", ["$segment.entered", "$segment.exited", "$segment.anything"])
+def test_a_track_call_named_like_a_segment_event_is_refused_so_it_cannot_forge_one(name: str) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        parse("track", _body(userId="u-1", event=name, properties={"segment": "vip"}))
+
+    assert caught.value.status == 400
+    [detail] = caught.value.details
+    assert detail["loc"] == "event"
+    assert "reserved" in detail["error"] and "$segment." in detail["error"]
+
+
+def test_a_batched_track_call_named_like_a_segment_event_is_named_by_its_position() -> None:
+    body = _body(
+        batch=[
+            {"type": "track", "userId": "u-1", "event": "Product Added"},
+            {"type": "track", "userId": "u-1", "event": "$segment.entered"},
+        ]
+    )
+
+    with pytest.raises(BadRequestError) as caught:
+        parse("batch", body)
+
+    assert [d["loc"] for d in caught.value.details] == ["batch.1.track.event"]
+
+
+@pytest.mark.parametrize("name", ["segment.entered", "Segment Entered", "$Segment.entered", "$segments"])
+def test_names_only_resembling_the_reserved_prefix_are_accepted(name: str) -> None:
+    [call] = _calls("track", _body(userId="u-1", event=name))
+
+    assert isinstance(call, TrackCall) and call.event == name
+
+
 # -- parse: batches --------------------------------------------------------------------------------
 
 

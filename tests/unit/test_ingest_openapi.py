@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,3 +102,12 @@ def test_the_document_bounds_each_id_by_its_byte_limit_and_says_it_counts_bytes(
 
     assert text["maxLength"] == limit
     assert f"at most {limit} bytes in UTF-8" in text["description"]
+
+
+def test_the_document_says_track_event_names_starting_with_segment_are_refused() -> None:
+    event = document()["components"]["schemas"]["TrackCall"]["properties"]["event"]
+    refused = re.compile(event["not"]["pattern"])
+
+    assert refused.search("$segment.entered") and not refused.search("segment.entered")
+    assert "$segment." in event["description"]
+    assert "$segment." in document()["paths"]["/v1/track"]["post"]["responses"]["400"]["description"]

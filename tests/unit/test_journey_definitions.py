@@ -27,6 +27,7 @@ from shared.models.journey import (
     WaitStep,
     WaitUntilStep,
 )
+from shared.segments.catalogue import SegmentCatalogue
 
 EMAIL = {"subject": "Hello", "text": "Hi {{ profile.traits.firstName | there }}"}
 PUSH = {"title": "Hey", "body": "Come back"}
@@ -729,3 +730,144 @@ def test_a_long_path_that_may_end_early_or_fits_in_a_year_is_accepted() -> None:
             ]
         )
     )
+
+
+# -- segments ----------------------------------------------------------------------------------------
+
+
+def test_segment_entered_as_a_trigger_is_the_segment_event_for_that_segment() -> None:
+    definition = JourneyDefinition.model_validate(_definition(trigger={"segment_entered": "vip"}))
+
+    assert definition.trigger == EventRule(event="$segment.entered", where={"segment": {"equals": "vip"}})
+
+
+def test_segment_exited_and_entered_in_exit_on_are_the_segment_events() -> None:
+    definition = JourneyDefinition.model_validate(
+        _definition(exit_on=[{"segment_exited": "cart_abandoners"}, {"segment_entered": "vip"}, "Churned"])
+    )
+
+    assert definition.exit_on == [
+        EventRule(event="$segment.exited", where={"segment": {"equals": "cart_abandoners"}}),
+        EventRule(event="$segment.entered", where={"segment": {"equals": "vip"}}),
+        EventRule(event="Churned"),
+    ]
+
+
+def test_a_journey_on_segments_dumps_to_what_validates_back_to_it() -> None:
+    definition = JourneyDefinition.model_validate(
+        _definition(trigger={"segment_entered": "vip"}, exit_on=[{"segment_exited": "vip"}])
+    )
+
+    assert JourneyDefinition.model_validate(definition.model_dump(mode="json")) == definition
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        {"segment_entered": "VIP"},  # not a segment id
+        {"segment_entered": ""},
+        {"segment_entered": ["vip"]},
+        {"segment_entered": "vip", "where": {"plan": "pro"}},  # the sugar stands alone
+        {"segment_entered": "vip", "segment_exited": "vip"},
+        "$segment.changed",  # only the two segment events exist
+        {"event": "$segment.left", "where": {"segment": "vip"}},
+    ],
+)
+def test_a_malformed_segment_trigger_is_refused(written: Any) -> None:
+    with pytest.raises(ValidationError):
+        JourneyDefinition.model_validate(_definition(trigger=written))
+
+
+def test_a_journey_names_the_segments_and_computed_traits_it_uses() -> None:
+    branch = {
+        "branch": {
+            "cases": [
+                {
+                    "when": {
+                        "segments": {"cart_abandoners": False},
+                        "computed": {"orders_count": {"gte": 2}},
+                    },
+                    "steps": [{"send": {"channel": "email", "template": "hello"}}],
+                },
+                {"when": {"computed": {"lifetime_revenue": {"gt": 100}}}, "steps": []},
+            ],
+        }
+    }
+    definition = JourneyDefinition.model_validate(
+        _definition(
+            trigger={"segment_entered": "vip"}, exit_on=[{"segment_exited": "churn_risk"}], steps=[branch]
+        )
+    )
+
+    assert definition.segments_named() == {"vip", "churn_risk", "cart_abandoners"}
+    assert definition.computed_named() == {"orders_count", "lifetime_revenue"}
+
+
+def test_a_journey_without_segments_names_none() -> None:
+    definition = JourneyDefinition.model_validate(_definition())
+
+    assert (definition.segments_named(), definition.computed_named()) == (set(), set())
+
+
+@pytest.mark.parametrize(
+    "when",
+    [{"segments": {"Not An Id": True}}, {"segments": {"vip": "yes"}}, {"computed": {"x": {"nope": 1}}}],
+)
+def test_a_malformed_segment_or_computed_case_is_refused(when: dict[str, Any]) -> None:
+    branch = {"branch": {"cases": [{"when": when, "steps": []}]}}
+    with pytest.raises(ValidationError):
+        JourneyDefinition.model_validate(
+            _definition(steps=[branch, {"send": {"channel": "email", "template": "hello"}}])
+        )
+
+
+def _segment_catalogue() -> SegmentCatalogue:
+    return SegmentCatalogue.model_validate(
+        {
+            "segments": [
+                {"id": "vip", "name": "VIP", "when": {"computed": {"lifetime_revenue": {"gte": 500}}}}
+            ],
+            "computed": [
+                {
+                    "id": "lifetime_revenue",
+                    "event": "Order Completed",
+                    "aggregate": "sum",
+                    "property": "revenue",
+                }
+            ],
+        }
+    )
+
+
+def test_loading_journeys_with_the_segment_catalogue_refuses_one_naming_an_unknown_segment(
+    tmp_path: Path,
+) -> None:
+    _write(
+        tmp_path, "welcome", _definition(exit_on=[{"segment_exited": "vips"}]), {"hello": {"email": EMAIL}}
+    )
+
+    with pytest.raises(JourneyLoadError, match=r"welcome: names unknown segment\(s\) \['vips'\]"):
+        load_journeys(tmp_path, _segment_catalogue())
+
+
+def test_loading_journeys_with_the_segment_catalogue_refuses_an_unknown_computed_trait_in_a_template(
+    tmp_path: Path,
+) -> None:
+    text = {"subject": "Hi", "text": "{{ computed.orders_count | no }} orders"}
+    _write(tmp_path, "welcome", _definition(), {"hello": {"email": text}})
+
+    with pytest.raises(JourneyLoadError, match=r"unknown computed trait\(s\) \['orders_count'\]"):
+        load_journeys(tmp_path, _segment_catalogue())
+
+
+def test_loading_journeys_naming_declared_segments_and_computed_traits_succeeds(tmp_path: Path) -> None:
+    branch = {"branch": {"cases": [{"when": {"computed": {"lifetime_revenue": {"gte": 900}}}, "steps": []}]}}
+    definition = _definition(
+        trigger={"segment_entered": "vip"},
+        steps=[branch, {"send": {"channel": "email", "template": "hello"}}],
+    )
+    _write(tmp_path, "welcome", definition, {"hello": {"email": EMAIL}})
+
+    [journey] = load_journeys(tmp_path, _segment_catalogue())
+
+    assert journey.definition.segments_named() == {"vip"}

@@ -26,10 +26,11 @@ from shared.journeys.router import (
     follow_merge,
     held_out,
     route,
+    segment_event,
 )
 from shared.journeys.steps import JourneyWait
 from shared.models.events import ProfilesMerged, ResolvedEvent
-from shared.models.journey import Condition
+from shared.models.journey import Condition, JourneyDefinition
 from shared.models.message import MessageLogEntry
 from tests.unit.fakes import FakeExecutions, FakeJourneyWaits, FakeMessageLog, FakeRunStore, FakeStats
 
@@ -1068,3 +1069,134 @@ def test_an_execution_that_ended_in_its_wait_for_leaves_no_wait(
 def test_the_router_hears_of_stopped_executions_too() -> None:
     [route_] = [r for r in TOPOLOGY.routes if r.name == "journey-executions"]
     assert set(route_.pattern["detail"]["status"]) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+# -- segments --------------------------------------------------------------------------------------
+
+VIP_THANKS = RoutedJourney.of(
+    JourneyDefinition.model_validate(
+        {
+            "id": "vip_thanks",
+            "name": "VIP thanks",
+            "trigger": {"segment_entered": "vip"},
+            "exit_on": [{"segment_exited": "vip"}],
+            "steps": [{"wait": "3d"}, {"send": {"channel": "email", "template": "thanks"}}],
+        }
+    ),
+    MACHINE.replace("cart_abandonment", "vip_thanks"),
+)
+ENTERED_AT = "2024-05-01T11:00:00.000Z"
+
+
+def _segment(
+    entered: bool, at: str = ENTERED_AT, segment: str = "vip", profile: str = PROFILE
+) -> ResolvedEvent:
+    return segment_event(profile, segment, entered, at)
+
+
+def test_a_segment_change_is_the_segment_event_of_that_profile_at_the_time_of_the_change() -> None:
+    resolved = _segment(True)
+
+    assert resolved.profileId == PROFILE
+    assert resolved.event == {
+        "type": "track",
+        "event": "$segment.entered",
+        "properties": {"segment": "vip"},
+        "messageId": f"segment:{PROFILE}:vip:entered:{ENTERED_AT}",
+        "timestamp": ENTERED_AT,
+        "receivedAt": ENTERED_AT,
+    }
+    assert _segment(False).event["event"] == "$segment.exited"
+
+
+def test_entering_the_segment_starts_the_journey_triggered_by_it(
+    ports: Ports, executions: FakeExecutions
+) -> None:
+    routing = route(_segment(True), [VIP_THANKS], ports, NOW)
+
+    [arn] = routing.started
+    assert executions.payloads[arn]["trigger"] == {
+        "event": "$segment.entered",
+        "properties": {"segment": "vip"},
+        "messageId": f"segment:{PROFILE}:vip:entered:{ENTERED_AT}",
+        "timestamp": ENTERED_AT,
+    }
+    assert executions.payloads[arn]["enteredAt"] == ENTERED_AT
+
+
+def test_entering_another_segment_or_leaving_starts_nothing(ports: Ports) -> None:
+    assert route(_segment(True, segment="cart_abandoners"), [VIP_THANKS], ports, NOW).started == []
+    assert route(_segment(False), [VIP_THANKS], ports, NOW).started == []
+    assert ports.runs.runs(PROFILE, "vip_thanks") == []
+
+
+def test_leaving_the_segment_exits_the_run(
+    ports: Ports, executions: FakeExecutions, stats: FakeStats
+) -> None:
+    [arn] = route(_segment(True), [VIP_THANKS], ports, NOW).started
+
+    routing = route(_segment(False, "2024-05-02T09:00:00.000Z"), [VIP_THANKS], ports, NOW)
+
+    assert routing.exited == [arn]
+    assert not executions.is_running(arn)
+    assert ports.runs.by_execution(arn)[0]["closedReason"] == "exit_event"
+    assert stats.get("vip_thanks") == {"entered": 1, "exited#exit_event": 1}
+
+
+def test_leaving_another_segment_leaves_the_run_running(ports: Ports, executions: FakeExecutions) -> None:
+    [arn] = route(_segment(True), [VIP_THANKS], ports, NOW).started
+
+    assert route(_segment(False, segment="cart_abandoners"), [VIP_THANKS], ports, NOW).exited == []
+    assert executions.is_running(arn)
+
+
+def test_a_segment_change_delivered_twice_is_one_entry(ports: Ports, stats: FakeStats) -> None:
+    [arn] = route(_segment(True), [VIP_THANKS], ports, NOW).started
+
+    again = route(_segment(True), [VIP_THANKS], ports, NOW)
+
+    assert again.started == [] and again.exited == []
+    assert [run["executionArn"] for run in ports.runs.runs(PROFILE, "vip_thanks")] == [arn]
+    assert stats.get("vip_thanks") == {"entered": 1}
+
+
+def test_entering_again_while_in_the_journey_starts_nothing_new(ports: Ports) -> None:
+    route(_segment(True), [VIP_THANKS], ports, NOW)
+
+    assert route(_segment(True, "2024-05-01T11:30:00.000Z"), [VIP_THANKS], ports, NOW).started == []
+    assert len(ports.runs.runs(PROFILE, "vip_thanks")) == 1
+
+
+def test_entering_again_after_leaving_starts_a_new_run_under_after_exit(
+    ports: Ports, stats: FakeStats
+) -> None:
+    [first] = route(_segment(True), [VIP_THANKS], ports, NOW).started
+    route(_segment(False, "2024-05-02T09:00:00.000Z"), [VIP_THANKS], ports, NOW)
+
+    [second] = route(_segment(True, "2024-05-03T09:00:00.000Z"), [VIP_THANKS], ports, NOW).started
+
+    assert second != first
+    assert stats.get("vip_thanks")["entered"] == 2
+
+
+def test_entering_again_after_leaving_starts_nothing_when_re_entry_is_never(ports: Ports) -> None:
+    once = RoutedJourney(**{**VIP_THANKS.__dict__, "re_entry": ReEntryRule("never")})
+    route(_segment(True), [once], ports, NOW)
+    route(_segment(False, "2024-05-02T09:00:00.000Z"), [once], ports, NOW)
+
+    assert route(_segment(True, "2024-05-03T09:00:00.000Z"), [once], ports, NOW).started == []
+
+
+def test_a_segment_exit_is_counted_once_when_delivered_twice(ports: Ports, stats: FakeStats) -> None:
+    route(_segment(True), [VIP_THANKS], ports, NOW)
+
+    for _ in range(2):
+        route(_segment(False, "2024-05-02T09:00:00.000Z"), [VIP_THANKS], ports, NOW)
+
+    assert stats.get("vip_thanks")["exited#exit_event"] == 1
+
+
+def test_a_customer_track_event_of_another_name_never_touches_a_segment_journey(ports: Ports) -> None:
+    routing = route(_with("vip", "m-1", segment="vip"), [VIP_THANKS], ports, NOW)
+
+    assert routing.started == []

@@ -33,6 +33,7 @@ from tests.unit.fakes import (
     FakeMessageLog,
     FakeProfileStore,
     FakePublisher,
+    FakeSegmentStates,
     FakeTaskTokens,
 )
 
@@ -65,6 +66,7 @@ class World:
         self.tasks = FakeTaskTokens(self.journal)
         self.messages = FakeMessageLog()
         self.publisher = FakePublisher()
+        self.segments = FakeSegmentStates()
         self.default_timezone = "UTC"
 
     @property
@@ -78,6 +80,7 @@ class World:
             identity=lambda call: resolve(
                 call, self.profiles, IdentityRules(), clock.parse(call["timestamp"])
             ),
+            segments=self.segments,
             default_timezone=self.default_timezone,
         )
 
@@ -460,6 +463,87 @@ def test_branch_case_needs_all_its_conditions(world: World) -> None:
     result = world.run(
         "branch", branch_spec({"traits": {"plan": "pro"}, "journey": {"sent": "send-email-welcome"}})
     )
+
+    assert result == {"path": "else"}
+
+
+# -- branch on segments and computed traits --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [({"vip"}, "case-0"), ({"vip", "cart_abandoners"}, "case-1"), (set(), "case-2"), ({"x"}, "case-2")],
+)
+def test_branch_on_segment_membership(world: World, members: set[str], expected: str) -> None:
+    world.profile()
+    world.segments.put("p-1", members)
+
+    result = world.run(
+        "branch",
+        branch_spec(
+            {"segments": {"vip": True, "cart_abandoners": False}},
+            {"segments": {"cart_abandoners": True}},
+            {"segments": {"vip": False}},
+        ),
+    )
+
+    assert result == {"path": expected}
+
+
+@pytest.mark.parametrize(("revenue", "expected"), [(1200, "case-0"), (600.5, "case-1"), (80, "else")])
+def test_branch_on_computed_traits(world: World, revenue: float, expected: str) -> None:
+    world.profile()
+    world.segments.put("p-1", lifetime_revenue=revenue, orders_count=3)
+
+    result = world.run(
+        "branch",
+        branch_spec(
+            {"computed": {"lifetime_revenue": {"gte": 1000}}},
+            {"computed": {"lifetime_revenue": {"gte": 500}, "orders_count": {"gt": 1}}},
+        ),
+    )
+
+    assert result == {"path": expected}
+
+
+def test_branch_on_segments_of_a_profile_without_segment_state_is_a_member_of_none(world: World) -> None:
+    world.profile()
+
+    result = world.run(
+        "branch",
+        branch_spec(
+            {"segments": {"vip": True}},
+            {"computed": {"orders_count": {"exists": True}}},
+            {"segments": {"vip": False}},
+        ),
+    )
+
+    assert result == {"path": "case-2"}
+
+
+def test_branch_reads_the_segment_state_of_the_live_profile_after_a_merge(world: World) -> None:
+    world.profile("p-live", mergedFrom=["p-1"])
+    world.profile("p-1", mergedInto="p-live")
+    world.segments.put("p-live", {"vip"})
+
+    assert world.run("branch", branch_spec({"segments": {"vip": True}})) == {"path": "case-0"}
+    assert world.segments.reads == ["p-live"]
+
+
+def test_branch_without_segment_cases_does_not_read_the_segment_state(world: World) -> None:
+    world.profile(traits={"plan": "pro"})
+    world.segments.put("p-1", {"vip"})
+
+    world.run("branch", branch_spec({"traits": {"plan": "pro"}}))
+
+    assert world.segments.reads == []
+
+
+def test_branch_on_segments_and_traits_needs_both(world: World) -> None:
+    world.profile(traits={"plan": "free"})
+    world.segments.put("p-1", {"vip"})
+
+    result = world.run("branch", branch_spec({"segments": {"vip": True}, "traits": {"plan": "pro"}}))
 
     assert result == {"path": "else"}
 

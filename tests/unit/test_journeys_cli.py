@@ -50,7 +50,7 @@ def test_the_shipped_journeys_validate_against_the_shipped_sample_events(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["validate"]) == 0
-    assert "ok: 3 journey(s) valid" in capsys.readouterr().out
+    assert "ok: 4 journey(s) valid" in capsys.readouterr().out
 
 
 def test_a_template_rendered_with_the_samples_passes(
@@ -182,3 +182,140 @@ def test_graph_labels_split_paths_by_share_and_same_as_trigger_conditions(
 def test_graph_of_an_unknown_journey_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", "nope"]) == 2
     assert "no journey 'nope'" in capsys.readouterr().err
+
+
+# -- segments and computed traits ---------------------------------------------------------------------
+
+VIP = {"id": "vip", "name": "VIP", "when": {"computed": {"lifetime_revenue": {"gte": 500}}}}
+COMPUTED = [{"id": "lifetime_revenue", "event": "Order Completed", "aggregate": "sum", "property": "revenue"}]
+
+
+@pytest.fixture
+def segments_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    (folder / "vip.yaml").write_text(yaml.safe_dump(VIP), encoding="utf-8")
+    (folder / "computed_traits.yaml").write_text(yaml.safe_dump(COMPUTED), encoding="utf-8")
+    return folder
+
+
+def _validate_with(dirs: tuple[Path, Path], segments: Path) -> int:
+    return main(
+        ["--journeys", str(dirs[0]), "validate", "--events", str(dirs[1]), "--segments", str(segments)]
+    )
+
+
+def _vip_thanks(**overrides: Any) -> dict[str, Any]:
+    return {
+        "id": "vip_thanks",
+        "name": "VIP thanks",
+        "trigger": {"segment_entered": "vip"},
+        "exit_on": [{"segment_exited": "vip"}],
+        "steps": [{"id": "thanks", "send": {"channel": "email", "template": "thanks"}}],
+        **overrides,
+    }
+
+
+THANKS = {
+    "email": {
+        "subject": "Welcome to {{ trigger.properties.segment }}, {{ profile.traits.firstName }}",
+        "text": "You spent {{ computed.lifetime_revenue | a lot }}",
+    }
+}
+
+
+def test_a_segment_triggered_journey_rendering_computed_traits_validates(
+    dirs: tuple[Path, Path], segments_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _journey(dirs[0], _vip_thanks(), {"thanks": THANKS})
+
+    assert _validate_with(dirs, segments_dir) == 0, capsys.readouterr().err
+    assert "ok: 1 journey(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"trigger": {"segment_entered": "vips"}}, "unknown segment(s) ['vips']"),
+        ({"exit_on": [{"segment_exited": "churned"}]}, "unknown segment(s) ['churned']"),
+        (
+            {
+                "steps": [
+                    {
+                        "branch": {
+                            "cases": [{"when": {"segments": {"big_spenders": True}}, "steps": []}],
+                        }
+                    },
+                    {"id": "thanks", "send": {"channel": "email", "template": "thanks"}},
+                ]
+            },
+            "unknown segment(s) ['big_spenders']",
+        ),
+        (
+            {
+                "steps": [
+                    {
+                        "branch": {
+                            "cases": [{"when": {"computed": {"orders_90d": {"gt": 1}}}, "steps": []}],
+                        }
+                    },
+                    {"id": "thanks", "send": {"channel": "email", "template": "thanks"}},
+                ]
+            },
+            "unknown computed trait(s) ['orders_90d']",
+        ),
+    ],
+)
+def test_a_journey_naming_an_undeclared_segment_or_computed_trait_fails(
+    dirs: tuple[Path, Path],
+    segments_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    overrides: dict[str, Any],
+    problem: str,
+) -> None:
+    _journey(dirs[0], _vip_thanks(**overrides), {"thanks": THANKS})
+
+    assert _validate_with(dirs, segments_dir) == 1
+    assert f"journey vip_thanks: names {problem}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{{ computed.orders_count | 0 }}", "unknown computed trait(s) ['orders_count']"),
+        ("{{ computed.lifetime_revenue }}", "has no value for a profile without the events it counts"),
+    ],
+)
+def test_a_template_rendering_an_undeclared_or_unguarded_computed_trait_fails(
+    dirs: tuple[Path, Path], segments_dir: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    _journey(dirs[0], _vip_thanks(), {"thanks": {"email": {"subject": "Hi", "text": text}}})
+
+    assert _validate_with(dirs, segments_dir) == 1
+    assert problem in capsys.readouterr().err
+
+
+def test_a_segments_folder_that_does_not_load_fails_validation(
+    dirs: tuple[Path, Path], segments_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (segments_dir / "vip.yaml").write_text(yaml.safe_dump({**VIP, "when": {"nonsense": 1}}), encoding="utf-8")
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"subject": "Hi", "text": "Hello"}}})
+
+    assert _validate_with(dirs, segments_dir) == 1
+    assert "error: segments:" in capsys.readouterr().err
+
+
+def test_the_graph_of_a_segment_journey_reads_as_segments(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    branch = {"branch": {"cases": [{"when": {"segments": {"vip": False}}, "steps": []}]}}
+    _journey(
+        dirs[0],
+        _vip_thanks(steps=[branch, {"id": "thanks", "send": {"channel": "email", "template": "thanks"}}]),
+        {"thanks": THANKS},
+    )
+
+    assert main(["--journeys", str(dirs[0]), "graph", "vip_thanks"]) == 0
+    out = capsys.readouterr().out
+    assert 'start(["entered segment vip"])' in out
+    assert "not in segment vip" in out
