@@ -13,7 +13,7 @@ from shared.models.message import SendRequest
 from shared.store.journey_stats import JourneyStats
 from shared.store.messages import ChannelQueue, MessageLog
 from shared.store.profiles import DynamoProfileStore
-from shared.store.segment_states import SegmentStateReader
+from shared.store.segments import SegmentStore
 
 logger = Logger()
 metrics = Metrics()
@@ -32,7 +32,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         MessageLog(settings.messages_table),
         ChannelQueue(settings.queue_url(request.channel)),
         JourneyStats(settings.journey_stats_table),
-        SegmentStateReader(settings.profiles_table),
+        SegmentStore(settings.profiles_table),
     )
 
     outcome = "Queued" if entry.status == "queued" else "Dropped"

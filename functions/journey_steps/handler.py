@@ -16,7 +16,7 @@ from shared.store.bus import EventPublisher
 from shared.store.journey_waits import JourneyWaitStore, TaskTokens
 from shared.store.messages import MessageLog
 from shared.store.profiles import DynamoProfileStore
-from shared.store.segment_states import SegmentStateReader
+from shared.store.segments import SegmentStore
 
 logger = Logger()
 metrics = Metrics()
@@ -39,7 +39,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             messages=MessageLog(settings.messages_table),
             publisher=EventPublisher(settings.event_bus_name),
             identity=lambda call: resolve(call, profiles, load_rules(), clock.parse(call["timestamp"])),
-            segments=SegmentStateReader(settings.profiles_table),
+            segments=SegmentStore(settings.profiles_table),
             default_timezone=settings.default_timezone,
         ),
     )

@@ -738,6 +738,7 @@ class LocalEngine:
         import boto3
 
         from shared.journeys.loader import load_journeys
+        from shared.segments.catalogue import load_segments
 
         session = boto3.Session(region_name=REGION)
         dynamodb, sqs, events = session.client("dynamodb"), session.client("sqs"), session.client("events")
@@ -818,7 +819,7 @@ class LocalEngine:
         # on the state machine's own ARN, and `reload_journeys` updates the machine in place.
         env[JOURNEY_ALIAS_ENV] = ""
         self._env = env
-        self._register_journeys(load_journeys(self.journeys_dir))
+        self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir)))
         self._write_segment_catalogue()
         # Segment re-checks: one-time schedules in this group, fired on the virtual clock (`advance`).
         schedule_group = f"{PREFIX}-rechecks"
@@ -854,11 +855,12 @@ class LocalEngine:
         the router reads. Returns the ids of the journeys whose state machine was created or changed."""
         from shared import config
         from shared.journeys.loader import load_journeys
+        from shared.segments.catalogue import load_segments
 
         if journeys_dir is not None:
             self.journeys_dir = Path(journeys_dir)
         before = dict(self._definitions)
-        self._register_journeys(load_journeys(self.journeys_dir))
+        self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir)))
         config.reset()  # the handlers' settings are read again, with the catalogue's new contents
         return [
             journey for journey, definition in self._definitions.items() if before.get(journey) != definition
@@ -997,6 +999,7 @@ class LocalEngine:
             for group in self._scheduler_backend().schedule_groups.values():
                 group.schedules.clear()
         self.schedules_fired.clear()
+
     def _write_ad_platform_credentials(self) -> None:
         """The ad platforms' credentials as the cloud holds them (a Secrets Manager secret per platform,
         here in moto), naming every audience of the segment catalogue; requests go to the recorder

@@ -49,6 +49,7 @@ from infra.topology import (
     table_env,
 )
 from shared.journeys.loader import load_journeys
+from shared.segments.catalogue import load_segments
 
 TAGS = {"project": "continuum"}
 
@@ -80,7 +81,8 @@ class ContinuumStack(Stack):
         bus = EventBus(self, "Events")
         # The journey catalogue is built here, at synth, and ships in the shared layer: its state
         # machine names are derived from the stack name, so it needs nothing resolved at deploy.
-        journey_list = load_journeys(topology.journeys_dir)
+        # Checked against the segments: a journey naming one the catalogue lacks fails the synth.
+        journey_list = load_journeys(topology.journeys_dir, load_segments(topology.segments_dir))
         machine_names = {
             j.definition.id: state_machine_name(self.stack_name, j.definition.id) for j in journey_list
         }

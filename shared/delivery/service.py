@@ -68,7 +68,7 @@ class Queue(Protocol):
 
 
 class SegmentStates(Protocol):
-    """The profile's segment state (shared/store/segment_states.py): its computed trait values."""
+    """The profile's segment state (shared/store/segments.py): its computed trait values."""
 
     def segment_state(self, profile_id: str) -> SegmentState | None: ...
 

@@ -15,7 +15,6 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from shared.models.base import Model
@@ -94,6 +93,10 @@ def _unique(what: str, ids: list[str]) -> None:
 
 
 def _read_yaml(path: Path) -> object:
+    # Imported here: the segments functions read the JSON catalogue in the shared layer, which does
+    # not ship PyYAML; only the build (synth, the local runtime, the CLI) reads the YAML files.
+    import yaml
+
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

@@ -250,7 +250,7 @@ def _first_day(trait: ComputedTrait, now: datetime) -> str:
 def _add_time(aggregate: EventAggregate, at: str, spec: _KeySpec, now: datetime) -> EventAggregate:
     recent = aggregate.recent
     if spec.keep and spec.window is not None:
-        cutoff = clock.iso(now - timedelta(seconds=spec.window))
+        cutoff = _cutoff(now, spec.window)
         recent = sorted([*recent, at] if at > cutoff else recent, reverse=True)
         recent = [t for t in recent if t > cutoff][: spec.keep]
     return EventAggregate(
@@ -266,7 +266,7 @@ def _merge_events(
 ) -> EventAggregate:
     recent: list[str] = []
     if spec is not None and spec.keep and spec.window is not None:
-        cutoff = clock.iso(now - timedelta(seconds=spec.window))
+        cutoff = _cutoff(now, spec.window)
         recent = [t for t in sorted([*a.recent, *b.recent], reverse=True) if t > cutoff][: spec.keep]
     firsts = [t for t in (a.first, b.first) if t is not None]
     lasts = [t for t in (a.last, b.last) if t is not None]

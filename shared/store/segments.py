@@ -111,6 +111,15 @@ class SegmentStore(DynamoProfileStore):
         self._transact([{"Put": put}, *deletes])  # lost race: ConcurrentChangeError
         return expected_version + 1
 
+    def segment_state(self, profile_id: str) -> SegmentState | None:
+        """One profile's segment state, read strongly consistent (a journey branch on segments or
+        computed traits, a template's `computed`); None when it has none (no event has reached the
+        segments function for it, or the catalogue is empty). One GetItem, only when asked."""
+        item = self._db.get_item(TableName=self._table, Key=state_key(profile_id), ConsistentRead=True).get(
+            "Item"
+        )
+        return None if item is None else state_from_item(item)
+
     def states(self, profile_ids: Iterable[str]) -> list[SegmentState]:
         """The segment states of these profiles (those that have one), in one batched read."""
         keys = [state_key(p) for p in dict.fromkeys(profile_ids)]

@@ -127,7 +127,9 @@ def test_a_rate_limit_then_success_is_retried_and_recorded_once(local: LocalEngi
     assert dead_letters() == []
 
 
-def test_a_message_whose_requests_keep_failing_is_dead_lettered(local: LocalEngine) -> None:
+def test_a_message_whose_requests_keep_failing_is_dead_lettered(
+    local: LocalEngine, caplog: pytest.LogCaptureFixture
+) -> None:
     local.audiences.fail(500, count=1_000, platform="google")
     queued = message("p1", True, "add")
 
@@ -136,6 +138,9 @@ def test_a_message_whose_requests_keep_failing_is_dead_lettered(local: LocalEngi
 
     assert [AudienceMessage.model_validate_json(body) for body in dead_letters()] == [queued]
     assert [r[0] for r in recorded(local)] == ["meta"] * 3  # each delivery's Meta add succeeded; Google never
+    logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "google answered 500" in logged  # the failures are logged ...
+    assert ADA not in logged and "local-google-token" not in logged  # ... without hashes or tokens
 
 
 def test_the_credentials_come_from_the_secret_and_are_cached(local: LocalEngine) -> None:

@@ -342,6 +342,23 @@ def test_nothing_changes_nothing_is_written() -> None:
     assert not on_event(None, _profile(), _track("Product Added", T0), SegmentCatalogue(), T0).write
 
 
+def test_a_recheck_with_nothing_due_writes_nothing() -> None:
+    state = _run(SHIPPED, [(_track("Product Added", T0), T0), (_track("Order Completed", T0, revenue=5), T0)])
+
+    decision = on_recheck(state, _profile(), SHIPPED, T0 + DAY)
+
+    assert not decision.write and decision.changes == decision.intents == [] and decision.recheck_at is None
+
+
+def test_an_event_on_the_state_of_a_profile_merged_meanwhile_moves_it_to_the_survivor() -> None:
+    state = _run(SHIPPED, [(_track("Product Added", T0), T0)], _profile("old"))
+
+    decision = on_event(state, _profile("survivor"), _track("Page Viewed", T0), SHIPPED, T0)
+
+    assert decision.write and decision.state.profileId == "survivor"
+    assert decision.state.segments == ["cart_abandoners"]
+
+
 def test_a_retried_event_is_not_counted_twice() -> None:
     order = _track("Order Completed", T0, revenue=300)
     first = on_event(None, _profile(), order, SHIPPED, T0)
