@@ -212,6 +212,39 @@ def test_a_cart_on_the_phone_joins_both_audiences_and_a_purchase_on_the_laptop_l
     ) == tuple(c for c in _changes(local, profile["profileId"]) if c[0] == "cart_abandoners")
 
 
+def test_a_purchase_that_merges_the_laptop_profile_with_the_phone_one_still_removes_at_once(
+    local: LocalRuntime,
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    email = f"merge-{tag}@example.com"
+    # The laptop was known first, under the user id, without an email.
+    laptop = {"userId": f"user-{tag}", "anonymousId": f"anon-laptop-{tag}"}
+    assert local.send("identify", {**laptop, "traits": {"name": "M"}})[0] == 200
+    local.advance(HOUR)
+    # The phone, anonymous, adds to cart with the email: a second profile, in the segment.
+    phone = {"anonymousId": f"anon-phone-{tag}", "context": {"traits": {"email": email}}}
+    assert local.send("track", {**phone, "event": "Product Added"})[0] == 200
+    _settle(local)
+    assert _sorted(_actions(local, sha256(email))) == ADDED
+    phone_id = _profile(local, f"anonymousId=anon-phone-{tag}")["profileId"]
+    laptop_id = _profile(local, f"userId=user-{tag}")["profileId"]
+    assert phone_id != laptop_id
+
+    # The purchase on the laptop names the email: the two profiles merge, and the buyer leaves.
+    local.advance(HOUR)
+    bought_at = _now(local)
+    order = {**laptop, "event": "Order Completed", "properties": {"total": 40}, "context": phone["context"]}
+    assert local.send("track", order)[0] == 200
+    _settle(local)
+
+    merged = _profile(local, f"userId=user-{tag}")
+    assert {phone_id, laptop_id} == {merged["profileId"], *merged["mergedFrom"]}
+    assert "cart_abandoners" not in merged["segments"]
+    requests = _requests(local, sha256(email))
+    assert _sorted([(r["platform"], r["audience"], r["action"]) for r in requests[2:]]) == REMOVED
+    assert [r["at"] for r in requests[2:]] == [clock.iso(bought_at)] * 2
+
+
 def test_a_customer_who_never_buys_leaves_the_segment_and_both_audiences_when_the_7_days_pass(
     local: LocalRuntime,
 ) -> None:
