@@ -151,7 +151,6 @@ class JourneyStepsSettings(_Env):
         return value
 
 
-SegmentCatalogue = Annotated[str, Field(alias="SEGMENT_CATALOGUE", min_length=1)]
 AudiencesQueueUrl = Annotated[str, Field(alias="AUDIENCES_QUEUE_URL", min_length=1)]
 
 
@@ -159,7 +158,7 @@ class SegmentsSettings(_Env):
     profiles_table: ProfilesTable
     event_bus_name: EventBusName
     audiences_queue_url: AudiencesQueueUrl
-    segment_catalogue: SegmentCatalogue
+    segment_catalogue: SegmentCatalogueFile
     recheck_schedule_group: str = Field(alias="RECHECK_SCHEDULE_GROUP", min_length=1)
     recheck_role_arn: str = Field(alias="RECHECK_ROLE_ARN", pattern=r"^arn:[^:]+:iam::[^:]*:role/.+$")
 

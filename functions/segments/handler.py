@@ -69,7 +69,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
     if "recheck" in event:
         recheck = Recheck.model_validate(event)
         correlation = f"recheck:{recheck.recheck}:{recheck.due}"
-        outcomes.append(settle(recheck.recheck, lambda s, p: on_recheck(s, p, catalogue, now), store))
+        outcomes.append(
+            settle(recheck.recheck, lambda s, p: on_recheck(s, p, catalogue, now), store, correlation)
+        )
     else:
         incoming = Envelope.model_validate(event["detail"])
         logger.set_correlation_id(incoming.correlationId)
@@ -79,7 +81,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
             call = resolved.event
             correlation = call.get("messageId") or correlation  # the triggering event's messageId
             outcomes.append(
-                settle(resolved.profileId, lambda s, p: on_event(s, p, call, catalogue, now), store)
+                settle(
+                    resolved.profileId, lambda s, p: on_event(s, p, call, catalogue, now), store, correlation
+                )
             )
         elif incoming.name == DETAIL_MERGED:
             merged = ProfilesMerged.model_validate(incoming.data)
@@ -89,6 +93,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
                     list(merged.merged),
                     lambda s, m, p: on_merge(s, m, p, catalogue, now),
                     store,
+                    correlation,
                 )
             )
         elif incoming.name == DETAIL_UNMERGED:
@@ -96,11 +101,13 @@ def handler(event: dict[str, Any], context: Any) -> None:
             changed = _Changed.model_validate(incoming.data)
             for profile_id in (changed.profileId, changed.detail.get("restoredProfileId")):
                 if isinstance(profile_id, str):
-                    outcomes.append(settle(profile_id, _rebuild(store, catalogue, now), store))
+                    outcomes.append(settle(profile_id, _rebuild(store, catalogue, now), store, correlation))
         elif incoming.name == DETAIL_IDENTIFIER_REMOVED:
             # Its hashes leave the audiences: the sync is recomputed from the profile as it is now.
             changed = _Changed.model_validate(incoming.data)
-            outcomes.append(settle(changed.profileId, lambda s, p: on_recheck(s, p, catalogue, now), store))
+            outcomes.append(
+                settle(changed.profileId, lambda s, p: on_recheck(s, p, catalogue, now), store, correlation)
+            )
         else:
             logger.warning("ignored", extra={"detailType": incoming.name})
             return

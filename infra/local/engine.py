@@ -821,12 +821,12 @@ class LocalEngine:
         self._env = env
         self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir)))
         self._write_segment_catalogue()
+        self._write_ad_platform_credentials()
         # Segment re-checks: one-time schedules in this group, fired on the virtual clock (`advance`).
         schedule_group = f"{PREFIX}-rechecks"
         session.client("scheduler").create_schedule_group(Name=schedule_group)
         env[RECHECK_SCHEDULE_GROUP_ENV] = schedule_group
         env[RECHECK_ROLE_ARN_ENV] = role
-        self._write_ad_platform_credentials()
 
         session.client("ses").verify_email_identity(EmailAddress=EMAIL_SENDER)
         platform = session.client("sns").create_platform_application(
@@ -921,7 +921,7 @@ class LocalEngine:
             self.segments_dir = Path(segments_dir)
         self._write_segment_catalogue()
         self._write_ad_platform_credentials()
-        os.environ[SEGMENT_CATALOGUE_ENV] = self._env[SEGMENT_CATALOGUE_ENV]
+        os.environ.update(self._env)
         config.reset()  # the handlers' settings are read again: they name the new file
 
     def _write_segment_catalogue(self) -> None:

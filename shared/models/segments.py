@@ -395,6 +395,9 @@ class SegmentState(Model):
     seen: list[str] = Field(default_factory=list)
     nextCheck: str | None = None
     updatedAt: str | None = None
+    # The effects of the decision this state was written with (shared/segments/service.py): carried
+    # out after the write, and again when the same cause is retried (a crash in between loses none).
+    outbox: Outbox | None = None
 
 
 class SegmentChange(Model):
@@ -426,3 +429,16 @@ class AudienceMessage(Model):
     entered: bool | None = None
     at: str
     intents: list[AudienceIntent] = Field(default_factory=list)
+
+
+class Outbox(Model):
+    """What a written decision must still make happen: its segment changes, audience intents and
+    re-check, under the digest of its cause (a messageId, a re-check, a merge)."""
+
+    cause: str
+    changes: list[SegmentChange] = Field(default_factory=list)
+    intents: list[AudienceIntent] = Field(default_factory=list)
+    recheckAt: str | None = None
+
+
+SegmentState.model_rebuild()

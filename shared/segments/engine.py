@@ -1161,4 +1161,16 @@ def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> i
     for audience in catalogue.audiences():
         key = _quoted(_synced_key(audience.platform, audience.audience, audience.segment))
         size += key + len(':{"email":[],"phone":[]},') + (emails + phones) * (64 + 3)
+    # The outbox (shared/segments/service.py): at most one change per segment and, per audience, a
+    # removal and an add, each naming every identifier.
+    change = len('{"profileId":"","segment":"","entered":false,"at":"","reason":"unmerge"},') + 64 + _ISO
+    size += len('"outbox":{"cause":"","changes":[],"intents":[],"recheckAt":""}') + 16 + _ISO
+    size += sum(change + len(s.id) for s in catalogue.segments)
+    intent = len('{"platform":"google","audience":"","action":"remove","segment":"","profileId":"","at":"",')
+    hashed = len('{"kind":"email","sha256":""},') + 64
+    for audience in catalogue.audiences():
+        each = (
+            intent + len(audience.audience) + len(audience.segment) + 64 + _ISO + (emails + phones) * hashed
+        )
+        size += 2 * (each + len('"identifiers":[]},'))
     return size

@@ -7,25 +7,28 @@ Costs per resolved event: one read (the profile and its state, one BatchGetItem)
 (a PutItem; none when nothing changed), whatever the number of segments, when no other event of the
 same profile races it. Each lost race costs one more read and one more write.
 
-At least once: the state is written before the effects. If publishing fails after the write, the
-retried event finds its messageId in `seen` and decides nothing new, so those effects are lost;
-audience messages are sent before the bus events (SQS first: its deduplication id makes a resend
-harmless) to keep that window to the bus events only.
+At least once: the state is written with its effects (`SegmentState.outbox`, keyed by the digest of
+the cause), then the effects are carried out. If that fails after the write, the retried cause finds
+its messageId in `seen` and decides nothing new, but the outbox still holds its effects under that
+cause: they are carried out again (the audience messages keep their deduplication ids, the bus events
+their `at`, so consumers see the same changes). Only the latest cause's effects are kept: a retry that
+arrives after another event of the same profile was applied finds them replaced.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from shared import clock
 from shared.identity.resolver import ConcurrentChangeError
 from shared.models.events import DETAIL_SEGMENT_ENTERED, DETAIL_SEGMENT_EXITED, SOURCE_SEGMENTS, BusEvent
 from shared.models.profile import Profile, TimelineEntry
-from shared.models.segments import AudienceMessage, SegmentChange, SegmentState
-from shared.segments.engine import Decision, audience_messages
+from shared.models.segments import AudienceMessage, Outbox, SegmentChange, SegmentState
+from shared.segments.engine import Decision, audience_messages, message_digest
 
 ATTEMPTS = 8  # lost races in a row before the event is failed (and retried by Lambda)
 
@@ -72,15 +75,36 @@ class Outcome:
 Decide = Callable[[SegmentState | None, Profile], Decision]
 
 
-def settle(profile_id: str, decide: Decide, store: StateStore) -> Outcome | None:
-    """Read, decide, write (once; again after a lost race). None when the profile is gone."""
+def with_outbox(decision: Decision, cause: str) -> Decision:
+    """The decision, its state carrying its effects under `cause`'s digest."""
+    recheck = clock.iso(decision.recheck_at) if decision.recheck_at is not None else None
+    outbox = Outbox(
+        cause=message_digest(cause), changes=decision.changes, intents=decision.intents, recheckAt=recheck
+    )
+    return replace(decision, state=decision.state.model_copy(update={"outbox": outbox}))
+
+
+def replayed(state: SegmentState | None, decision: Decision, cause: str) -> Decision:
+    """A decision that writes nothing, for a cause whose effects the stored state still holds (it
+    was written, and carrying them out may have failed): those effects again."""
+    outbox = state.outbox if state is not None else None
+    if decision.write or outbox is None or outbox.cause != message_digest(cause):
+        return decision
+    recheck = clock.parse(outbox.recheckAt) if outbox.recheckAt else None
+    return replace(decision, changes=outbox.changes, intents=outbox.intents, recheck_at=recheck)
+
+
+def settle(profile_id: str, decide: Decide, store: StateStore, cause: str) -> Outcome | None:
+    """Read, decide, write (once; again after a lost race). None when the profile is gone. `cause`
+    names what is being applied (a messageId, a re-check): its effects are written with the state."""
     for _ in range(ATTEMPTS):
         profile, state = store.read(profile_id)
         if profile is None:
             return None
-        decision = decide(state, profile)
+        decision = replayed(state, decide(state, profile), cause)
         version = state.version if state is not None else 0
         if decision.write:
+            decision = with_outbox(decision, cause)
             try:
                 version = store.put(decision.state, version)
             except ConcurrentChangeError:
@@ -94,6 +118,7 @@ def settle_merge(
     merged_ids: list[str],
     decide: Callable[[SegmentState | None, list[SegmentState], Profile], Decision],
     store: StateStore,
+    cause: str,
 ) -> Outcome | None:
     """Fold the merged profiles' states into the survivor's: the survivor's write and the merged
     states' deletion are one transaction (a retried merge finds nothing left to fold, never folds twice)."""
@@ -103,8 +128,11 @@ def settle_merge(
             return None
         merged = [s for s in store.states(merged_ids) if s.profileId != profile.profileId]
         decision = decide(state, merged, profile)
+        if not merged:  # nothing left to fold: a retried merge, whose effects the state may hold
+            decision = replayed(state, decision, cause)
         version = state.version if state is not None else 0
         if decision.write or merged:
+            decision = with_outbox(decision, cause)
             try:
                 version = store.fold(decision.state, version, merged)
             except ConcurrentChangeError:

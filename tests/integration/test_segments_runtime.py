@@ -443,3 +443,87 @@ def test_a_profiles_recheck_is_one_schedule_moved_to_the_latest_time(runtime: An
         "recheck": "p-1",
         "due": clock.iso(START + timedelta(days=8, milliseconds=5)),
     }
+
+
+def _admin(engine: LocalEngine, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    payload = json.dumps(body).encode() if body is not None else b""
+    response = engine.invoke("profiles", api_gateway_event(method, path, ADMIN, payload))
+    assert response["statusCode"] == 200, response
+    engine.wait_idle()
+    result: dict[str, Any] = json.loads(response["body"])
+    return result
+
+
+def test_an_unmerge_rebuilds_both_profiles_from_their_timelines(runtime: Any) -> None:
+    engine, _, _ = runtime
+    _send(
+        engine,
+        "track",
+        {"anonymousId": "phone-2", "event": "Order Completed", "properties": {"revenue": 300}},
+    )
+    _send(engine, "track", {"userId": "laptop-2", "event": "Order Completed", "properties": {"revenue": 250}})
+    _send(engine, "identify", {"userId": "laptop-2", "anonymousId": "phone-2"})
+    survivor = _profile_id(engine, userId="laptop-2")
+    merged = _admin(engine, "GET", f"/v1/profiles/{survivor}")["mergedFrom"]
+    assert len(merged) == 1
+
+    _admin(engine, "POST", f"/v1/profiles/{survivor}/unmerge", {"mergedProfileId": merged[0]})
+
+    kept, restored = _state(engine, survivor), _state(engine, merged[0])
+    assert kept is not None and restored is not None
+    revenues = sorted([kept.computed["lifetime_revenue"], restored.computed["lifetime_revenue"]])
+    assert revenues == [250, 300]
+    assert (kept.segments, restored.segments) == ([], [])
+    exits = [e["detail"]["data"] for e in _segment_events(engine) if e["detail-type"] == "segment.exited"]
+    assert [(e["profileId"], e["segment"], e["reason"]) for e in exits] == [(survivor, "vip", "unmerge")]
+    assert engine.failures == []
+
+
+def test_a_removed_email_leaves_the_audiences(runtime: Any) -> None:
+    engine, received, _ = runtime
+    _send(engine, "identify", {"userId": "mover", "traits": {"email": "old-mover@example.com"}})
+    _send(engine, "track", {"userId": "mover", "event": "Product Added"})
+    profile_id = _profile_id(engine, userId="mover")
+    [added] = received
+
+    _admin(engine, "DELETE", f"/v1/profiles/{profile_id}/identifiers/email/old-mover@example.com")
+
+    removal = received[-1]
+    assert removal is not added and removal.entered is None  # still a member, without that address
+    assert {i.action for i in removal.intents} == {"remove"}
+    assert {h.sha256 for i in removal.intents for h in i.identifiers} == {
+        h.sha256 for i in added.intents for h in i.identifiers
+    }
+    assert engine.failures == []
+
+
+def test_the_local_audiences_queue_is_fifo_with_a_fifo_dead_letter_queue(runtime: Any) -> None:
+    import boto3
+
+    engine, _, _ = runtime
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = engine._env["AUDIENCES_QUEUE_URL"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert url.endswith(".fifo") and attributes["FifoQueue"] == "true"
+    assert attributes["ContentBasedDeduplication"] == "false"
+    dead_letters = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+    assert dead_letters.endswith("-dlq.fifo")
+
+
+def test_the_local_ad_platform_credentials_are_secrets_naming_the_catalogues_audiences(runtime: Any) -> None:
+    import boto3
+
+    engine, _, _ = runtime
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    assert engine._env["AD_PLATFORMS"] == "local"
+    secret = {
+        platform: json.loads(
+            secrets.get_secret_value(SecretId=engine._env[f"{platform.upper()}_CREDENTIALS_SECRET_ARN"])[
+                "SecretString"
+            ]
+        )
+        for platform in ("meta", "google")
+    }
+    # Locally an audience's id is its name: the recorder lists it as the segment names it.
+    assert secret["meta"]["audiences"] == {"cart-abandoners": "cart-abandoners"}
+    assert secret["google"]["user_lists"] == {"cart-abandoners": "cart-abandoners"}
