@@ -10,7 +10,16 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ("cold_start", "ingest", "identity", "dispatch", "journeys", "segment_requests", "pipeline_cost")
+BENCHMARKS = (
+    "cold_start",
+    "ingest",
+    "identity",
+    "dispatch",
+    "journeys",
+    "segments",
+    "segment_requests",
+    "pipeline_cost",
+)
 
 if __name__ == "__main__":
     only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from infra.local.engine import CONCURRENCY, DEDUPE_WINDOW_SECONDS, LocalEngine
 from infra.local.http import local_server
@@ -28,12 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting the Continuum local runtime (all AWS services on moto, state in memory)…", flush=True)
     window = int(os.environ.get("CONTINUUM_DEDUPE_WINDOW_SECONDS", DEDUPE_WINDOW_SECONDS))
     admin_token = os.environ.get("CONTINUUM_ADMIN_TOKEN", "dev-admin-token")
+    journeys = os.environ.get("CONTINUUM_JOURNEYS_DIR")  # another folder than the repo's journeys/
     engine = LocalEngine(
         write_key=write_key,
         dedupe_window_seconds=window,
         admin_token=admin_token,
         identity_rules=os.environ.get("CONTINUUM_IDENTITY_RULES", "{}"),
         concurrency=int(os.environ.get("CONTINUUM_LOCAL_CONCURRENCY", CONCURRENCY)),
+        journeys_dir=Path(journeys) if journeys else None,
     ).start()
     try:
         server = local_server((args.host, args.port), engine)
