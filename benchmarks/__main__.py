@@ -17,7 +17,6 @@ BENCHMARKS = (
     "dispatch",
     "journeys",
     "segments",
-    "segment_requests",
     "pipeline_cost",
 )
 

@@ -205,6 +205,14 @@ class ContinuumStack(Stack):
 
         CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")
         CfnOutput(self, "EventBusName", value=bus.bus.event_bus_name)
+        if ad_credentials is not None:
+            for platform, secret in ad_credentials.secrets.items():
+                CfnOutput(
+                    self,
+                    f"{platform.capitalize()}CredentialsSecretArn",
+                    value=secret.secret_arn,
+                    description=f"Put your {platform} ad credentials (JSON, see the README) into this secret",
+                )
         # `python -m infra.sources --stack <name>` finds the sources table here.
         CfnOutput(self, "SourcesTable", value=tables[SOURCES].table_name)
         CfnOutput(

@@ -867,6 +867,19 @@ def test_the_stack_outputs_where_to_read_the_admin_token_and_the_alarm_topic(syn
     assert "DashboardName" in outputs
 
 
+def test_the_stack_outputs_the_ad_platform_secrets_the_operator_fills(synth: Synth) -> None:
+    outputs = synth.template.to_json()["Outputs"]
+    secrets = synth.template.find_resources("AWS::SecretsManager::Secret")
+    for platform in ("Meta", "Google"):
+        value = outputs[f"{platform}CredentialsSecretArn"]["Value"]
+        [secret_id] = [
+            key
+            for key, resource in secrets.items()
+            if f"{platform.lower()} credentials" in resource["Properties"].get("Description", "")
+        ]
+        assert value == {"Ref": secret_id}
+
+
 # --- monitoring --------------------------------------------------------------------------------------
 
 
