@@ -805,7 +805,13 @@ def on_event(
     if due:
         segments.update(plan.timed_segments)
         traits.extend(t for t in plan.windowed_traits if t not in traits)
-    if not (segments or traits or aggregates_changed or carries) and base.profileId == profile.profileId:
+    # Hashes synced for an audience the catalogue no longer feeds from that segment (the segment, or
+    # its audience, was removed): removed on the profile's next event, whatever the event.
+    orphans = any(key not in plan.synced_keys for key in base.synced)
+    if (
+        not (segments or traits or aggregates_changed or carries or orphans)
+        and base.profileId == profile.profileId
+    ):
         return Decision(base, False, [], [], None)  # nothing this event can change
     if base.profileId != profile.profileId:  # the state of a profile merged meanwhile: all of it
         return _decide(
@@ -829,7 +835,7 @@ def on_event(
         "event",
         segments=segments,
         traits=traits,
-        audiences_all=carries,
+        audiences_all=carries or orphans,
         aggregates_changed=aggregates_changed,
     )
 
@@ -860,7 +866,7 @@ def on_recheck(
     plan = _plan(catalogue)
     current = _trimmed(base, plan, now).model_copy(update={"profileId": profile.profileId})
     changed = current.events != base.events or current.traits != base.traits
-    return _decide(
+    decision = _decide(
         state,
         current,
         profile,
@@ -872,6 +878,18 @@ def on_recheck(
         audiences_all=True,
         aggregates_changed=changed,
     )
+    # The schedule that invoked this re-check is gone (ActionAfterCompletion DELETE): the next one is
+    # always asked for, even when it is the time already stored (a function clock a few ms behind the
+    # scheduler's finds nothing changed yet, and nothing else would ever check again).
+    if decision.recheck_at is None and decision.state.nextCheck is not None:
+        decision = Decision(
+            decision.state,
+            decision.write,
+            decision.changes,
+            decision.intents,
+            clock.parse(decision.state.nextCheck),
+        )
+    return decision
 
 
 def _combine(states: list[SegmentState], plan: _Plan, profile_id: str, now: datetime) -> SegmentState:

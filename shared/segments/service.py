@@ -162,8 +162,14 @@ def bus_events(changes: list[SegmentChange], correlation: str) -> list[BusEvent]
 def carry_out(outcome: Outcome, correlation: str, ports: Ports) -> None:
     """The effects of a decision: audience messages, bus events, the next re-check."""
     decision = outcome.decision
+    # The deduplication id names the cause too: a version alone repeats (a merge's fold writes the
+    # survivor's version while the exits are the merged profile's, whose own first state had that
+    # version; an unmerge restarts a state at version 1), and SQS would silently drop the repeat.
+    # A retried cause replays the same outbox, so its messages keep their ids.
+    outbox = decision.state.outbox
+    cause = outbox.cause if outbox is not None else message_digest(correlation)
     messages = [
-        (message, deduplication_id(message.profileId, message.segment, f"v{outcome.version}"))
+        (message, deduplication_id(message.profileId, message.segment, f"v{outcome.version}#{cause}"))
         for message in audience_messages(decision)
     ]
     if messages:
