@@ -732,8 +732,10 @@ def _apply(
     at_time: datetime,
     digest: str,
     now: datetime,
+    seen_as: str | None = None,
 ) -> tuple[SegmentState, list[ComputedTrait]]:
-    """The state after one track event (aggregates only), and the computed traits it touched."""
+    """The state after one track event (aggregates only), and the computed traits it touched.
+    `digest` breaks first / last ties; `seen_as` (default `digest`) is what `seen` remembers."""
     at = clock.iso(at_time)
     events = state.events
     touched_keys = False
@@ -762,7 +764,8 @@ def _apply(
         touched.append(trait)
     if not touched_keys and not touched:
         return state, []
-    seen = [*state.seen, digest][-SEEN_LIMIT:] if digest else state.seen
+    remembered = digest if seen_as is None else seen_as
+    seen = [*state.seen, remembered][-SEEN_LIMIT:] if remembered else state.seen
     return state.model_copy(update={"events": events, "traits": traits, "seen": seen}), touched
 
 
@@ -785,14 +788,18 @@ def on_event(
     plan = _plan(catalogue)
     message_id = call.get("messageId")
     digest = message_digest(str(message_id)) if message_id else ""
-    if digest and digest in base.seen:  # a retry of an event already counted
+    # Ingest deduplicates per source (`<sourceId>#<messageId>`): two sources may each send a call
+    # with the same messageId, and both are events. A retry is the same call from the same source.
+    source = call.get("sourceId")
+    seen_as = message_digest(f"{source}#{message_id}") if message_id and isinstance(source, str) else digest
+    if seen_as and seen_as in base.seen:  # a retry of an event already counted
         return Decision(base, False, [], [], None)
     name = call.get("event") if call.get("type") == "track" else None
     current, touched = base, list[ComputedTrait]()
     if isinstance(name, str) and (name in plan.keys_by_event or name in plan.traits_by_event):
         raw = call.get("properties")
         properties: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        current, touched = _apply(base, plan, name, properties, _event_time(call, now), digest, now)
+        current, touched = _apply(base, plan, name, properties, _event_time(call, now), digest, now, seen_as)
     aggregates_changed = current is not base
     segments: set[int] = set()
     if aggregates_changed and isinstance(name, str):
