@@ -166,13 +166,15 @@ def test_a_merged_profiles_exit_is_not_swallowed_by_fifo_deduplication() -> None
 
 
 def test_a_recheck_that_fires_a_hair_before_its_due_time_schedules_itself_again() -> None:
-    # The schedule is consumed when it fires (ActionAfterCompletion DELETE). If the function's clock
-    # reads a few ms before the due time, nothing has changed yet: the check must be scheduled again,
-    # or the profile stays in the segment (and the ad audiences) until its next event.
+    # The schedule is consumed when it fires (ActionAfterCompletion DELETE), and Scheduler fires with
+    # 60-second precision ("set to run at 1:00, it will invoke the target API between 1:00:00 and
+    # 1:00:59", https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html): up to a
+    # minute before an `at(...:30)`. Nothing has changed yet then: the check must be asked for again,
+    # or the profile stays in the segment (and the ad audiences) until its next event, if any.
     state = on_event(None, _profile(), _track("Product Added", T0, "add-1"), SHIPPED, T0).state
     assert state.nextCheck == clock.iso(T0 + timedelta(days=7))
 
-    early = on_recheck(state, _profile(), SHIPPED, T0 + timedelta(days=7) - 3 * MS)
+    early = on_recheck(state, _profile(), SHIPPED, T0 + timedelta(days=7) - 30_000 * MS)
 
     assert early.state.segments == ["cart_abandoners"]
     assert early.recheck_at == T0 + timedelta(days=7)
