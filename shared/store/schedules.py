@@ -26,8 +26,10 @@ def schedule_name(profile_id: str) -> str:
 
 
 def at_expression(due: datetime) -> str:
-    """`at(yyyy-mm-ddThh:mm:ss)` in UTC, rounded UP to the second: a schedule must never fire before
-    the instant it was asked for (the condition would not have changed yet)."""
+    """`at(yyyy-mm-ddThh:mm:ss)` in UTC, rounded UP to the second. Scheduler still fires with 60-second
+    precision (https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html: set to 1:00,
+    it invokes between 1:00:00 and 1:00:59), so a re-check may run up to a minute early and find
+    nothing changed yet: `on_recheck` then asks for the same time again (shared/segments/engine.py)."""
     due = due.astimezone(UTC)
     if due.microsecond:
         due = due.replace(microsecond=0) + timedelta(seconds=1)
