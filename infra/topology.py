@@ -401,7 +401,8 @@ TOPOLOGY = Topology(
             "audiences",
             "functions.audiences.handler",
             "Ad audiences: keep segment members and Meta / Google audiences in step with membership",
-            tables=(TableAccess(SEGMENT_MEMBERS, write=True),),
+            # Reads the profiles' segment states: a queued message is reconciled against the latest decision.
+            tables=(TableAccess(SEGMENT_MEMBERS, write=True), TableAccess(PROFILES)),
             calls_ad_platforms=True,
             # A few attempts with backoff per platform call inside one invocation.
             timeout_seconds=60,

@@ -106,6 +106,7 @@ SegmentCatalogueFile = Annotated[str, Field(alias="SEGMENT_CATALOGUE", min_lengt
 
 class AudiencesSettings(_Env):
     segment_members_table: SegmentMembersTable
+    profiles_table: ProfilesTable  # the segment states the messages are reconciled against
     # One Secrets Manager secret per ad platform (shared/store/ad_platforms.py). A platform without
     # one is not configured: an intent for it fails (and is dead-lettered) rather than vanish.
     meta_credentials_secret_arn: str | None = Field(

@@ -12,6 +12,7 @@ from shared import config
 from shared.segments.audience_sync import QueuedMessage, sync_batch
 from shared.store.ad_platforms import AdPlatforms
 from shared.store.segment_members import SegmentMembers
+from shared.store.segments import SegmentStore
 
 logger = Logger()
 metrics = Metrics()
@@ -30,7 +31,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings.google_credentials_secret_arn,
         local=settings.ad_platforms == "local",
     )
-    outcome = sync_batch(records, SegmentMembers(settings.segment_members_table), platforms)
+    outcome = sync_batch(
+        records,
+        SegmentMembers(settings.segment_members_table),
+        platforms,
+        SegmentStore(settings.profiles_table),  # what the messages are reconciled against
+    )
     metrics.add_metric(name="AudienceRequests", unit=MetricUnit.Count, value=outcome.requests)
     metrics.add_metric(name="AudienceIdentifiers", unit=MetricUnit.Count, value=outcome.identifiers)
     metrics.add_metric(name="AudienceMessagesFailed", unit=MetricUnit.Count, value=len(outcome.failed))

@@ -9,6 +9,16 @@ those are grouped by (platform, audience, action) into as few requests as the pl
 allow. An add and a remove of the same identifier in one batch never both reach the platform, so
 they cannot arrive in the wrong order.
 
+Reconciled against the state. Two events of one profile are decided in order (each write is
+conditional on the state's version), but the invocations that decided them send their messages
+concurrently: an add decided first may reach the queue after the removal decided second; an erasure's
+removals may be queued before an add already decided. So a message is a hint, not an order: before
+acting, the batch reads the profiles' segment states (one BatchGetItem), which always hold the latest
+decision, and keeps only what still agrees with it: an add of a hash the state still wants synced, a
+removal of a hash it no longer wants (every removal when the state is gone: erased or merged away);
+a membership entry only if the state still has the segment, an exit only if not. A stale message then
+does nothing, and the last word is always the state's.
+
 Failures (Lambda's contract for FIFO sources with ReportBatchItemFailures): a message that fails is
 reported, and so is every later message of its group in the batch, so that SQS redelivers them in
 order; the earlier ones are done. A failed request fails every message that had an intent for that
@@ -19,14 +29,15 @@ redelivered after a partial success does no harm.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from shared.models.segments import AudienceMessage
+from shared.models.segments import AudienceMessage, SegmentState
+from shared.segments.engine import synced_key
 from shared.store.ad_platforms import Action, AdPlatformRequestError, Member, Platform
 
 logger = Logger()
@@ -36,6 +47,12 @@ class MembershipPort(Protocol):
     def enter(self, segment: str, profile_id: str, at: str) -> None: ...
 
     def leave(self, segment: str, profile_id: str) -> None: ...
+
+
+class StatesPort(Protocol):
+    def states(self, profile_ids: Iterable[str]) -> list[SegmentState]:
+        """The current segment states of these profiles (those that have one), strongly consistent."""
+        ...
 
 
 class AudienceClientPort(Protocol):
@@ -109,8 +126,27 @@ def reduce_intents(
     return requests, touched
 
 
+def still_wanted(message: AudienceMessage, state: SegmentState | None) -> AudienceMessage:
+    """`message` reduced to what the profile's current state still agrees with (see the module)."""
+    synced: Mapping[str, Mapping[str, list[str]]] = state.synced if state is not None else {}
+    intents = []
+    for intent in message.intents:
+        wanted = synced.get(synced_key(intent.platform, intent.audience, intent.segment), {})
+        kept = [
+            identifier
+            for identifier in intent.identifiers
+            if (identifier.sha256 in wanted.get(identifier.kind, ())) == (intent.action == "add")
+        ]
+        if kept:
+            intents.append(intent.model_copy(update={"identifiers": kept}))
+    entered = message.entered
+    if entered is not None and entered != (state is not None and message.segment in state.segments):
+        entered = None  # a later decision has it the other way: its own message says so
+    return message.model_copy(update={"intents": intents, "entered": entered})
+
+
 def sync_batch(
-    records: Sequence[QueuedMessage], members: MembershipPort, platforms: PlatformsPort
+    records: Sequence[QueuedMessage], members: MembershipPort, platforms: PlatformsPort, states: StatesPort
 ) -> Outcome:
     outcome = Outcome()
     parsed: list[AudienceMessage | None] = []
@@ -133,6 +169,8 @@ def sync_batch(
             parsed.append(AudienceMessage.model_validate_json(record.body))
         except ValidationError:
             parsed.append(None)
+    current = {s.profileId: s for s in states.states({m.profileId for m in parsed if m is not None})}
+    parsed = [m if m is None else still_wanted(m, current.get(m.profileId)) for m in parsed]
     for index, message in enumerate(parsed):
         if message is None:
             logger.error(

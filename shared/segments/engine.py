@@ -168,7 +168,7 @@ def _plan(catalogue: SegmentCatalogue) -> _Plan:
         if segment.audiences:
             plan.audience_segments.append(index)
         plan.segment_ids.add(segment.id)
-        plan.synced_keys.update(_synced_key(a.platform, a.audience, segment.id) for a in segment.audiences)
+        plan.synced_keys.update(synced_key(a.platform, a.audience, segment.id) for a in segment.audiences)
     _PLANS[id(catalogue)] = (weakref.ref(catalogue), plan)
     return plan
 
@@ -546,7 +546,7 @@ def evaluate(
 # -- audiences -------------------------------------------------------------------------------------
 
 
-def _synced_key(platform: str, audience: str, segment: str) -> str:
+def synced_key(platform: str, audience: str, segment: str) -> str:
     return f"{platform}:{audience}:{segment}"
 
 
@@ -567,7 +567,7 @@ def _audience_intents(
     intents: list[AudienceIntent] = []
     wanted_at_all = member and not _opted_out(profile)
     for sync in segment.audiences:
-        key = _synced_key(sync.platform, sync.audience, segment.id)
+        key = synced_key(sync.platform, sync.audience, segment.id)
         if wanted_at_all and sync.platform not in hashes:
             hashes[sync.platform] = hashes_by_kind(profile, sync.platform)
         wanted = hashes[sync.platform] if wanted_at_all else {}
@@ -1184,7 +1184,7 @@ def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> i
         size += _quoted(trait.id) + 2 + value  # `computed`
     size += sum(_quoted(s.id) + 1 for s in catalogue.segments)
     for audience in catalogue.audiences():
-        key = _quoted(_synced_key(audience.platform, audience.audience, audience.segment))
+        key = _quoted(synced_key(audience.platform, audience.audience, audience.segment))
         size += key + len(':{"email":[],"phone":[]},') + (emails + phones) * (64 + 3)
     # The outbox (shared/segments/service.py): at most one change per segment and, per audience, a
     # removal and an add, each naming every identifier.

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from infra.local.engine import LocalEngine
-from shared.models.segments import AudienceIntent, AudienceMessage, HashedIdentifier
+from shared.models.segments import AudienceIntent, AudienceMessage, HashedIdentifier, SegmentState
+from shared.segments.engine import synced_key
 from shared.store import ad_platforms
+from shared.store.segments import SegmentStore, state_item
 from tests.integration.conftest import client
 
 ADA = hashlib.sha256(b"ada@example.com").hexdigest()
@@ -47,10 +49,28 @@ def message(profile: str, entered: bool | None, action: str | None) -> AudienceM
     )
 
 
+def decided(queued: AudienceMessage) -> None:
+    """Write the segment state the message was decided with, as the segments function does before it
+    sends one (the audiences function reconciles each message with that state)."""
+    store = SegmentStore(os.environ["PROFILES_TABLE"])
+    [before] = store.states([queued.profileId]) or [SegmentState(profileId=queued.profileId)]
+    synced = {k: {kind: list(v) for kind, v in kinds.items()} for k, kinds in before.synced.items()}
+    for intent in queued.intents:
+        held = synced.setdefault(synced_key(intent.platform, intent.audience, intent.segment), {"email": []})
+        hashes = [i.sha256 for i in intent.identifiers]
+        held["email"] = hashes if intent.action == "add" else [h for h in held["email"] if h not in hashes]
+    segments = before.segments
+    if queued.entered is not None:
+        segments = [queued.segment] if queued.entered else []
+    state = before.model_copy(update={"synced": synced, "segments": segments})
+    client("dynamodb").put_item(TableName=store.table, Item=state_item(state, before.version + 1))
+
+
 def send(*messages: AudienceMessage) -> None:
     sqs = client("sqs")
     url = sqs.get_queue_url(QueueName="continuum-audiences.fifo")["QueueUrl"]
     for queued in messages:
+        decided(queued)
         sqs.send_message(
             QueueUrl=url,
             MessageBody=queued.model_dump_json(),

@@ -15,7 +15,7 @@ from shared import clock
 from shared.identity.resolver import ConcurrentChangeError
 from shared.models.profile import Identifier, Profile, TimelineEntry
 from shared.models.segments import AudienceMessage, SegmentState
-from shared.segments.audience_sync import reduce_intents
+from shared.segments.audience_sync import reduce_intents, still_wanted
 from shared.segments.catalogue import SegmentCatalogue, load_segments
 from shared.segments.engine import erasure_messages, on_event, on_merge, on_recheck
 from shared.segments.service import Outcome, Ports, carry_out, settle, settle_merge
@@ -117,9 +117,13 @@ def _deliver(
     return outcome
 
 
-def _final(queue: Queue) -> dict[tuple[str, str], str]:
-    """What each platform's audience ends up holding for the email: the last action sent."""
-    requests, _ = reduce_intents(queue.sent)
+def _final(queue: Queue, reconciled_with: Store | None = None) -> dict[tuple[str, str], str]:
+    """What each platform's audience ends up holding for the email: the last action sent; with a
+    store, as the audiences function sends them, each message reconciled with the current state."""
+    sent = queue.sent
+    if reconciled_with is not None:
+        sent = [still_wanted(m, reconciled_with.saved.get(m.profileId)) for m in sent]
+    requests, _ = reduce_intents(sent)
     return {(r.platform, r.audience): r.action for r in requests}
 
 
@@ -198,11 +202,6 @@ def test_a_segment_removed_from_the_catalogue_leaves_its_audiences_on_the_next_e
     assert decision.state.synced == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="erasure reads the states, then a segments write in flight sends its add after the erasure's"
-    " removal (same FIFO group): the erased person stays in the ad audience (functions/profiles erasure)",
-)
 def test_an_add_in_flight_during_an_erasure_does_not_survive_it() -> None:
     store, queue = Store(_profile()), Queue()
     call = _track("Product Added", T0, "add-1")
@@ -216,15 +215,10 @@ def test_an_add_in_flight_during_an_erasure_does_not_survive_it() -> None:
     # The segments function carries out its decision.
     carry_out(outcome, "add-1", Ports(store, Nothing(), queue, Nothing()))  # type: ignore[arg-type]
 
-    assert set(_final(queue).values()) == {"remove"}
+    # The audiences function reconciles each message with the state: gone, so the late add is dropped.
+    assert set(_final(queue, reconciled_with=store).values()) == {"remove"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two events of one profile decided in order (versions 1, 2) by concurrent invocations are"
-    " queued in the order their carry-outs run: an add queued after the later removal wins, and"
-    " nothing ever corrects it (synced says removed); the consumer has no version to drop stale intents",
-)
 def test_an_add_and_a_purchase_handled_concurrently_end_with_the_customer_removed() -> None:
     # analytics.js sends `Product Added` and `Order Completed` in one batch: identity publishes two
     # resolved events, EventBridge invokes the segments function twice, at once.
@@ -242,7 +236,8 @@ def test_an_add_and_a_purchase_handled_concurrently_end_with_the_customer_remove
     carry_out(second, "order-1", Ports(store, Nothing(), queue, Nothing()))  # type: ignore[arg-type]
     carry_out(first, "add-1", Ports(store, Nothing(), queue, Nothing()))  # type: ignore[arg-type]
 
-    assert set(_final(queue).values()) == {"remove"}
+    # Queued add after remove, but the audiences function reconciles each with the latest state.
+    assert set(_final(queue, reconciled_with=store).values()) == {"remove"}
 
 
 def test_the_same_message_id_from_two_sources_is_two_events() -> None:
@@ -298,8 +293,9 @@ def test_a_catalogue_whose_state_cannot_fit_one_dynamodb_item_is_refused_or_stay
 
 @pytest.mark.xfail(
     strict=True,
-    reason="no reconciliation: `synced` records a removal as done when it is queued; once the audiences"
-    " consumer dead-letters it (an expired token, a 4xx), no later event, re-check or merge asks again,"
+    reason="`synced` records a removal as done when it is queued (the audiences function reconciles a"
+    " message with the state, but a message it dead-letters is not asked for again); once the consumer"
+    " dead-letters it (an expired token, a 4xx), no later event, re-check or merge asks again,"
     " and the buyer stays in the audience until an operator redrives the DLQ",
 )
 def test_a_dead_lettered_removal_is_asked_again_later() -> None:
