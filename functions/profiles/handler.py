@@ -40,8 +40,9 @@ from shared.models.events import (
     BusEvent,
 )
 from shared.models.profile import Profile
+from shared.models.segments import AudienceMessage, Outbox, SegmentChange
 from shared.models.types import PROFILE_ID_MAX_LENGTH
-from shared.segments.engine import erasure_messages
+from shared.segments.engine import Decision, audience_messages, message_digest, on_erasure
 from shared.segments.service import deduplication_id
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
@@ -154,15 +155,35 @@ def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
     return shown
 
 
+ERASURE = "profile.erased"  # the cause an erasure's segment removals are kept under (an outbox)
+
+
 def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str]) -> None:
     """Queue the removal of every hash the profiles had synced to an ad audience, and the end of their
-    segment memberships, before their state is erased with them."""
-    states = SegmentStore(settings.profiles_table).states(profile_ids)
-    versions = {state.profileId: state.version for state in states}
-    messages = [
-        (m, deduplication_id(m.profileId, m.segment, f"erased-v{versions[m.profileId]}"))
-        for m in erasure_messages(states, clock.now())
-    ]
+    segment memberships, before their state is erased with them. Each state is first emptied, its
+    removals kept in its outbox under the erasure (one conditional write): the audiences function
+    reconciles a message with the state, so a removal must not meet a state that still wants the hash,
+    and a retried erasure whose queueing failed finds its removals there."""
+    store, now = SegmentStore(settings.profiles_table), clock.now()
+    messages: list[tuple[AudienceMessage, str]] = []
+    for state in store.states(profile_ids):
+        outbox = state.outbox
+        version = state.version
+        if outbox is None or outbox.cause != message_digest(ERASURE):
+            changes = [
+                SegmentChange(
+                    profileId=state.profileId, segment=s, entered=False, at=clock.iso(now), reason="erasure"
+                )
+                for s in state.segments
+            ]
+            outbox = Outbox(cause=message_digest(ERASURE), changes=changes, intents=on_erasure([state], now))
+            emptied = state.model_copy(update={"segments": [], "synced": {}, "outbox": outbox})
+            version = store.put(emptied, state.version)  # changed meanwhile: 409, the caller retries
+        pending = Decision(state, False, outbox.changes, outbox.intents, None)
+        messages += [
+            (m, deduplication_id(m.profileId, m.segment, f"erased-v{version}"))
+            for m in audience_messages(pending)
+        ]
     if messages:
         AudienceQueue(settings.audiences_queue_url).send(messages)
 

@@ -27,7 +27,7 @@ from shared.identity.resolver import ConcurrentChangeError
 from shared.models.events import DETAIL_RESOLVED, SOURCE_IDENTITY
 from shared.models.segments import AudienceMessage, SegmentState
 from shared.store import aws
-from shared.store.segments import SegmentStore
+from shared.store.segments import AudienceQueue, SegmentStore
 from tests.integration.conftest import WRITE_KEY, eventbridge_event, http_event
 
 START = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -424,6 +424,42 @@ def test_erasure_sends_the_audience_removals_before_erasing(runtime: Any) -> Non
     assert {(i.platform, h.sha256) for i in removal.intents for h in i.identifiers} == added_hashes
     assert _state(engine, profile_id) is None  # erased with the rest of the profile
     assert engine.failures == []
+
+
+def test_an_erasure_whose_removals_failed_to_queue_sends_them_when_retried(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, received, _ = runtime
+    _send(engine, "identify", {"userId": "retry", "traits": {"email": "retry@example.com"}})
+    _send(engine, "track", {"userId": "retry", "event": "Product Added"})
+    profile_id = _profile_id(engine, userId="retry")
+    [added] = received
+    added_hashes = {(i.platform, h.sha256) for i in added.intents for h in i.identifiers}
+    send = AudienceQueue.send
+    failures = [RuntimeError("SQS unavailable")]
+
+    def failing_once(queue: AudienceQueue, messages: Any) -> None:
+        if failures:
+            raise failures.pop()
+        send(queue, messages)
+
+    monkeypatch.setattr(AudienceQueue, "send", failing_once)
+    delete = api_gateway_event("DELETE", f"/v1/profiles/{profile_id}", ADMIN, b"")
+    with pytest.raises(RuntimeError):
+        engine.invoke("profiles", delete)
+    # Before the retry the state says "nothing synced": a message reconciled with it now keeps every
+    # removal (and drops any add), whatever order the queue delivers them in.
+    state = _state(engine, profile_id)
+    assert state is not None and state.synced == {} and state.segments == []
+
+    assert engine.invoke("profiles", delete)["statusCode"] == 200
+    engine.wait_idle()
+
+    removal = received[-1]
+    assert (removal.profileId, removal.entered) == (profile_id, False)
+    assert {(i.platform, h.sha256) for i in removal.intents for h in i.identifiers} == added_hashes
+    assert {i.action for i in removal.intents} == {"remove"}
+    assert _state(engine, profile_id) is None
 
 
 def test_a_first_state_written_after_the_profile_was_erased_is_refused(runtime: Any) -> None:
