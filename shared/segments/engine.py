@@ -944,7 +944,12 @@ def on_merge(
     now: datetime,
 ) -> Decision:
     """The survivor's state once the merged profiles' states are combined into it. `changes` also
-    holds an exit for each segment a merged profile was in (that profile no longer exists)."""
+    holds an exit for each segment a merged profile was in (that profile no longer exists) and, for
+    each such segment the survivor is in neither before nor after the merge, an exit of the survivor:
+    the journey router moves the merged profiles' runs under the survivor (`follow_merge`), so an exit
+    of the merged id alone finds nothing left to end. Only the domain knows whether the survivor
+    stays in the segment, which is why this exit is decided here and not guessed by the router. Its
+    audience message (no intents) deletes a segment-members item that is not there: a no-op."""
     plan = _plan(catalogue)
     base = survivor or SegmentState(profileId=profile.profileId)
     combined = _combine([base, *merged], plan, profile.profileId, now)
@@ -967,8 +972,19 @@ def on_merge(
         for segment in state.segments
         if catalogue.get(segment) is not None
     ]
+    # A segment the survivor was in before and not after already has its exit in decision.changes.
+    survivor_in = set(base.segments) | set(decision.state.segments)
+    left = list(dict.fromkeys(change.segment for change in gone if change.segment not in survivor_in))
+    carried = [
+        SegmentChange(profileId=profile.profileId, segment=segment, entered=False, at=at, reason="merge")
+        for segment in left
+    ]
     return Decision(
-        decision.state, decision.write, [*decision.changes, *gone], decision.intents, decision.recheck_at
+        decision.state,
+        decision.write,
+        [*decision.changes, *carried, *gone],
+        decision.intents,
+        decision.recheck_at,
     )
 
 
