@@ -1161,6 +1161,10 @@ def from_scratch(
 
 # -- size ------------------------------------------------------------------------------------------
 
+# The most a catalogue may let one profile's state reach (`state_size_bound`): the state is one
+# DynamoDB item (at most 400 KB, attribute names and the keys included), written whole on each change.
+STATE_SIZE_CEILING = 350_000
+
 _ISO = 26  # a quoted clock.iso time
 _NUMBER = 40  # a count, a number ≤ MAX_NUMBER, or a float's repr, with room
 # An exact sum of floats: the denominator is at most 2^1074 (324 digits), the numerator at most
@@ -1179,6 +1183,19 @@ def _bucket_bound(trait: ComputedTrait) -> int:
     return len('{"count":}') + field
 
 
+def computed_trait_bound(trait: ComputedTrait) -> int:
+    """What one computed trait adds to `state_size_bound`: its aggregate (one bucket per UTC day of
+    its window, for a windowed one) and its value."""
+    bucket = _bucket_bound(trait)
+    size = (
+        _quoted(trait.id)
+        + 2
+        + (bucket if trait.days is None else len('{"days":{}}') + trait.days * (15 + bucket))
+    )
+    value = _KEPT if trait.aggregate in ("first", "last") else _NUMBER
+    return size + _quoted(trait.id) + 2 + value  # `computed`
+
+
 def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> int:
     """An upper bound of a profile's state JSON (bytes) under this catalogue, for a profile with at
     most `emails` emails and `phones` phones (identity's limits): whatever its history, because the
@@ -1189,15 +1206,7 @@ def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> i
     for spec in plan.keys.values():
         size += _quoted(spec.key) + len(':{"count":,"first":,"last":,"recent":[]},') + _NUMBER + 2 * _ISO
         size += spec.keep * (_ISO + 1)
-    for trait in catalogue.computed:
-        bucket = _bucket_bound(trait)
-        size += (
-            _quoted(trait.id)
-            + 2
-            + (bucket if trait.days is None else len('{"days":{}}') + trait.days * (15 + bucket))
-        )
-        value = _KEPT if trait.aggregate in ("first", "last") else _NUMBER
-        size += _quoted(trait.id) + 2 + value  # `computed`
+    size += sum(computed_trait_bound(trait) for trait in catalogue.computed)
     size += sum(_quoted(s.id) + 1 for s in catalogue.segments)
     for audience in catalogue.audiences():
         key = _quoted(_synced_key(audience.platform, audience.audience, audience.segment))
