@@ -66,6 +66,7 @@ class SegmentCatalogue(Model):
                         " an audience follows one segment"
                     )
                 feeds[sync.key] = segment.id
+        _fits_one_item(self)
         return self
 
     def get(self, segment_id: str) -> SegmentDefinition | None:
@@ -84,6 +85,29 @@ class SegmentCatalogue(Model):
     @property
     def empty(self) -> bool:
         return not self.segments and not self.computed
+
+
+def _fits_one_item(catalogue: SegmentCatalogue) -> None:
+    """Refuse a catalogue under which a profile's segment state could outgrow one DynamoDB item:
+    every later write of such a profile would fail for good. The bound assumes identity's default
+    limits of emails and phones (shared/identity/rules.py), whose hashes the state keeps per audience."""
+    # Imported here: the engine imports this module (SegmentCatalogue is its input).
+    from shared.identity.rules import IdentityRules
+    from shared.segments.engine import STATE_SIZE_CEILING, computed_trait_bound, state_size_bound
+
+    rules = IdentityRules()
+    bound = state_size_bound(catalogue, rules.limit("email"), rules.limit("phone"))
+    if bound <= STATE_SIZE_CEILING:
+        return
+    largest = sorted(catalogue.computed, key=computed_trait_bound, reverse=True)[:3]
+    parts = ", ".join(f"{t.id!r} ~{computed_trait_bound(t):,}" for t in largest)
+    raise ValueError(
+        f"a profile's segment state could reach {bound:,} bytes under this catalogue, over the"
+        f" {STATE_SIZE_CEILING:,} allowed (it is one DynamoDB item, at most 400 KB);"
+        + (f" the largest computed traits: {parts}" if parts else "")
+        + " — shorten `within` of windowed computed traits (one bucket per day), or use fewer traits,"
+        " segments or audiences"
+    )
 
 
 def _unique(what: str, ids: list[str]) -> None:

@@ -944,7 +944,12 @@ def on_merge(
     now: datetime,
 ) -> Decision:
     """The survivor's state once the merged profiles' states are combined into it. `changes` also
-    holds an exit for each segment a merged profile was in (that profile no longer exists)."""
+    holds an exit for each segment a merged profile was in (that profile no longer exists) and, for
+    each such segment the survivor is in neither before nor after the merge, an exit of the survivor:
+    the journey router moves the merged profiles' runs under the survivor (`follow_merge`), so an exit
+    of the merged id alone finds nothing left to end. Only the domain knows whether the survivor
+    stays in the segment, which is why this exit is decided here and not guessed by the router. Its
+    audience message (no intents) deletes a segment-members item that is not there: a no-op."""
     plan = _plan(catalogue)
     base = survivor or SegmentState(profileId=profile.profileId)
     combined = _combine([base, *merged], plan, profile.profileId, now)
@@ -967,8 +972,19 @@ def on_merge(
         for segment in state.segments
         if catalogue.get(segment) is not None
     ]
+    # A segment the survivor was in before and not after already has its exit in decision.changes.
+    survivor_in = set(base.segments) | set(decision.state.segments)
+    left = list(dict.fromkeys(change.segment for change in gone if change.segment not in survivor_in))
+    carried = [
+        SegmentChange(profileId=profile.profileId, segment=segment, entered=False, at=at, reason="merge")
+        for segment in left
+    ]
     return Decision(
-        decision.state, decision.write, [*decision.changes, *gone], decision.intents, decision.recheck_at
+        decision.state,
+        decision.write,
+        [*decision.changes, *carried, *gone],
+        decision.intents,
+        decision.recheck_at,
     )
 
 
@@ -1145,6 +1161,10 @@ def from_scratch(
 
 # -- size ------------------------------------------------------------------------------------------
 
+# The most a catalogue may let one profile's state reach (`state_size_bound`): the state is one
+# DynamoDB item (at most 400 KB, attribute names and the keys included), written whole on each change.
+STATE_SIZE_CEILING = 350_000
+
 _ISO = 26  # a quoted clock.iso time
 _NUMBER = 40  # a count, a number ≤ MAX_NUMBER, or a float's repr, with room
 # An exact sum of floats: the denominator is at most 2^1074 (324 digits), the numerator at most
@@ -1163,6 +1183,19 @@ def _bucket_bound(trait: ComputedTrait) -> int:
     return len('{"count":}') + field
 
 
+def computed_trait_bound(trait: ComputedTrait) -> int:
+    """What one computed trait adds to `state_size_bound`: its aggregate (one bucket per UTC day of
+    its window, for a windowed one) and its value."""
+    bucket = _bucket_bound(trait)
+    size = (
+        _quoted(trait.id)
+        + 2
+        + (bucket if trait.days is None else len('{"days":{}}') + trait.days * (15 + bucket))
+    )
+    value = _KEPT if trait.aggregate in ("first", "last") else _NUMBER
+    return size + _quoted(trait.id) + 2 + value  # `computed`
+
+
 def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> int:
     """An upper bound of a profile's state JSON (bytes) under this catalogue, for a profile with at
     most `emails` emails and `phones` phones (identity's limits): whatever its history, because the
@@ -1173,15 +1206,7 @@ def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> i
     for spec in plan.keys.values():
         size += _quoted(spec.key) + len(':{"count":,"first":,"last":,"recent":[]},') + _NUMBER + 2 * _ISO
         size += spec.keep * (_ISO + 1)
-    for trait in catalogue.computed:
-        bucket = _bucket_bound(trait)
-        size += (
-            _quoted(trait.id)
-            + 2
-            + (bucket if trait.days is None else len('{"days":{}}') + trait.days * (15 + bucket))
-        )
-        value = _KEPT if trait.aggregate in ("first", "last") else _NUMBER
-        size += _quoted(trait.id) + 2 + value  # `computed`
+    size += sum(computed_trait_bound(trait) for trait in catalogue.computed)
     size += sum(_quoted(s.id) + 1 for s in catalogue.segments)
     for audience in catalogue.audiences():
         key = _quoted(synced_key(audience.platform, audience.audience, audience.segment))

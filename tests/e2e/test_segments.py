@@ -484,18 +484,12 @@ def test_a_purchase_and_an_add_at_the_same_instant_is_not_an_abandoner(local: Lo
         assert actions == [] or actions[-1] == "remove", (platform, actions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on a merge the segments function publishes segment.exited for the merged profile id only;"
-    " the journey router moves that profile's runs to the survivor and routes the exit by the merged id,"
-    " so the moved cart_nudge run never exits and the buyer is nudged (shared/journeys/router.py route)",
-)
 def test_a_cart_nudge_started_on_the_phone_ends_when_the_customer_buys_on_the_laptop_and_profiles_merge(
     local: LocalRuntime,
 ) -> None:
     # cart_nudge (triggered by entering cart_abandoners, ended by leaving it) starts for the phone's
-    # profile. The purchase merges it into the laptop's: the survivor was never in the segment, so the
-    # only exit on the bus is the merged profile's, and the journey router takes it for that id only.
+    # profile. The purchase merges it into the laptop's, which was never in the segment: the journey
+    # router moves the run under the laptop's profile, so the segments function exits the survivor too.
     tag = uuid.uuid4().hex[:10]
     email = f"nudge-{tag}@example.com"
     laptop = {"userId": f"user-{tag}", "anonymousId": f"anon-laptop-{tag}"}

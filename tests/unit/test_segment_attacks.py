@@ -254,12 +254,6 @@ def test_the_same_message_id_from_two_sources_is_two_events() -> None:
     assert not on_event(bought.state, _profile(), backend, SHIPPED, T0 + 2 * MS).write
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing checks state_size_bound when a catalogue is loaded: four `last` traits over 365d"
-    " make a daily customer's state item pass DynamoDB's 400 KB, and every later event of that profile"
-    " fails its PutItem for good (shared/segments/catalogue.py)",
-)
 def test_a_catalogue_whose_state_cannot_fit_one_dynamodb_item_is_refused_or_stays_inside() -> None:
     from pydantic import ValidationError
 

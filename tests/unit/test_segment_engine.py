@@ -470,11 +470,65 @@ def test_a_merge_combines_aggregates_and_a_purchase_on_another_device_removes_fr
 
     assert decision.state.profileId == "laptop" and decision.state.segments == []
     assert decision.state.events["Product Added"].count == 1
+    # The phone's exit (segment-members) and the laptop's: the journey router moved the phone's runs
+    # under the laptop, where only the survivor's exit can end them.
     assert [(c.profileId, c.segment, c.entered, c.reason) for c in decision.changes] == [
-        ("phone", "cart_abandoners", False, "merge")
+        ("laptop", "cart_abandoners", False, "merge"),
+        ("phone", "cart_abandoners", False, "merge"),
     ]
     assert [(p, a) for p, a, _ in _intents(decision)] == [("meta", "remove"), ("google", "remove")]
     assert decision.state.synced == {}
+
+
+def test_a_merge_that_takes_merged_profiles_out_exits_the_survivor_once_and_keeps_distinct_messages() -> None:
+    from shared.journeys.router import segment_event
+    from shared.segments.service import deduplication_id
+
+    tablet = _run(SHIPPED, [(_track("Product Added", T0), T0)], _profile("tablet"))
+    phone = _run(SHIPPED, [(_track("Product Added", T0), T0)], _profile("phone"))
+    laptop = _run(
+        SHIPPED, [(_track("Order Completed", T0 + MS, revenue=40), T0 + MS)], _profile("laptop", emails=[])
+    )
+
+    decision = on_merge(laptop, [phone, tablet], _profile("laptop"), SHIPPED, T0 + MS)
+
+    assert decision.state.segments == []
+    assert [(c.profileId, c.segment, c.entered) for c in decision.changes] == [
+        ("laptop", "cart_abandoners", False),  # once, however many merged profiles were in
+        ("phone", "cart_abandoners", False),
+        ("tablet", "cart_abandoners", False),
+    ]
+    # One audience message per (profile, segment): the survivor's carries the removals (its hashes
+    # leave the audiences), the merged ones only delete their segment-members items; each has its
+    # own FIFO deduplication id and journey messageId, so neither hides another.
+    messages = audience_messages(decision)
+    assert [(m.profileId, m.entered, len(m.intents)) for m in messages] == [
+        ("laptop", False, 2),
+        ("phone", False, 0),
+        ("tablet", False, 0),
+    ]
+    assert len({deduplication_id(m.profileId, m.segment, "v2#cause") for m in messages}) == 3
+    events = [segment_event(c.profileId, c.segment, c.entered, c.at) for c in decision.changes]
+    assert len({e.event["messageId"] for e in events}) == 3
+
+
+def test_a_merge_exits_the_survivor_only_when_it_is_out_of_the_segment_and_was_not_already() -> None:
+    phone = _run(SHIPPED, [(_track("Product Added", T0), T0)], _profile("phone"))
+    # The survivor is in the segment after the merge: its run goes on, no exit for it.
+    carted = _run(SHIPPED, [(_track("Product Added", T0), T0)], _profile("laptop", emails=[]))
+    stays = on_merge(carted, [phone], _profile("laptop"), SHIPPED, T0 + MS)
+    assert stays.state.segments == ["cart_abandoners"]
+    assert [(c.profileId, c.entered) for c in stays.changes] == [("phone", False)]
+    # The survivor was in and leaves by the merge: its own exit, not a second one.
+    bought = _run(
+        SHIPPED,
+        [(_track("Product Added", T0), T0)],
+        _profile("laptop", emails=[]),
+    )
+    buyer = _run(SHIPPED, [(_track("Order Completed", T0 + MS), T0 + MS)], _profile("phone"))
+    leaves = on_merge(bought, [buyer], _profile("laptop"), SHIPPED, T0 + 2 * MS)
+    assert leaves.state.segments == []
+    assert [(c.profileId, c.entered, c.reason) for c in leaves.changes] == [("laptop", False, "merge")]
 
 
 def test_an_unmerge_rebuilds_from_the_timeline() -> None:

@@ -186,6 +186,34 @@ def test_one_audience_follows_one_segment(tmp_path: Path) -> None:
     assert "meta:shared" in message and "'one'" in message and "'two'" in message
 
 
+def test_a_catalogue_whose_state_could_outgrow_one_dynamodb_item_is_refused_with_its_cause(
+    tmp_path: Path,
+) -> None:
+    traits = "".join(
+        f"- {{id: last_sku_{i}, event: Order Completed, aggregate: last, property: sku{i}, within: 365d}}\n"
+        for i in range(4)
+    )
+
+    message = _load_error(tmp_path, {"computed_traits.yaml": traits})
+
+    assert str(tmp_path) in message
+    assert "bytes" in message and "350,000" in message and "DynamoDB" in message
+    assert "'last_sku_0'" in message  # the largest contributors are named
+    assert "within" in message  # and what to change
+
+
+def test_a_catalogue_within_the_item_ceiling_loads(tmp_path: Path) -> None:
+    # Two of the same traits (a year of daily buckets each): about 260 KB at most, under the ceiling.
+    traits = "".join(
+        f"- {{id: last_sku_{i}, event: Order Completed, aggregate: last, property: sku{i}, within: 365d}}\n"
+        for i in range(2)
+    )
+
+    catalogue = load_segments(_folder(tmp_path, {"computed_traits.yaml": traits}))
+
+    assert [t.id for t in catalogue.computed] == ["last_sku_0", "last_sku_1"]
+
+
 def test_a_condition_with_two_kinds_is_refused() -> None:
     with pytest.raises(ValidationError, match="exactly one of"):
         SegmentDefinition.model_validate(
