@@ -167,9 +167,9 @@ def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str
     store, now = SegmentStore(settings.profiles_table), clock.now()
     messages: list[tuple[AudienceMessage, str]] = []
     for state in store.states(profile_ids):
-        outbox = state.outbox
+        outbox = next((o for o in state.outbox if o.cause == message_digest(ERASURE)), None)
         version = state.version
-        if outbox is None or outbox.cause != message_digest(ERASURE):
+        if outbox is None:
             changes = [
                 SegmentChange(
                     profileId=state.profileId, segment=s, entered=False, at=clock.iso(now), reason="erasure"
@@ -177,7 +177,7 @@ def _leave_audiences(settings: config.ProfilesApiSettings, profile_ids: list[str
                 for s in state.segments
             ]
             outbox = Outbox(cause=message_digest(ERASURE), changes=changes, intents=on_erasure([state], now))
-            emptied = state.model_copy(update={"segments": [], "synced": {}, "outbox": outbox})
+            emptied = state.model_copy(update={"segments": [], "synced": {}, "outbox": [outbox]})
             version = store.put(emptied, state.version)  # changed meanwhile: 409, the caller retries
         pending = Decision(state, False, outbox.changes, outbox.intents, None)
         messages += [

@@ -395,9 +395,10 @@ class SegmentState(Model):
     seen: list[str] = Field(default_factory=list)
     nextCheck: str | None = None
     updatedAt: str | None = None
-    # The effects of the decision this state was written with (shared/segments/service.py): carried
-    # out after the write, and again when the same cause is retried (a crash in between loses none).
-    outbox: Outbox | None = None
+    # The effects of the last OUTBOX_KEEP decisions this state was written with, oldest first
+    # (shared/segments/service.py): carried out after the write, and again when the same cause is
+    # retried, even after later events of the profile (a crash in between loses none).
+    outbox: list[Outbox] = Field(default_factory=list)
 
 
 class SegmentChange(Model):
@@ -429,6 +430,10 @@ class AudienceMessage(Model):
     entered: bool | None = None
     at: str
     intents: list[AudienceIntent] = Field(default_factory=list)
+
+
+OUTBOX_KEEP = 4  # decisions whose effects a state keeps for a retry of their cause
+OUTBOX_OLDER_BYTES = 32_000  # ...the older ones only while they fit in this (the newest always kept)
 
 
 class Outbox(Model):

@@ -35,6 +35,7 @@ from shared.journeys.conditions import condition_holds, lookup, property_conditi
 from shared.models.journey import Condition
 from shared.models.profile import Profile, TimelineEntry
 from shared.models.segments import (
+    OUTBOX_OLDER_BYTES,
     SEEN_LIMIT,
     AllNode,
     AnyNode,
@@ -1211,16 +1212,17 @@ def state_size_bound(catalogue: SegmentCatalogue, emails: int, phones: int) -> i
     for audience in catalogue.audiences():
         key = _quoted(synced_key(audience.platform, audience.audience, audience.segment))
         size += key + len(':{"email":[],"phone":[]},') + (emails + phones) * (64 + 3)
-    # The outbox (shared/segments/service.py): at most one change per segment and, per audience, a
-    # removal and an add, each naming every identifier.
+    # The outbox (shared/segments/service.py): the newest decision's effects (at most one change per
+    # segment and, per audience, a removal and an add, each naming every identifier), and older ones
+    # within OUTBOX_OLDER_BYTES.
     change = len('{"profileId":"","segment":"","entered":false,"at":"","reason":"unmerge"},') + 64 + _ISO
-    size += len('"outbox":{"cause":"","changes":[],"intents":[],"recheckAt":""}') + 16 + _ISO
-    size += sum(change + len(s.id) for s in catalogue.segments)
+    one = len('{"cause":"","changes":[],"intents":[],"recheckAt":""},') + 16 + _ISO
+    one += sum(change + len(s.id) for s in catalogue.segments)
     intent = len('{"platform":"google","audience":"","action":"remove","segment":"","profileId":"","at":"",')
     hashed = len('{"kind":"email","sha256":""},') + 64
     for audience in catalogue.audiences():
         each = (
             intent + len(audience.audience) + len(audience.segment) + 64 + _ISO + (emails + phones) * hashed
         )
-        size += 2 * (each + len('"identifiers":[]},'))
-    return size
+        one += 2 * (each + len('"identifiers":[]},'))
+    return size + len('"outbox":[]') + one + OUTBOX_OLDER_BYTES

@@ -11,8 +11,9 @@ At least once: the state is written with its effects (`SegmentState.outbox`, key
 the cause), then the effects are carried out. If that fails after the write, the retried cause finds
 its messageId in `seen` and decides nothing new, but the outbox still holds its effects under that
 cause: they are carried out again (the audience messages keep their deduplication ids, the bus events
-their `at`, so consumers see the same changes). Only the latest cause's effects are kept: a retry that
-arrives after another event of the same profile was applied finds them replaced.
+their `at`, so consumers see the same changes; the audiences function reconciles every message with
+the current state, so an old one does no harm). The effects of the last OUTBOX_KEEP causes are kept,
+so a retry that arrives after a few other events of the same profile still finds its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from shared import clock
 from shared.identity.resolver import ConcurrentChangeError
 from shared.models.events import DETAIL_SEGMENT_ENTERED, DETAIL_SEGMENT_EXITED, SOURCE_SEGMENTS, BusEvent
 from shared.models.profile import Profile, TimelineEntry
-from shared.models.segments import AudienceMessage, Outbox, SegmentChange, SegmentState
+from shared.models.segments import (
+    OUTBOX_KEEP,
+    OUTBOX_OLDER_BYTES,
+    AudienceMessage,
+    Outbox,
+    SegmentChange,
+    SegmentState,
+)
 from shared.segments.engine import Decision, audience_messages, message_digest
 
 ATTEMPTS = 8  # lost races in a row before the event is failed (and retried by Lambda)
@@ -81,14 +89,18 @@ def with_outbox(decision: Decision, cause: str) -> Decision:
     outbox = Outbox(
         cause=message_digest(cause), changes=decision.changes, intents=decision.intents, recheckAt=recheck
     )
-    return replace(decision, state=decision.state.model_copy(update={"outbox": outbox}))
+    kept = [o for o in decision.state.outbox if o.cause != outbox.cause][-(OUTBOX_KEEP - 1) :]
+    while kept and sum(len(o.model_dump_json()) for o in kept) > OUTBOX_OLDER_BYTES:
+        kept.pop(0)  # the state is one DynamoDB item: older effects give way to a bounded size
+    return replace(decision, state=decision.state.model_copy(update={"outbox": [*kept, outbox]}))
 
 
 def replayed(state: SegmentState | None, decision: Decision, cause: str) -> Decision:
     """A decision that writes nothing, for a cause whose effects the stored state still holds (it
     was written, and carrying them out may have failed): those effects again."""
-    outbox = state.outbox if state is not None else None
-    if decision.write or outbox is None or outbox.cause != message_digest(cause):
+    digest = message_digest(cause)
+    outbox = next((o for o in (state.outbox if state is not None else []) if o.cause == digest), None)
+    if decision.write or outbox is None:
         return decision
     recheck = clock.parse(outbox.recheckAt) if outbox.recheckAt else None
     return replace(decision, changes=outbox.changes, intents=outbox.intents, recheck_at=recheck)
@@ -166,8 +178,7 @@ def carry_out(outcome: Outcome, correlation: str, ports: Ports) -> None:
     # survivor's version while the exits are the merged profile's, whose own first state had that
     # version; an unmerge restarts a state at version 1), and SQS would silently drop the repeat.
     # A retried cause replays the same outbox, so its messages keep their ids.
-    outbox = decision.state.outbox
-    cause = outbox.cause if outbox is not None else message_digest(correlation)
+    cause = message_digest(correlation)
     messages = [
         (message, deduplication_id(message.profileId, message.segment, f"v{outcome.version}#{cause}"))
         for message in audience_messages(decision)

@@ -127,11 +127,6 @@ def _final(queue: Queue, reconciled_with: Store | None = None) -> dict[tuple[str
     return {(r.platform, r.audience): r.action for r in requests}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outbox keeps only the latest cause: a failed carry-out is lost once another event of the"
-    " profile is written before the retry (shared/segments/service.py replayed/with_outbox)",
-)
 def test_a_purchase_whose_removal_failed_to_queue_is_removed_when_retried_after_another_event() -> None:
     store, queue = Store(_profile()), Queue()
     _deliver(store, queue, "p1", _track("Product Added", T0, "add-1"), T0)

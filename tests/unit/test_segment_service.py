@@ -9,7 +9,7 @@ import pytest
 from shared import clock
 from shared.identity.resolver import ConcurrentChangeError
 from shared.models.profile import Profile, TimelineEntry
-from shared.models.segments import SegmentChange, SegmentState
+from shared.models.segments import OUTBOX_KEEP, SegmentChange, SegmentState
 from shared.segments.engine import Decision, message_digest
 from shared.segments.service import ATTEMPTS, settle, settle_merge
 
@@ -101,10 +101,24 @@ def test_a_written_decision_keeps_its_effects_under_its_cause() -> None:
     store = Store()
     outcome = settle("p1", _entering, store, "m-1")
     assert outcome is not None and outcome.decision.changes == [ENTERED]
-    assert store.state is not None and store.state.outbox is not None
-    assert store.state.outbox.cause == message_digest("m-1")
-    assert store.state.outbox.changes == [ENTERED]
-    assert store.state.outbox.recheckAt == "2030-03-11T09:00:00.000Z"
+    assert store.state is not None
+    [outbox] = store.state.outbox
+    assert outbox.cause == message_digest("m-1")
+    assert outbox.changes == [ENTERED]
+    assert outbox.recheckAt == "2030-03-11T09:00:00.000Z"
+
+
+def test_the_state_keeps_the_effects_of_its_last_few_causes() -> None:
+    store = Store()
+    for n in range(OUTBOX_KEEP + 2):
+        settle("p1", _entering, store, f"m-{n}")
+    assert store.state is not None
+    assert [o.cause for o in store.state.outbox] == [
+        message_digest(f"m-{n}") for n in range(2, OUTBOX_KEEP + 2)
+    ]
+    settle("p1", _entering, store, "m-3")  # the same cause again: kept once, as the newest
+    assert [o.cause for o in store.state.outbox][-1] == message_digest("m-3")
+    assert len(store.state.outbox) == OUTBOX_KEEP
 
 
 def test_a_retried_cause_carries_out_again_the_effects_written_with_it() -> None:
