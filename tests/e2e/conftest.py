@@ -133,9 +133,10 @@ class LocalProcess:
             raise
 
 
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalRuntime]:
-    started = LocalProcess()
+def running(env: dict[str, str] | None = None) -> Iterator[LocalRuntime]:
+    """`make local` as a separate process for a module's tests; when they are done, no function may
+    have failed for good (what the runtime's failure list holds)."""
+    started = LocalProcess(env=env)
     try:
         runtime = started.ready()
         yield runtime
@@ -145,3 +146,8 @@ def local() -> Iterator[LocalRuntime]:
         )
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalRuntime]:
+    yield from running()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import shutil
 import threading
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from shared import clock
-from tests.e2e.conftest import ROOT, LocalProcess, LocalRuntime
+from tests.e2e.conftest import ROOT, LocalRuntime, running
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 HOUR = 3600
@@ -44,16 +43,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     for folder in [*JOURNEYS.iterdir(), *SEGMENT_JOURNEYS.iterdir()]:
         if (folder / "journey.yaml").is_file():
             shutil.copytree(folder, journeys / folder.name)
-    started = LocalProcess(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
-    try:
-        runtime = started.ready()
-        yield runtime
-        failures = runtime.failures()
-        assert failures == [], "functions failed for good:\n" + "\n".join(
-            f"{f['error'][-600:]}\n{json.dumps(f['event'].get('detail', {}))[:1500]}" for f in failures
-        )
-    finally:
-        started.stop()
+    yield from running(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
 
 
 # ------------------------------------------------------------------ helpers
