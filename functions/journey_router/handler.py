@@ -18,7 +18,7 @@ from shared.journeys.router import (
     close_execution,
     follow_merge,
     route,
-    segment_event,
+    route_segment_change,
 )
 from shared.models.events import (
     DETAIL_MERGED,
@@ -69,11 +69,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
         return
 
     if event.get("source") == SOURCE_SEGMENTS:
-        segment = SegmentChange.model_validate(incoming.data)
-        resolved = segment_event(segment.profileId, segment.segment, segment.entered, segment.at)
+        routing = route_segment_change(SegmentChange.model_validate(incoming.data), journeys, ports, now)
     else:
-        resolved = ResolvedEvent.model_validate(incoming.data)
-    routing = route(resolved, journeys, ports, now)
+        routing = route(ResolvedEvent.model_validate(incoming.data), journeys, ports, now)
 
     metrics.add_metric(name="JourneysStarted", unit=MetricUnit.Count, value=len(routing.started))
     metrics.add_metric(name="JourneysExited", unit=MetricUnit.Count, value=len(routing.exited))

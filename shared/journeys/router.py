@@ -55,6 +55,7 @@ from shared.models.journey import (
     JourneyDefinition,
 )
 from shared.models.message import MessageLogEntry
+from shared.models.segments import SegmentChange
 
 # How long a claimed slot whose execution does not exist yet is left to its claimer. The claimer
 # starts the execution within one router invocation (10 s timeout in infra/topology.py; a unit test
@@ -306,7 +307,11 @@ def segment_event(profile_id: str, segment: str, entered: bool, at: str) -> Reso
     return ResolvedEvent(profileId=profile_id, event=call)
 
 
-def route(resolved: ResolvedEvent, journeys: Iterable[RoutedJourney], ports: Ports, now: str) -> Routing:
+def route(
+    resolved: ResolvedEvent, journeys: Iterable[RoutedJourney], ports: Ports, now: str, start: bool = True
+) -> Routing:
+    """What the event does to the profile's journeys; `start=False`: to its runs only (no trigger),
+    for an exit routed to the runs of a profile merged away (functions/journey_router)."""
     routing = Routing()
     call = resolved.event
     if call.get("type") != "track":
@@ -336,11 +341,27 @@ def route(resolved: ResolvedEvent, journeys: Iterable[RoutedJourney], ports: Por
                     if property_conditions_hold(rule.where, event.properties, _trigger_of(run), event.moment):
                         _exit(event.profile_id, journey.id, run, "exit_event", f"'{event.name}'", ports, now)
                         routing.exited.append(run["executionArn"])
-    for journey in journeys:
+    for journey in journeys if start else ():
         if journey.trigger.event == event.name and property_conditions_hold(
             journey.trigger.where, event.properties, event.properties, event.moment
         ):
             _enter(event, journey, ports, routing)
+    return routing
+
+
+def route_segment_change(
+    change: SegmentChange, journeys: Iterable[RoutedJourney], ports: Ports, now: str
+) -> Routing:
+    """A segment change as its `$segment.*` event. A survivor leaving a segment on a merge names the
+    merged profiles that were in it: their runs move to the survivor when the merge itself is routed,
+    in parallel, perhaps later; so the exit is also routed to their runs where they still are."""
+    resolved = segment_event(change.profileId, change.segment, change.entered, change.at)
+    routing = route(resolved, journeys, ports, now)
+    for merged_id in change.merged:
+        moved_away = route(
+            resolved.model_copy(update={"profileId": merged_id}), journeys, ports, now, start=False
+        )
+        routing.exited += moved_away.exited
     return routing
 
 

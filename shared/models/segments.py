@@ -409,6 +409,9 @@ class SegmentChange(Model):
     entered: bool
     at: str
     reason: Literal["event", "time", "merge", "unmerge", "erasure"]
+    # A survivor's exit on a merge: the merged profiles that were in the segment. Their runs may not
+    # have moved to the survivor yet when the exit is routed (the merge is routed in parallel).
+    merged: list[ProfileId] = Field(default_factory=list)
 
 
 class AudienceIntent(Model):

@@ -977,7 +977,14 @@ def on_merge(
     survivor_in = set(base.segments) | set(decision.state.segments)
     left = list(dict.fromkeys(change.segment for change in gone if change.segment not in survivor_in))
     carried = [
-        SegmentChange(profileId=profile.profileId, segment=segment, entered=False, at=at, reason="merge")
+        SegmentChange(
+            profileId=profile.profileId,
+            segment=segment,
+            entered=False,
+            at=at,
+            reason="merge",
+            merged=[c.profileId for c in gone if c.segment == segment],
+        )
         for segment in left
     ]
     return Decision(

@@ -26,12 +26,14 @@ from shared.journeys.router import (
     follow_merge,
     held_out,
     route,
+    route_segment_change,
     segment_event,
 )
 from shared.journeys.steps import JourneyWait
 from shared.models.events import ProfilesMerged, ResolvedEvent
 from shared.models.journey import Condition, JourneyDefinition
 from shared.models.message import MessageLogEntry
+from shared.models.segments import SegmentChange
 from tests.unit.fakes import FakeExecutions, FakeJourneyWaits, FakeMessageLog, FakeRunStore, FakeStats
 
 MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:cart_abandonment"
@@ -1200,3 +1202,57 @@ def test_a_customer_track_event_of_another_name_never_touches_a_segment_journey(
     routing = route(_with("vip", "m-1", segment="vip"), [VIP_THANKS], ports, NOW)
 
     assert routing.started == []
+
+
+def _exit_on_merge(merged: list[str]) -> SegmentChange:
+    return SegmentChange(
+        profileId=PROFILE,
+        segment="vip",
+        entered=False,
+        at="2024-05-02T09:00:00.000Z",
+        reason="merge",
+        merged=merged,
+    )
+
+
+def test_a_survivors_merge_exit_routed_before_the_merge_exits_the_run_still_under_the_merged_profile(
+    ports: Ports, executions: FakeExecutions
+) -> None:
+    # The run started on the phone's profile (MERGED); the purchase merged it into the laptop's
+    # (PROFILE), which was never in the segment. The survivor's exit is routed before the merge moves
+    # the run (both are routed in parallel): the run is exited where it still is.
+    [arn] = route(_segment(True, profile=MERGED), [VIP_THANKS], ports, NOW).started
+
+    routing = route_segment_change(_exit_on_merge([MERGED]), [VIP_THANKS], ports, NOW)
+
+    assert routing.exited == [arn] and routing.started == []
+    assert not executions.is_running(arn)
+
+
+def test_a_survivors_merge_exit_routed_after_the_merge_exits_the_moved_run(
+    ports: Ports, executions: FakeExecutions
+) -> None:
+    [arn] = route(_segment(True, profile=MERGED), [VIP_THANKS], ports, NOW).started
+    follow_merge(ProfilesMerged(survivor=PROFILE, merged=[MERGED]), [VIP_THANKS], ports, NOW)
+
+    assert route_segment_change(_exit_on_merge([MERGED]), [VIP_THANKS], ports, NOW).exited == [arn]
+    assert not executions.is_running(arn)
+
+
+def test_an_exit_routed_to_a_merged_profiles_runs_starts_nothing_there(ports: Ports) -> None:
+    leaving = RoutedJourney.of(
+        JourneyDefinition.model_validate(
+            {
+                "id": "goodbye",
+                "name": "Goodbye",
+                "trigger": {"segment_exited": "vip"},
+                "steps": [{"send": {"channel": "email", "template": "bye"}}],
+            }
+        ),
+        MACHINE,
+    )
+
+    routing = route_segment_change(_exit_on_merge([MERGED]), [leaving], ports, NOW)
+
+    assert len(routing.started) == 1  # the survivor's own journey
+    assert ports.runs.runs(MERGED, "goodbye") == []  # never a run for the profile merged away

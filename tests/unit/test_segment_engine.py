@@ -498,6 +498,9 @@ def test_a_merge_that_takes_merged_profiles_out_exits_the_survivor_once_and_keep
         ("phone", "cart_abandoners", False),
         ("tablet", "cart_abandoners", False),
     ]
+    # The survivor's exit names the merged profiles that were in: the router exits their runs where
+    # they still are if it routes this before the merge has moved them.
+    assert decision.changes[0].merged == ["phone", "tablet"]
     # One audience message per (profile, segment): the survivor's carries the removals (its hashes
     # leave the audiences), the merged ones only delete their segment-members items; each has its
     # own FIFO deduplication id and journey messageId, so neither hides another.
