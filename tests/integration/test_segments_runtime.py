@@ -240,6 +240,7 @@ def test_an_event_that_changes_membership_publishes_segment_entered_with_its_mes
         "entered": True,
         "at": clock.iso(START),
         "reason": "event",
+        "merged": [],
     }
     [message] = received
     assert (message.profileId, message.segment, message.entered) == (profile_id, "cart_abandoners", True)
@@ -373,6 +374,7 @@ def test_a_window_expiry_fires_its_schedule_at_the_due_instant_and_publishes_seg
         "entered": False,
         "at": clock.iso(due),
         "reason": "time",
+        "merged": [],
     }
     removal = received[-1]
     assert (removal.segment, removal.entered, removal.at) == ("cart_abandoners", False, clock.iso(due))
