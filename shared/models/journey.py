@@ -34,25 +34,14 @@ from pydantic import (
 )
 
 from shared.models.base import Model
+from shared.models.durations import MAX_WAIT_SECONDS, UNIT_SECONDS, DurationSeconds, format_duration
+from shared.models.policy import QuietHours, TopicId
 from shared.models.types import Channel
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _OFFSET = re.compile(r"^\s*([+-]?)\s*(\d+)\s*([smhd])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_WAIT_SECONDS = 365 * 86400  # a Step Functions Standard execution lives at most a year
 # State names are step ids (≤ 80 characters in Step Functions); helper states add a suffix such as
 # ".choice", so a step id keeps 8 characters of room for it.
 STEP_ID_MAX_LENGTH = 72
-
-
-def _parse_duration(value: object) -> object:
-    """'90s', '30m', '1h', '2d' → seconds; an int is already seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"duration {value!r} is not a number followed by s, m, h or d (e.g. '1h')")
-        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return value
 
 
 def _parse_offset(value: object) -> object:
@@ -61,21 +50,11 @@ def _parse_offset(value: object) -> object:
         match = _OFFSET.match(value)
         if not match:
             raise ValueError(f"offset {value!r} is a duration with an optional sign (e.g. '-3d', '2h')")
-        seconds = int(match.group(2)) * _UNIT_SECONDS[match.group(3)]
+        seconds = int(match.group(2)) * UNIT_SECONDS[match.group(3)]
         return -seconds if match.group(1) == "-" else seconds
     return value
 
 
-def format_duration(seconds: int) -> str:
-    """The shortest exact written form of a duration: 3600 → '1h', 5400 → '90m', 45 → '45s'."""
-    sign, magnitude = ("-" if seconds < 0 else ""), abs(seconds)
-    for unit in ("d", "h", "m"):
-        if magnitude and magnitude % _UNIT_SECONDS[unit] == 0:
-            return f"{sign}{magnitude // _UNIT_SECONDS[unit]}{unit}"
-    return f"{sign}{magnitude}s"
-
-
-DurationSeconds = Annotated[int, BeforeValidator(_parse_duration), Field(gt=0, le=MAX_WAIT_SECONDS)]
 OffsetSeconds = Annotated[
     int, BeforeValidator(_parse_offset), Field(ge=-MAX_WAIT_SECONDS, le=MAX_WAIT_SECONDS)
 ]
@@ -488,6 +467,9 @@ class SplitStep(_Step):
 class SendSpec(_Strict):
     channel: Channel
     template: TemplateName
+    # The subscription topic (policy.yaml) whose consent, caps and quiet hours apply; None: the
+    # policy's default_topic (marketing). Checked against the policy when journeys load.
+    topic: TopicId | None = None
 
 
 class SendStep(_Step):
@@ -682,7 +664,7 @@ def _certain_seconds(steps: list[Step], elapsed: int) -> tuple[int, bool]:
         if isinstance(step, WaitStep):
             elapsed += step.wait
         elif isinstance(step, WaitUntilStep):
-            elapsed = max(elapsed, (step.wait_until.days_after_entry or 0) * _UNIT_SECONDS["d"])
+            elapsed = max(elapsed, (step.wait_until.days_after_entry or 0) * UNIT_SECONDS["d"])
         elif isinstance(step, ExitStep):
             return elapsed, True
         elif step.paths():
@@ -714,6 +696,9 @@ class JourneyDefinition(_Strict):
     goal: Goal | None = None
     holdout: float = Field(default=0, ge=0, le=100, description="percent of entries held out")
     re_entry: ReEntry = Field(default_factory=lambda: ReEntry(mode="after_exit"))
+    # Overrides the policy's quiet hours for this journey's sends: `false` for none, or {start, end};
+    # absent (None): the policy's.
+    quiet_hours: QuietHours | Literal[False] | None = None
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

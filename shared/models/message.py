@@ -23,6 +23,10 @@ class SendRequest(Model):
     enteredAt: str
     trigger: dict[str, Any] = Field(default_factory=dict)
     executionId: str
+    # The send step's topic (None: the policy's default_topic) and the journey's quiet hours override
+    # (None: the policy's; {"start": "21:00", "end": "08:00"}; False: none).
+    topic: str | None = None
+    quietHours: dict[str, str] | Literal[False] | None = None
 
     @property
     def message_key(self) -> str:
@@ -43,7 +47,8 @@ class OutboundMessage(Model):
     userId: str | None = None
 
 
-MessageStatus = Literal["queued", "sent", "dropped"]
+# deferred: the gate will run again at `deferredUntil` (quiet hours, a cap) and replace this entry.
+MessageStatus = Literal["queued", "sent", "dropped", "deferred"]
 
 
 class MessageLogEntry(Model):
@@ -61,3 +66,8 @@ class MessageLogEntry(Model):
     sentAt: str | None = None
     providerMessageId: str | None = None
     content: dict[str, str] | None = None
+    topic: str | None = None
+    # Email: the headers sent with it (List-Unsubscribe, List-Unsubscribe-Post).
+    headers: dict[str, str] | None = None
+    deferredUntil: str | None = None
+    firstDeferredAt: str | None = None
