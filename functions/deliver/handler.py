@@ -1,22 +1,28 @@
-"""A journey's send step (invoked by its state machine): the send gate, then the channel queue."""
+"""A journey's send step (invoked by its state machine): the send gate, then the channel queue.
+
+Answers `{status, reason, until, messageKey}`: `deferred` with `until` (ISO-8601) makes the state
+machine wait until then and run the step again (compiler: `<id>.sent` → `<id>.defer`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
+from shared.delivery.policy import load_policy
 from shared.delivery.service import handle_send
 from shared.models.message import SendRequest
+from shared.store.caps import SendGateStore
 from shared.store.journey_stats import JourneyStats
 from shared.store.messages import ChannelQueue, MessageLog
-from shared.store.profiles import DynamoProfileStore
 from shared.store.segments import SegmentStore
 
 logger = Logger()
 metrics = Metrics()
+
+_OUTCOME = {"queued": "Queued", "dropped": "Dropped", "deferred": "Deferred"}
 
 
 @logger.inject_lambda_context
@@ -28,16 +34,35 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     entry = handle_send(
         request,
-        DynamoProfileStore(settings.profiles_table),
+        SendGateStore(settings.profiles_table),
         MessageLog(settings.messages_table),
         ChannelQueue(settings.queue_url(request.channel)),
         JourneyStats(settings.journey_stats_table),
         SegmentStore(settings.profiles_table),
+        load_policy(settings.policy_file),
+        profiles_table=settings.profiles_table,
     )
 
-    outcome = "Queued" if entry.status == "queued" else "Dropped"
+    outcome = _OUTCOME.get(entry.status, "Queued")  # sent: an earlier delivery queued it
     metrics.add_metric(name=f"{request.channel.capitalize()}{outcome}", unit=MetricUnit.Count, value=1)
+    if entry.reason:
+        # Per reason (unsubscribed, capped, deferred_quiet_hours, …): one metric with its dimensions.
+        with single_metric(name=f"Send{outcome}", unit=MetricUnit.Count, value=1) as metric:
+            metric.add_dimension(name="channel", value=request.channel)
+            metric.add_dimension(name="reason", value=entry.reason)
     logger.info(
-        "send step", extra={"status": entry.status, "reason": entry.reason, "journey": request.journey}
+        "send step",
+        extra={
+            "status": entry.status,
+            "reason": entry.reason,
+            "journey": request.journey,
+            "topic": entry.topic,
+        },
     )
-    return {"status": entry.status, "reason": entry.reason, "messageKey": entry.messageKey}
+    return {
+        "status": entry.status,
+        "reason": entry.reason,
+        # Always present: the state machine's ResultSelector reads it (null unless deferred).
+        "until": entry.deferredUntil,
+        "messageKey": entry.messageKey,
+    }

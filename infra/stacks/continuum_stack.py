@@ -36,7 +36,6 @@ from infra.constructs.segments import (
 )
 from infra.constructs.shared_layer import LAYER_ROOT
 from infra.constructs.tables import Tables
-from shared.delivery.policy import read_policy_yaml
 from infra.topology import (
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
@@ -51,6 +50,7 @@ from infra.topology import (
     queue_env,
     table_env,
 )
+from shared.delivery.policy import read_policy_yaml
 from shared.journeys.loader import load_journeys
 from shared.segments.catalogue import load_segments
 
@@ -85,9 +85,9 @@ class ContinuumStack(Stack):
         # The journey catalogue is built here, at synth, and ships in the shared layer: its state
         # machine names are derived from the stack name, so it needs nothing resolved at deploy.
         # Checked against the segments: a journey naming one the catalogue lacks fails the synth.
-        journey_list = load_journeys(
-            topology.journeys_dir, load_segments(topology.segments_dir), read_policy_yaml(topology.policy_file)
-        )
+        # And against the send policy: a send on a topic it does not declare fails the synth.
+        policy = read_policy_yaml(topology.policy_file)
+        journey_list = load_journeys(topology.journeys_dir, load_segments(topology.segments_dir), policy)
         machine_names = {
             j.definition.id: state_machine_name(self.stack_name, j.definition.id) for j in journey_list
         }

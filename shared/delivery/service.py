@@ -16,24 +16,47 @@ provider call's worth of time, on a crash) cannot be closed on our side.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
-from shared.delivery.gate import Drop, decide
+from shared.delivery.caps import CapWrite
+from shared.delivery.gate import Decision, Defer, Drop, GateFacts, LinkMaker, Send, decide, topic_of
 from shared.delivery.templates import roots
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
+from shared.models.policy import Policy
 from shared.models.profile import Profile
 from shared.models.segments import SegmentState
+
+# A cap item changed between the read and the commit: read and decide again, this many times at most
+# (each conflict means another send of the profile committed; a few in a row mean a burst).
+COMMIT_ATTEMPTS = 5
 
 
 class Profiles(Protocol):
     def profile(self, profile_id: str) -> Profile | None: ...
 
 
+class GateReads(Profiles, Protocol):
+    """The profile, then the consent, suppression and cap items the gate needs (shared/store/caps.py)."""
+
+    def gate_facts(self, profile: Profile, channel: str, topic: str, policy: Policy) -> GateFacts: ...
+
+
 class Log(Protocol):
     def record(self, entry: MessageLogEntry) -> bool: ...
+
+    def commit(
+        self,
+        entry: MessageLogEntry,
+        previous: MessageLogEntry | None,
+        caps: Sequence[CapWrite] = (),
+        profiles_table: str | None = None,
+    ) -> bool:
+        """Write the entry (if absent, or still the deferral `previous`) and the cap items (at the
+        versions read) at once; False when a condition failed."""
+        ...
 
     def get(self, message_key: str) -> MessageLogEntry | None: ...
 
@@ -88,45 +111,114 @@ class Stats(Protocol):
     def add(self, journey_id: str, counters: dict[str, float]) -> None: ...
 
 
+class CapContentionError(Exception):
+    """The profile's cap items kept changing under this send: the step is retried (Step Functions)."""
+
+
 def outcome_counter(entry: MessageLogEntry) -> str:
     """The journey-stats counter of a send step's outcome: `step#<id>#sent` (queued counts as sent:
-    the gate let it through) or `step#<id>#dropped#<reason>`."""
-    if entry.status == "dropped":
-        return f"step#{entry.step}#dropped#{entry.reason}"
+    the gate let it through), `step#<id>#dropped#<reason>` or `step#<id>#deferred#<reason>`."""
+    if entry.status in ("dropped", "deferred"):
+        return f"step#{entry.step}#{entry.status}#{entry.reason}"
     return f"step#{entry.step}#sent"
 
 
-def handle_send(
-    request: SendRequest, profiles: Profiles, log: Log, queue: Queue, stats: Stats, segments: SegmentStates
+def _entry(
+    request: SendRequest,
+    profile: Profile | None,
+    decision: Decision,
+    previous: MessageLogEntry | None,
+    topic: str,
+    now: datetime,
 ) -> MessageLogEntry:
-    """Run the send gate; log the outcome; enqueue what passes. Returns the log entry.
-
-    The outcome is counted in the journey's stats once: by the invocation whose log entry was first
-    recorded (a retried step finds the entry and counts nothing; ADD is not idempotent)."""
-    profile = profiles.profile(request.profileId)
-    decision = decide(request, profile, computed_values(request, profile, segments))
+    first_deferred = previous.firstDeferredAt if previous else None
     entry = MessageLogEntry(
         messageKey=request.message_key,
-        status="dropped" if isinstance(decision, Drop) else "queued",
-        reason=decision.reason if isinstance(decision, Drop) else None,
+        status="queued"
+        if isinstance(decision, Send)
+        else "deferred"
+        if isinstance(decision, Defer)
+        else "dropped",
+        reason=None if isinstance(decision, Send) else decision.reason,
+        reasonDetail=decision.detail if isinstance(decision, Drop) else None,
         channel=request.channel,
-        to=None if isinstance(decision, Drop) else decision.to,
+        to=decision.to if isinstance(decision, Send) else None,
         journey=request.journey,
         step=request.step,
         template=request.template,
         profileId=profile.profileId if profile else request.profileId,
         userId=profile.user_id if profile else None,
-        createdAt=clock.iso(clock.now()),
-        content=None if isinstance(decision, Drop) else decision.content,
+        createdAt=previous.createdAt if previous else clock.iso(now),
+        content=decision.content if isinstance(decision, Send) else None,
+        topic=topic,
+        headers=decision.headers if isinstance(decision, Send) else None,
+        firstDeferredAt=first_deferred or (clock.iso(now) if isinstance(decision, Defer) else None),
+        deferredUntil=clock.iso(decision.until) if isinstance(decision, Defer) else None,
     )
-    if not log.record(entry):
-        previous = log.get(entry.messageKey)
-        assert previous is not None  # record() refused because it exists
-        if previous.status != "queued":
-            return previous
-        entry = previous  # queued before, perhaps never enqueued: enqueue again (the channel dedupes)
-    else:
-        stats.add(entry.journey, {outcome_counter(entry): 1})
+    return entry
+
+
+def handle_send(
+    request: SendRequest,
+    profiles: GateReads,
+    log: Log,
+    queue: Queue,
+    stats: Stats,
+    segments: SegmentStates,
+    policy: Policy,
+    *,
+    profiles_table: str | None = None,
+    links: LinkMaker | None = None,
+) -> MessageLogEntry:
+    """Run the send gate; log the outcome; enqueue what passes. Returns the log entry: `deferred`
+    (with `deferredUntil`) tells the state machine to wait and run the step again.
+
+    Idempotent on the message key: a decided message (queued, sent, dropped) is answered from the
+    log (a queued one is enqueued again: the channel dedupes). A deferred one is decided again, and
+    its new outcome replaces the deferral only if no other invocation replaced it first. The outcome
+    is counted in the journey's stats by the invocation that committed it (a message's first
+    deferral, and its final outcome)."""
+    previous = log.get(request.message_key)
+    if previous is not None and previous.status != "deferred":
+        _enqueue(previous, queue)
+        return previous
+    topic = topic_of(request, policy)
+    for _ in range(COMMIT_ATTEMPTS):
+        now = clock.now()
+        profile = profiles.profile(request.profileId)
+        facts = (
+            profiles.gate_facts(profile, request.channel, topic, policy)
+            if profile is not None and topic in policy.topics
+            else GateFacts()
+        )
+        decision = decide(
+            request,
+            profile,
+            facts,
+            policy,
+            now,
+            first_deferred_at=clock.parse(previous.firstDeferredAt)
+            if previous and previous.firstDeferredAt
+            else None,
+            computed=computed_values(request, profile, segments),
+            links=links,
+        )
+        entry = _entry(request, profile, decision, previous, topic, now)
+        writes = decision.cap_writes if isinstance(decision, Send) else ()
+        if log.commit(entry, previous, writes, profiles_table):
+            if previous is None or entry.status != "deferred":
+                stats.add(entry.journey, {outcome_counter(entry): 1})
+            _enqueue(entry, queue)
+            return entry
+        current = log.get(request.message_key)
+        if current is not None and (previous is None or current != previous):
+            _enqueue(current, queue)  # another invocation decided it
+            return current
+        # A cap item changed under this send: read and decide again.
+    raise CapContentionError(f"cap items kept changing after {COMMIT_ATTEMPTS} attempts")
+
+
+def _enqueue(entry: MessageLogEntry, queue: Queue) -> None:
     if entry.status == "queued" and entry.to and entry.content:
         queue.send(
             OutboundMessage(
@@ -138,9 +230,9 @@ def handle_send(
                 template=entry.template,
                 profileId=entry.profileId,
                 userId=entry.userId,
+                headers=entry.headers,
             )
         )
-    return entry
 
 
 def handle_outbound(

@@ -206,30 +206,45 @@ def gate_event(definition: JourneyDefinition) -> str | None:
 
 
 def emit_send(node: Node, context: EmitContext) -> States:
+    """The send gate (deliver), then a Choice on its answer: `deferred` (quiet hours, a cap) waits
+    until the moment it names, on a Wait (no polling), and runs the gate again against the live
+    profile; the router's StopExecution ends the wait when the run exits (a purchase at night)."""
     step = node.step
     assert isinstance(step, SendStep)
     content = context.journey.templates[step.send.template].content_for(step.send.channel)
     assert content is not None  # Journey validates that every send has content
+    sent, defer = helper_state(node.id, "sent"), helper_state(node.id, "defer")
+    payload: dict[str, Any] = {
+        "journey": context.definition.id,
+        "goal": gate_event(context.definition),
+        "step": node.id,
+        "channel": step.send.channel,
+        "template": step.send.template,
+        "content": content.model_dump(exclude_none=True),
+        **_CONTEXT,
+    }
+    if step.send.topic is not None:
+        payload["topic"] = step.send.topic
+    quiet_hours = context.definition.quiet_hours
+    if quiet_hours is not None:
+        payload["quietHours"] = False if quiet_hours is False else quiet_hours.model_dump()
     task = {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
-        "Parameters": {
-            "FunctionName": context.deliver_arn,
-            "Payload": {
-                "journey": context.definition.id,
-                "goal": gate_event(context.definition),
-                "step": node.id,
-                "channel": step.send.channel,
-                "template": step.send.template,
-                "content": content.model_dump(exclude_none=True),
-                **_CONTEXT,
-            },
-        },
-        # A send's result is recorded in the message log, not carried along.
-        "ResultPath": None,
+        "Parameters": {"FunctionName": context.deliver_arn, "Payload": payload},
+        # The outcome is recorded in the message log; only what the Choice needs is carried.
+        "ResultSelector": {"status.$": "$.Payload.status", "until.$": "$.Payload.until"},
+        "ResultPath": "$.send",
         "Retry": RETRY,
+        "Next": sent,
     }
-    return {node.id: _then(task, node.next)}
+    choice = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.send.status", "StringEquals": "deferred", "Next": defer}],
+        "Default": _target(node.next),
+    }
+    wait = {"Type": "Wait", "TimestampPath": "$.send.until", "Next": node.id}
+    return {node.id: task, sent: choice, defer: wait}
 
 
 def emit_update(node: Node, context: EmitContext) -> States:
@@ -265,7 +280,8 @@ def compile_graph(graph: Graph, context: EmitContext) -> dict[str, Any]:
         if clash:
             raise ValueError(
                 f"journey {context.definition.id!r}: step id(s) {clash} clash with another step's"
-                " state name (ids ending in .choice or .at are taken by branch, split and wait_until)"
+                " state name (ids ending in .choice, .at, .sent or .defer are taken by branch, split,"
+                " wait_until and send)"
             )
         states.update(emitted)
     if any(END_STATE in _targets(state) for state in states.values()):

@@ -166,8 +166,8 @@ class UnknownActionError(Exception):
 # -- wait_until ----------------------------------------------------------------------------------------
 
 
-def recipient_zone(profile: Profile | None, default: str) -> ZoneInfo:
-    """The `timezone` trait, else the latest event's zone, else the deployment's default."""
+def known_zone(profile: Profile | None) -> ZoneInfo | None:
+    """The `timezone` trait, else the latest event's zone (None: neither is a known IANA zone)."""
     for candidate in (
         profile.traits.get(TIMEZONE_TRAIT) if profile else None,
         profile.timezone if profile else None,
@@ -175,14 +175,22 @@ def recipient_zone(profile: Profile | None, default: str) -> ZoneInfo:
         name = iana_timezone(candidate)
         if name:
             return ZoneInfo(name)
-    return ZoneInfo(default)
+    return None
 
 
-def _utc(wall: datetime, zone: ZoneInfo) -> datetime:
+def recipient_zone(profile: Profile | None, default: str) -> ZoneInfo:
+    """The `timezone` trait, else the latest event's zone, else the deployment's default."""
+    return known_zone(profile) or ZoneInfo(default)
+
+
+def wall_time_utc(wall: datetime, zone: ZoneInfo) -> datetime:
     """A wall-clock time in `zone` as UTC. A time in a spring-forward gap (02:30 that day does not
     exist) comes out shifted by the gap (03:30), and an ambiguous one (fall back) is its first
     occurrence: zoneinfo's fold=0, which is what people mean by "at 01:30"."""
     return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+_utc = wall_time_utc
 
 
 def _time_of_day(text: str) -> time:

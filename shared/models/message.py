@@ -45,6 +45,8 @@ class OutboundMessage(Model):
     template: str
     profileId: ProfileId
     userId: str | None = None
+    # Email: List-Unsubscribe and List-Unsubscribe-Post (the provider sends them).
+    headers: dict[str, str] | None = None
 
 
 # deferred: the gate will run again at `deferredUntil` (quiet hours, a cap) and replace this entry.
@@ -55,6 +57,8 @@ class MessageLogEntry(Model):
     messageKey: str
     status: MessageStatus
     reason: str | None = None
+    # render_failed: where the template failed (field, line, variable), never a value.
+    reasonDetail: str | None = None
     channel: Channel
     to: str | None = None
     journey: str

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from shared.delivery.caps import CapWrite
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.store.aws import TableStore, client, error_code
+from shared.store.caps import cap_item
 
 
 def _attributes(entry: MessageLogEntry) -> dict[str, Any]:
@@ -36,6 +39,57 @@ class MessageLog(TableStore):
             )
         except Exception as error:
             if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def commit(
+        self,
+        entry: MessageLogEntry,
+        previous: MessageLogEntry | None,
+        caps: Sequence[CapWrite] = (),
+        profiles_table: str | None = None,
+    ) -> bool:
+        """The gate's outcome in ONE TransactWriteItems: the log entry (only if there is none yet, or
+        it is still the deferral `previous` this invocation read) and every cap item the send counts
+        on (only at the version read). False when a condition failed: another invocation decided the
+        message, or another send took a cap slot (the caller reads again)."""
+        if previous is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(messageKey)"}
+        else:
+            condition = {
+                "ConditionExpression": "#s = :deferred AND deferredUntil = :until",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":deferred": {"S": "deferred"},
+                    ":until": {"S": previous.deferredUntil or ""},
+                },
+            }
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": self._table, "Item": _attributes(entry), **condition}}
+        ]
+        for write in caps:
+            assert profiles_table is not None
+            items.append(
+                {
+                    "Put": {
+                        "TableName": profiles_table,
+                        "Item": cap_item(entry.profileId, write),
+                        **(
+                            {"ConditionExpression": "attribute_not_exists(pk)"}
+                            if write.version == 0
+                            else {
+                                "ConditionExpression": "version = :v",
+                                "ExpressionAttributeValues": {":v": {"N": str(write.version)}},
+                            }
+                        ),
+                    }
+                }
+            )
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except Exception as error:
+            if error_code(error) == "TransactionCanceledException":
                 return False
             raise
         return True

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shared import clock
+from shared.delivery.caps import CapCheck, CapWrite, CountedSend, applicable, cap_sort_key
+from shared.delivery.gate import GateFacts
 from shared.identity.bounds import PROFILE_MAX_BYTES, growth_bytes, profile_bytes
 from shared.identity.resolver import (
     ConcurrentChangeError,
@@ -22,6 +24,7 @@ from shared.journeys.router import ExecutionState, Slot
 from shared.journeys.steps import JourneyWait
 from shared.models.events import BusEvent, PublishError
 from shared.models.message import MessageLogEntry, OutboundMessage
+from shared.models.policy import ConsentRecord, Policy
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.models.segments import SegmentState
 from shared.store.profiles import storable
@@ -402,6 +405,10 @@ class FakeMessageLog:
     def __init__(self) -> None:
         self.entries: dict[str, MessageLogEntry] = {}
         self.leases: dict[str, tuple[str, str]] = {}  # message key -> (holder, until)
+        # The cap items (profile id, sort key) → (version, sends): the profiles table's, which the
+        # commit writes in the same transaction as the entry (share it with FakeGateStore).
+        self.cap_items: dict[tuple[str, str], tuple[int, tuple[CountedSend, ...]]] = {}
+        self.commits = 0  # commit attempts
         self._lock = threading.RLock()
 
     def record(self, entry: MessageLogEntry) -> bool:
@@ -409,6 +416,34 @@ class FakeMessageLog:
             if entry.messageKey in self.entries:
                 return False
             self.entries[entry.messageKey] = entry.model_copy(deep=True)
+            return True
+
+    def commit(
+        self,
+        entry: MessageLogEntry,
+        previous: MessageLogEntry | None,
+        caps: Sequence[CapWrite] = (),
+        profiles_table: str | None = None,
+    ) -> bool:
+        """MessageLog.commit's contract: all or nothing, each condition checked."""
+        with self._lock:
+            self.commits += 1
+            current = self.entries.get(entry.messageKey)
+            if previous is None and current is not None:
+                return False
+            if previous is not None and (
+                current is None
+                or current.status != "deferred"
+                or current.deferredUntil != previous.deferredUntil
+            ):
+                return False
+            for write in caps:
+                version = self.cap_items.get((entry.profileId, write.sort_key), (0, ()))[0]
+                if version != write.version:
+                    return False
+            self.entries[entry.messageKey] = entry.model_copy(deep=True)
+            for write in caps:
+                self.cap_items[(entry.profileId, write.sort_key)] = (write.version + 1, tuple(write.sends))
             return True
 
     def get(self, message_key: str) -> MessageLogEntry | None:
@@ -441,6 +476,42 @@ class FakeMessageLog:
                 update={"status": "sent", "sentAt": sent_at, "providerMessageId": provider_message_id}
             )
             return True
+
+
+class FakeGateStore(FakeProfileStore):
+    """`shared.delivery.service.GateReads` (SendGateStore's contract): the profile, then the consent
+    records, the suppressed addresses and the cap items (counted over the profile and the profiles
+    merged into it; the version is the live profile's item's)."""
+
+    def __init__(self, cap_items: dict[tuple[str, str], tuple[int, tuple[CountedSend, ...]]] | None = None):
+        super().__init__()
+        self.consent: dict[str, dict[str, ConsentRecord]] = {}  # profile id → consent key → record
+        self.bounced: set[str] = set()  # suppressed addresses
+        self.cap_items = cap_items if cap_items is not None else {}
+        self.before_facts: Callable[[], None] | None = None  # runs after each read (a concurrent writer)
+
+    def gate_facts(self, profile: Profile, channel: str, topic: str, policy: Policy) -> GateFacts:
+        owners = [profile.profileId, *profile.mergedFrom]
+        consent: dict[str, ConsentRecord] = {}
+        for owner in owners:
+            for key, record in self.consent.get(owner, {}).items():
+                if key not in consent or consent[key].at <= record.at:
+                    consent[key] = record
+        checks = []
+        for rule in applicable(policy, topic, channel):
+            sort_key = cap_sort_key(rule, channel)
+            version = self.cap_items.get((profile.profileId, sort_key), (0, ()))[0]
+            sends = tuple(s for owner in owners for s in self.cap_items.get((owner, sort_key), (0, ()))[1])
+            checks.append(CapCheck(rule=rule, sort_key=sort_key, version=version, sends=sends))
+        addresses = profile.values_of("email" if channel == "email" else "device_token")
+        facts = GateFacts(
+            consent=consent,
+            suppressed=frozenset(a for a in addresses if a in self.bounced),
+            caps=tuple(checks),
+        )
+        if self.before_facts is not None:
+            self.before_facts()
+        return facts
 
 
 class FakeQueue:

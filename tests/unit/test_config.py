@@ -149,6 +149,7 @@ def test_deliver_settings_find_the_queue_of_each_channel(monkeypatch: pytest.Mon
         "JOURNEY_STATS_TABLE": "journey-stats",
         "EMAIL_QUEUE_URL": "https://sqs/email",
         "PUSH_QUEUE_URL": "https://sqs/push",
+        "POLICY_FILE": "/opt/continuum/policy.json",
     }.items():
         monkeypatch.setenv(name, value)
 

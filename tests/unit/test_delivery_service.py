@@ -21,7 +21,8 @@ from shared.delivery.service import (
 )
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Identifier
-from tests.unit.fakes import FakeJourneyStats, FakeMessageLog, FakeProfileStore, FakeQueue, FakeSegmentStates
+from tests.unit.fakes import FakeGateStore, FakeJourneyStats, FakeMessageLog, FakeQueue, FakeSegmentStates
+from tests.policies import PERMISSIVE
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:cart_abandonment:run-1"
 STEP = "02 send email cart-reminder"
@@ -54,7 +55,7 @@ def stats() -> FakeJourneyStats:
 
 @pytest.fixture
 def profiles() -> FakeProfileStore:
-    store = FakeProfileStore()
+    store = FakeGateStore()
     store.seed(
         "p-1",
         Identifier(type="user_id", value="u-1"),
@@ -95,31 +96,31 @@ def _entry(status: str, **overrides: Any) -> MessageLogEntry:
 
 
 def test_a_queued_send_counts_as_sent_for_its_step_once(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)  # the step retried
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)  # the step retried
 
     assert stats.counters == {"cart_abandonment": {f"step#{STEP}#sent": 1}}
 
 
 def test_a_dropped_send_counts_as_dropped_with_its_reason_once(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     profiles.docs["p-1"].traits["unsubscribed"] = True
 
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert stats.counters == {"cart_abandonment": {f"step#{STEP}#dropped#unsubscribed": 1}}
 
 
 def test_a_retried_step_whose_entry_was_recorded_before_counts_nothing(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     log.entries[KEY] = _entry("queued")
 
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert stats.counters == {}
 
@@ -127,7 +128,9 @@ def test_a_retried_step_whose_entry_was_recorded_before_counts_nothing(
 def test_a_dropped_send_is_logged_with_its_reason(
     log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    entry = handle_send(_request(profileId="p-unknown"), FakeProfileStore(), log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(
+        _request(profileId="p-unknown"), FakeGateStore(), log, queue, stats, NO_SEGMENTS, PERMISSIVE
+    )
 
     assert entry.status == "dropped"
     assert entry.reason == "profile_not_found"
@@ -136,24 +139,24 @@ def test_a_dropped_send_is_logged_with_its_reason(
 
 
 def test_a_dropped_send_enqueues_nothing(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     profiles.docs["p-1"].traits["unsubscribed"] = True
 
-    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert entry.reason == "unsubscribed"
     assert queue.messages == []
 
 
 def test_a_passing_send_is_logged_as_queued(
-    profiles: FakeProfileStore,
+    profiles: FakeGateStore,
     log: FakeMessageLog,
     queue: FakeQueue,
     fixed_clock: datetime,
     stats: FakeJourneyStats,
 ) -> None:
-    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert log.entries[KEY].status == "queued"
     assert entry.messageKey == KEY
@@ -164,9 +167,9 @@ def test_a_passing_send_is_logged_as_queued(
 
 
 def test_a_passing_send_is_enqueued_once_with_everything_the_channel_needs(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert queue.messages == [
         OutboundMessage(
@@ -183,7 +186,7 @@ def test_a_passing_send_is_enqueued_once_with_everything_the_channel_needs(
 
 
 def test_a_template_renders_the_profiles_computed_traits(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     segments = FakeSegmentStates()
     segments.put("p-1", ["vip"], lifetime_revenue=742.5, orders_count=4)
@@ -192,50 +195,50 @@ def test_a_template_renders_the_profiles_computed_traits(
         "text": "You spent {{ computed.lifetime_revenue }}; last {{ computed.last_order_at | a while ago }}",
     }
 
-    entry = handle_send(_request(content=content), profiles, log, queue, stats, segments)
+    entry = handle_send(_request(content=content), profiles, log, queue, stats, segments, PERMISSIVE)
 
     assert entry.content == {"subject": "4 orders", "text": "You spent 742.5; last a while ago"}
     assert segments.reads == ["p-1"]
 
 
 def test_a_template_reading_no_computed_trait_reads_no_segment_state(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     segments = FakeSegmentStates()
     segments.put("p-1", lifetime_revenue=742.5)
 
-    handle_send(_request(), profiles, log, queue, stats, segments)
+    handle_send(_request(), profiles, log, queue, stats, segments, PERMISSIVE)
 
     assert segments.reads == []
 
 
 def test_computed_traits_of_a_profile_without_segment_state_render_their_fallback(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     content = {"subject": "Spent {{ computed.lifetime_revenue | nothing yet }}", "text": "Hi"}
 
-    entry = handle_send(_request(content=content), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(content=content), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert entry.content == {"subject": "Spent nothing yet", "text": "Hi"}
 
 
 def test_a_send_to_a_merged_profile_id_is_logged_under_the_survivor(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     profiles.seed("p-0", created_at="2024-04-02T00:00:00.000Z", mergedInto="p-1")
 
-    entry = handle_send(_request(profileId="p-0"), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(profileId="p-0"), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert entry.profileId == "p-1"
     assert queue.messages[0].to == "ada@example.com"
 
 
 def test_a_retried_step_already_sent_enqueues_nothing(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     log.entries[KEY] = _entry("sent", sentAt="2024-05-01T11:00:01.000Z", providerMessageId="ses-1")
 
-    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert queue.messages == []
     assert entry.status == "sent"
@@ -243,36 +246,36 @@ def test_a_retried_step_already_sent_enqueues_nothing(
 
 
 def test_a_retried_step_keeps_its_first_drop_even_if_the_profile_changed(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     log.entries[KEY] = _entry("dropped", reason="no_email_address", to=None, content=None)
 
-    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert (entry.status, entry.reason) == ("dropped", "no_email_address")
     assert queue.messages == []
 
 
 def test_a_retried_step_twice_in_a_row_enqueues_once_then_stops_after_the_send(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
     handle_outbound(
         queue.messages[0], log, lambda message: "ses-1", holder="d-1", lease_until=clock.now() + LEASE
     )
 
-    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert len(queue.messages) == 1
 
 
 def test_a_retried_step_still_queued_is_enqueued_again_as_first_decided(
-    profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     # The first attempt logged the entry but may have died before enqueueing: the channel dedupes.
     log.entries[KEY] = _entry("queued")
 
-    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS)
+    entry = handle_send(_request(), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
     assert entry.status == "queued"
     assert [(m.messageKey, m.to, m.content) for m in queue.messages] == [

@@ -16,7 +16,7 @@ from shared.journeys.compiler import (
     gate_event,
 )
 from shared.journeys.loader import load_journey, load_journeys
-from shared.models.journey import STEP_TYPES, Journey, JourneyDefinition, Template
+from shared.models.journey import STEP_TYPES, Journey, JourneyDefinition, SendStep, Template
 
 JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
 HELLO = Template.model_validate(
@@ -61,7 +61,8 @@ def test_cart_abandonment_waits_emails_then_waits_for_checkout_of_the_same_cart(
 
     assert machine["StartAt"] == "wait-1h"
     assert states["wait-1h"] == {"Type": "Wait", "Seconds": 3600, "Next": "send-email-cart-reminder"}
-    assert states["send-email-cart-reminder"]["Next"] == "checkout"
+    assert states["send-email-cart-reminder"]["Next"] == "send-email-cart-reminder.sent"
+    assert states["send-email-cart-reminder.sent"]["Default"] == "checkout"
     checkout = states["checkout"]
     assert checkout["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
     assert checkout["TimeoutSeconds"] == 23 * 3600
@@ -69,7 +70,7 @@ def test_cart_abandonment_waits_emails_then_waits_for_checkout_of_the_same_cart(
     assert checkout["Next"] == "checkout.on_event.exit"
     assert checkout["Catch"][0]["Next"] == "checkout.on_timeout.send-push-cart-reminder"
     assert states["checkout.on_timeout.send-push-cart-reminder"]["Parameters"]["Payload"]["channel"] == "push"
-    assert states["checkout.on_timeout.send-push-cart-reminder"]["End"] is True
+    assert states["checkout.on_timeout.send-push-cart-reminder.sent"]["Default"] == "End"
 
 
 @pytest.mark.parametrize("journey", load_journeys(JOURNEYS), ids=lambda j: j.definition.id)
@@ -87,10 +88,12 @@ def test_every_transition_of_the_example_journeys_names_a_state(journey: Journey
 
 @pytest.mark.parametrize("journey", load_journeys(JOURNEYS), ids=lambda j: j.definition.id)
 def test_example_journeys_cost_at_most_two_states_per_step(journey: Journey) -> None:
+    # A send has a third state, the Wait of a deferral, visited only when the gate defers it.
     steps = list(journey.definition.walk())
+    sends = [step for step in steps if isinstance(step, SendStep)]
     states = compile_journey(journey)["States"]
 
-    assert len(states) <= 2 * len(steps) + 1
+    assert len(states) <= 2 * len(steps) + len(sends) + 1
 
 
 # -- one emitter per step type ---------------------------------------------------------------------
@@ -232,7 +235,43 @@ def test_send_invokes_the_deliver_placeholder_with_the_step_id_and_template_cont
     assert payload["goal"] == "Order Completed"
     assert payload["content"] == cart.templates["cart-reminder"].email.model_dump(exclude_none=True)  # type: ignore[union-attr]
     assert payload["executionId.$"] == "$$.Execution.Id"
-    assert task["ResultPath"] is None
+    assert "topic" not in payload and "quietHours" not in payload  # the policy's defaults apply
+    assert task["ResultSelector"] == {"status.$": "$.Payload.status", "until.$": "$.Payload.until"}
+    assert task["ResultPath"] == "$.send"
+
+
+def test_a_deferred_send_waits_until_the_gate_says_then_runs_the_gate_again(cart: Journey) -> None:
+    states = compile_journey(cart)["States"]
+
+    choice = states["send-email-cart-reminder.sent"]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {"Variable": "$.send.status", "StringEquals": "deferred", "Next": "send-email-cart-reminder.defer"}
+    ]
+    assert choice["Default"] == "checkout"
+    assert states["send-email-cart-reminder.defer"] == {
+        "Type": "Wait",
+        "TimestampPath": "$.send.until",
+        "Next": "send-email-cart-reminder",
+    }
+
+
+def test_the_send_payload_carries_the_topic_and_the_journeys_quiet_hours() -> None:
+    quiet = _states(
+        {"send": {"channel": "email", "template": "hello", "topic": "product_updates"}},
+        quiet_hours={"start": "22:00", "end": "07:00"},
+    )
+    none = _states(SEND, quiet_hours=False)
+
+    payload = quiet["send-email-hello"]["Parameters"]["Payload"]
+    assert payload["topic"] == "product_updates"
+    assert payload["quietHours"] == {"start": "22:00", "end": "07:00"}
+    assert none["send-email-hello"]["Parameters"]["Payload"]["quietHours"] is False
+
+
+def test_a_step_id_spelling_a_sends_wait_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="clash"):
+        _states(SEND, {"id": "send-email-hello.defer", "wait": "1h"})
 
 
 def test_update_is_one_task_whose_result_is_discarded() -> None:
