@@ -918,6 +918,22 @@ class LocalEngine:
 
     # ---------------------------------------------------------------- the send policy
 
+    def reload_policy(self, policy_file: Path | None = None) -> None:
+        """Load the send policy of `policy_file` (by default the file the engine runs) again, as a
+        redeploy does: the journeys are checked against it, and the deliver function reads it."""
+        from shared import config
+        from shared.journeys.loader import JourneyLoadError, policy_problems
+
+        if policy_file is not None:
+            self.policy_file = Path(policy_file)
+        policy = self._write_policy()
+        for journey in self._journeys.values():
+            problems = policy_problems(journey, policy)
+            if problems:
+                raise JourneyLoadError(f"{journey.definition.id}: {'; '.join(problems)}")
+        os.environ.update(self._env)
+        config.reset()  # the handlers' settings are read again: they name the new file
+
     def _write_policy(self) -> Any:
         """Validate the policy file and write it as the JSON the deliver function reads (POLICY_FILE)."""
         from shared.delivery.policy import read_policy_yaml, write_policy

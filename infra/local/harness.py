@@ -229,11 +229,16 @@ class _Session:
     def __init__(self) -> None:
         self.engine: LocalEngine | None = None
 
-    def harness(self, journeys_dir: Path, start: datetime) -> JourneyHarness:
+    def harness(self, journeys_dir: Path, start: datetime, policy_file: Path | None = None) -> JourneyHarness:
         if self.engine is None:
-            self.engine = LocalEngine(write_key=WRITE_KEY, start=start, journeys_dir=journeys_dir).start()
+            self.engine = LocalEngine(
+                write_key=WRITE_KEY, start=start, journeys_dir=journeys_dir, policy_file=policy_file
+            ).start()
         else:
             self.engine.reset(start)
+            policy = policy_file or self.engine.topology.policy_file
+            if self.engine.policy_file.resolve() != policy.resolve():
+                self.engine.reload_policy(policy)
             if self.engine.journeys_dir.resolve() != journeys_dir.resolve():
                 self.engine.reload_journeys(journeys_dir)
         return JourneyHarness(self.engine)
@@ -257,14 +262,22 @@ def _journey_engine_session() -> Iterator[_Session]:
 def make_journey_harness(
     _journey_engine_session: _Session, pytestconfig: pytest.Config
 ) -> Callable[..., JourneyHarness]:
-    """`make_journey_harness(journeys_dir=None, start=DEFAULT_START)`: the session's engine, reset,
-    running the journeys of `journeys_dir` (relative paths from the rootdir)."""
+    """`make_journey_harness(journeys_dir=None, start=DEFAULT_START, policy_file=None)`: the session's
+    engine, reset, running the journeys of `journeys_dir` (relative paths from the rootdir) under the
+    send policy of `policy_file` (default: the repository's policy.yaml)."""
 
-    def make(journeys_dir: str | Path | None = None, start: datetime = DEFAULT_START) -> JourneyHarness:
+    def make(
+        journeys_dir: str | Path | None = None,
+        start: datetime = DEFAULT_START,
+        policy_file: str | Path | None = None,
+    ) -> JourneyHarness:
         folder = Path(journeys_dir or pytestconfig.getini("journeys_dir"))
         if not folder.is_absolute():
             folder = pytestconfig.rootpath / folder
-        return _journey_engine_session.harness(folder, start)
+        policy = Path(policy_file) if policy_file is not None else None
+        if policy is not None and not policy.is_absolute():
+            policy = pytestconfig.rootpath / policy
+        return _journey_engine_session.harness(folder, start, policy)
 
     return make
 

@@ -154,4 +154,7 @@ def test_two_journeys_at_once_with_a_dropping_cap_of_one_send_one_and_record_the
     dropping.advance(2 * 86400)
 
     entries = customer.entries("promo_a") + customer.entries("promo_b")
-    assert sorted((e["status"], e.get("reason") or "") for e in entries) == [("dropped", "capped"), ("sent", "")]
+    assert sorted((e["status"], e.get("reason") or "") for e in entries) == [
+        ("dropped", "capped"),
+        ("sent", ""),
+    ]

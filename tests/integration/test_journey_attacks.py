@@ -16,6 +16,7 @@ import pytest
 from infra.local.harness import JourneyHarness
 from infra.local.http import api_gateway_event
 from infra.topology import JOURNEY_WAITS, JOURNEYS_DIR, table_env
+from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
 
@@ -308,7 +309,8 @@ def test_a_compiled_split_takes_one_path_per_profile_the_same_on_re_entry(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
     # Given a split whose first path sends `a` and exits, whose second sends `b` and goes on to `a`
-    h = make_journey_harness(_journey(tmp_path, SPLIT_THEN_EXIT))
+    # Two marketing emails in an hour: no daily cap here.
+    h = make_journey_harness(_journey(tmp_path, SPLIT_THEN_EXIT), policy_file=PERMISSIVE_POLICY_FILE)
     users = [f"s{i}" for i in range(16)]  # both paths unseen: 2 in 65,536 (profile ids are random)
     for user in users:
         h.identify(user, email=f"{user}@example.com")

@@ -11,6 +11,7 @@ import pytest
 
 from infra.local.harness import JourneyHarness
 from infra.topology import JOURNEYS_DIR
+from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
 
@@ -142,7 +143,7 @@ def test_a_reloaded_journey_keeps_runs_in_flight_on_their_definition_and_starts_
 ) -> None:
     # Given a customer one step into the journey as first deployed (wait 1 h → email `first`)
     journeys = _write_journey(tmp_path, ONE_SEND)
-    h = make_journey_harness(journeys)
+    h = make_journey_harness(journeys, policy_file=PERMISSIVE_POLICY_FILE)  # two emails in an hour
     for user in ("early", "late"):
         h.identify(user, email=f"{user}@example.com")
     h.track("early", "Product Added")
@@ -191,7 +192,9 @@ def test_a_hundred_journeys_route_each_event_to_the_journey_it_triggers(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
     # Given 100 journeys in the catalogue, all triggered by `Ping` with their own `n`
-    h = make_journey_harness(_hundred_journeys(tmp_path))
+    h = make_journey_harness(
+        _hundred_journeys(tmp_path), policy_file=PERMISSIVE_POLICY_FILE
+    )  # several sends a day
     for user in ("a", "b"):
         h.identify(user, email=f"{user}@example.com")
 

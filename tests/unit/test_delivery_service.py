@@ -21,8 +21,8 @@ from shared.delivery.service import (
 )
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Identifier
-from tests.unit.fakes import FakeGateStore, FakeJourneyStats, FakeMessageLog, FakeQueue, FakeSegmentStates
 from tests.policies import PERMISSIVE
+from tests.unit.fakes import FakeGateStore, FakeJourneyStats, FakeMessageLog, FakeQueue, FakeSegmentStates
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:cart_abandonment:run-1"
 STEP = "02 send email cart-reminder"
@@ -54,7 +54,7 @@ def stats() -> FakeJourneyStats:
 
 
 @pytest.fixture
-def profiles() -> FakeProfileStore:
+def profiles() -> FakeGateStore:
     store = FakeGateStore()
     store.seed(
         "p-1",

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from datetime import datetime
-
 from shared import clock
 from shared.delivery.gate import Decision, Drop, GateFacts, Send, decide
-from tests.policies import PERMISSIVE
 from shared.models.message import SendRequest
 from shared.models.profile import Identifier, Profile
+from tests.policies import PERMISSIVE
 
 ENTERED_AT = "2024-05-01T10:00:00.000Z"
 
