@@ -38,6 +38,7 @@ from infra.constructs.journeys import (
     state_machine_name,
 )
 from infra.constructs.monitoring import MACHINES_PER_ALARM
+from infra.constructs.policy import POLICY_IN_LAYER, policy_file
 from infra.constructs.segments import LIVE_AD_PLATFORMS, SEGMENTS_IN_LAYER
 from infra.constructs.shared_layer import content_hash
 from infra.stacks.continuum_stack import TAGS
@@ -50,6 +51,8 @@ from infra.topology import (
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    POLICY_FILE,
+    POLICY_FILE_ENV,
     RECHECK_ROLE_ARN_ENV,
     RECHECK_SCHEDULE_GROUP_ENV,
     ROOT,
@@ -61,10 +64,12 @@ from infra.topology import (
     queue_env,
     table_env,
 )
+from shared.delivery.policy import PolicyLoadError, read_policy_yaml
 from shared.ingest import docs
 from shared.journeys.catalogue import load_catalogue
 from shared.journeys.compiler import compile_journey
 from shared.journeys.loader import load_journeys
+from shared.models.policy import Policy
 
 JOURNEYS = load_journeys(TOPOLOGY.journeys_dir)
 
@@ -546,6 +551,20 @@ def test_a_changed_journey_changes_the_layers_hash_so_the_layer_is_bundled_and_d
     assert content_hash({CATALOGUE_IN_LAYER: catalogue}) != content_hash({CATALOGUE_IN_LAYER: changed})
 
 
+def test_the_send_gate_reads_the_policy_shipped_in_the_layer_as_validated_json() -> None:
+    assert {f.name for f in TOPOLOGY.functions if f.reads_policy} == {"deliver"}
+    shipped = Policy.model_validate_json(policy_file(POLICY_FILE))
+    assert shipped == read_policy_yaml(POLICY_FILE)
+    assert shipped.quiet_hours is not None and shipped.caps  # the shipped defaults, not a test's
+
+
+def test_a_policy_naming_an_unknown_topic_fails_the_synth(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("topics: {marketing: {}}\n", encoding="utf-8")  # no transactional topic
+    with pytest.raises(PolicyLoadError, match="transactional"):
+        policy_file(bad)
+
+
 def test_catalogue_readers_get_its_path_the_arn_prefix_and_the_alias_not_the_catalogue(synth: Synth) -> None:
     readers = [f for f in TOPOLOGY.functions if f.reads_journeys]
     assert "journey-router" in {f.name for f in readers}
@@ -668,6 +687,8 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
 
     if spec.reads_segments:
         expected[SEGMENT_CATALOGUE_ENV] = f"/opt/{SEGMENTS_IN_LAYER}"
+    if spec.reads_policy:
+        expected[POLICY_FILE_ENV] = f"/opt/{POLICY_IN_LAYER}"
     if spec.schedules_rechecks:
         expected[RECHECK_SCHEDULE_GROUP_ENV] = {"Ref": schedule_group_id(synth.template)}
         expected[RECHECK_ROLE_ARN_ENV] = arn(recheck_role_id(synth.template))
