@@ -43,6 +43,8 @@ def detail(definition: Any, counters: Mapping[str, float]) -> dict[str, Any]:
                 "type": step.type,
                 "sent": _number(counters, f"{prefix}sent"),
                 "dropped": _by_reason(counters, f"{prefix}dropped#"),
+                # Messages the send gate deferred (quiet hours, a cap), once each, by reason.
+                "deferred": _by_reason(counters, f"{prefix}deferred#"),
                 "conversions": _number(counters, f"{prefix}conversions"),
                 "revenue": _number(counters, f"{prefix}revenue"),
             }

@@ -25,6 +25,7 @@ import pytest
 
 from shared import clock
 from tests.e2e.conftest import ROOT, LocalRuntime, running
+from tests.policies import PERMISSIVE_POLICY_FILE
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 HOUR = 3600
@@ -43,7 +44,10 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     for folder in [*JOURNEYS.iterdir(), *SEGMENT_JOURNEYS.iterdir()]:
         if (folder / "journey.yaml").is_file():
             shutil.copytree(folder, journeys / folder.name)
-    yield from running(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
+    # No frequency caps: a shopper here gets several marketing emails a day (order_thanks, vip_thanks).
+    yield from running(
+        env={"CONTINUUM_JOURNEYS_DIR": str(journeys), "CONTINUUM_POLICY_FILE": str(PERMISSIVE_POLICY_FILE)}
+    )
 
 
 # ------------------------------------------------------------------ helpers

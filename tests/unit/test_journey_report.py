@@ -27,7 +27,7 @@ def test_a_journey_nobody_entered_shows_zeros() -> None:
     shown = detail(CART, {})
 
     assert (shown["entered"], shown["active"], shown["exited"], shown["conversions"]) == (0, 0, {}, 0)
-    assert all(step["sent"] == 0 and step["dropped"] == {} for step in shown["steps"])
+    assert all(step["sent"] == 0 and step["dropped"] == step["deferred"] == {} for step in shown["steps"])
 
 
 def test_each_step_shows_its_own_outcomes_by_reason() -> None:
@@ -35,6 +35,7 @@ def test_each_step_shows_its_own_outcomes_by_reason() -> None:
         "step#send-email-cart-reminder#sent": 7,
         "step#send-email-cart-reminder#dropped#consent": 2,
         "step#send-email-cart-reminder#dropped#quiet_hours": 1,
+        "step#send-email-cart-reminder#deferred#deferred_quiet_hours": 4,
         "step#send-email-cart-reminder#conversions": 3,
         "step#send-email-cart-reminder#revenue": 120.5,
         "step#checkout.on_timeout.send-push-cart-reminder#sent": 1,
@@ -47,6 +48,7 @@ def test_each_step_shows_its_own_outcomes_by_reason() -> None:
         "type": "send",
         "sent": 7,
         "dropped": {"consent": 2, "quiet_hours": 1},
+        "deferred": {"deferred_quiet_hours": 4},
         "conversions": 3,
         "revenue": 120.5,
     }
