@@ -4,10 +4,12 @@ sends than a rule allows, however many sends race and however often a step is re
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -145,3 +147,34 @@ def test_a_send_to_a_merged_profile_counts_the_merged_profiles_sends(engine: Loc
 
     second = _race([_request(survivor, 1)], policy)[0][0]
     assert (second.status, second.reason) == ("dropped", "capped")
+
+
+def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
+    engine: LocalEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.deliver.handler import handler
+    from shared import clock
+    from tests.integration.conftest import LambdaContext
+
+    profile_id = _seed_profile()
+    client("dynamodb").update_item(
+        TableName=config.load(config.DeliverSettings).profiles_table,
+        Key={"pk": {"S": f"profile#{profile_id}"}, "sk": {"S": "profile"}},
+        UpdateExpression="SET #z = :z",
+        ExpressionAttributeNames={"#z": "timezone"},
+        ExpressionAttributeValues={":z": {"S": "UTC"}},
+    )
+    now = clock.now()
+    # Quiet hours around the engine's now, in the recipient's zone (UTC): the journey's override.
+    quiet = {"start": f"{(now.hour - 1) % 24:02d}:00", "end": f"{(now.hour + 1) % 24:02d}:00"}
+    event = _request(profile_id, 0).model_dump(mode="json") | {"quietHours": quiet}
+    capsys.readouterr()
+
+    answer = handler(event, LambdaContext("deliver"))
+
+    until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert answer["status"] == "deferred" and answer["reason"] == "deferred_quiet_hours"
+    assert clock.parse(answer["until"]) == until
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    deferred = [m for m in metrics if "SendDeferred" in m]
+    assert deferred and deferred[0]["reason"] == "deferred_quiet_hours" and deferred[0]["channel"] == "email"
