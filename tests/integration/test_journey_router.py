@@ -435,6 +435,7 @@ def test_the_journeys_api_shows_a_journeys_exits_conversions_and_steps(env: dict
         "type": "send",
         "sent": 3,
         "dropped": {"consent": 1},
+        "deferred": {},
         "conversions": 0,
         "revenue": 0,
     }
