@@ -18,11 +18,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.topology import JOURNEYS_DIR, ROOT, SEGMENTS_DIR
+from infra.topology import JOURNEYS_DIR, POLICY_FILE, ROOT, SEGMENTS_DIR
+from shared.delivery.policy import PolicyLoadError, read_policy_yaml
 from shared.delivery.templates import _PLACEHOLDER, _lookup, render
 from shared.journeys.compiler import compile_journey
 from shared.journeys.graph import Graph, Node, lower
-from shared.journeys.loader import JourneyLoadError, load_journey, segment_problems
+from shared.journeys.loader import JourneyLoadError, load_journey, policy_problems, segment_problems
 from shared.journeys.router import segment_event
 from shared.models.journey import (
     SEGMENT_ENTERED,
@@ -39,6 +40,7 @@ from shared.models.journey import (
     WaitUntilStep,
     format_duration,
 )
+from shared.models.policy import Policy
 from shared.segments.catalogue import SegmentCatalogue, SegmentLoadError, load_segments
 
 EVENTS_DIR = ROOT / "events"
@@ -111,10 +113,10 @@ def _template_problems(text: str, context: dict[str, Any]) -> list[str]:
 
 
 def validate_journey(
-    journey: Journey, events_dir: Path, segments: SegmentCatalogue | None = None
+    journey: Journey, events_dir: Path, segments: SegmentCatalogue | None = None, policy: Policy | None = None
 ) -> list[str]:
     """The journey's problems; with the segment catalogue, also the segments and computed traits it
-    names that are not declared."""
+    names that are not declared; with the policy, the send topics it does not declare."""
     definition = journey.definition
     errors = []
     try:
@@ -123,6 +125,8 @@ def validate_journey(
         errors.append(f"journey {definition.id}: {error}")
     if segments is not None:
         errors += [f"journey {definition.id}: {problem}" for problem in segment_problems(journey, segments)]
+    if policy is not None:
+        errors += [f"journey {definition.id}: {problem}" for problem in policy_problems(journey, policy)]
     contexts = _contexts(definition, events_dir)
     if not contexts:
         errors.append(
@@ -150,12 +154,17 @@ def validate_journey(
 
 
 def validate(
-    journeys_dir: Path, events_dir: Path, segments_dir: Path = SEGMENTS_DIR
+    journeys_dir: Path, events_dir: Path, segments_dir: Path = SEGMENTS_DIR, policy_file: Path = POLICY_FILE
 ) -> tuple[int, list[str]]:
-    """(journeys validated, problems) for every journey folder under `journeys_dir`, and the segment
-    catalogue under `segments_dir` (a missing folder is an empty catalogue)."""
+    """(journeys validated, problems) for every journey folder under `journeys_dir`, the segment
+    catalogue under `segments_dir` (a missing folder is an empty catalogue) and the send policy."""
     errors: list[str] = []
     count = 0
+    policy: Policy | None = None
+    try:
+        policy = read_policy_yaml(policy_file)
+    except PolicyLoadError as error:
+        errors.append(f"policy: {error}")
     segments: SegmentCatalogue | None = SegmentCatalogue()
     if segments_dir.is_dir():
         try:
@@ -172,7 +181,7 @@ def validate(
         except JourneyLoadError as error:
             errors.append(f"journey {folder.name}: {error}")
             continue
-        errors += validate_journey(journey, events_dir, segments)
+        errors += validate_journey(journey, events_dir, segments, policy)
     return count, errors
 
 
@@ -307,12 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--segments", type=Path, default=SEGMENTS_DIR, help="segments folder (default: %(default)s)"
     )
+    check.add_argument(
+        "--policy", type=Path, default=POLICY_FILE, help="send policy (default: %(default)s)"
+    )
     draw = commands.add_parser("graph", help="print a journey as a Mermaid flowchart")
     draw.add_argument("id", help="journey id (its folder name)")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
-        count, errors = validate(args.journeys, args.events, args.segments)
+        count, errors = validate(args.journeys, args.events, args.segments, args.policy)
         for error in errors:
             print(f"error: {error}", file=sys.stderr)
         if errors:

@@ -31,6 +31,7 @@ from shared.models.events import (
 ROOT = Path(__file__).resolve().parent.parent
 JOURNEYS_DIR = ROOT / "journeys"
 SEGMENTS_DIR = ROOT / "segments"  # segments/<id>.yaml and segments/computed_traits.yaml
+POLICY_FILE = ROOT / "policy.yaml"  # the send policy (topics, caps, quiet hours)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class Function:
     admin_credential: bool = False
     # Reads the segment catalogue (shared/segments/catalogue.py): gets SEGMENT_CATALOGUE_ENV.
     reads_segments: bool = False
+    # Reads the send policy (shared/delivery/policy.py): gets POLICY_FILE_ENV.
+    reads_policy: bool = False
     # Creates one-time EventBridge Scheduler schedules that invoke the function itself (segment
     # re-checks): gets RECHECK_SCHEDULE_GROUP_ENV and RECHECK_ROLE_ARN_ENV.
     schedules_rechecks: bool = False
@@ -180,6 +183,7 @@ class Topology:
     journey_steps_function: str  # the function every other journey Task invokes (wait_until, branch, ...)
     journeys_dir: Path = field(default=JOURNEYS_DIR)
     segments_dir: Path = field(default=SEGMENTS_DIR)
+    policy_file: Path = field(default=POLICY_FILE)
 
     def route_for(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
         """The route API Gateway would pick (the most specific match), with its path parameters."""
@@ -227,6 +231,9 @@ ADMIN_TOKEN_SHA256_ENV = "ADMIN_TOKEN_SHA256"
 # The segment catalogue (shared/segments/catalogue.py), a file like the journey catalogue: its path
 # (cloud: /opt/continuum/segments.json in the shared layer; local: written by the engine).
 SEGMENT_CATALOGUE_ENV = "SEGMENT_CATALOGUE"
+# The send policy (shared/delivery/policy.py), a JSON file like the catalogues: its path (cloud:
+# /opt/continuum/policy.json in the shared layer; local: written by the engine from its policy file).
+POLICY_FILE_ENV = "POLICY_FILE"
 # Segment re-checks (shared/store/schedules.py): the EventBridge Scheduler group the one-time schedules
 # go in, and the role Scheduler assumes to invoke the segments function.
 RECHECK_SCHEDULE_GROUP_ENV = "RECHECK_SCHEDULE_GROUP"
@@ -351,11 +358,12 @@ TOPOLOGY = Topology(
             "functions.deliver.handler",
             "The send gate: drop or render and enqueue a journey's send step",
             tables=(
-                TableAccess(PROFILES),
+                TableAccess(PROFILES, write=True),  # the frequency-cap items (cap#<rule>) of the profile
                 TableAccess(MESSAGES, write=True),
                 TableAccess(JOURNEY_STATS, write=True),  # counts each step's sent / dropped
             ),
             queues=(QueueAccess("email"), QueueAccess("push")),
+            reads_policy=True,
         ),
         Function(
             "journey-steps",

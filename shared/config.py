@@ -130,6 +130,8 @@ class DeliverSettings(_Env):
     journey_stats_table: JourneyStatsTable
     email_queue_url: str = Field(alias="EMAIL_QUEUE_URL", min_length=1)
     push_queue_url: str = Field(alias="PUSH_QUEUE_URL", min_length=1)
+    # The send policy's JSON file (shared/delivery/policy.py; cloud: in the shared layer).
+    policy_file: str = Field(alias="POLICY_FILE", min_length=1)
 
     def queue_url(self, channel: str) -> str:
         url: str = getattr(self, f"{channel}_queue_url")

@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=os.environ.get("CONTINUUM_POLICY_FILE"),
+        help="the send policy (YAML; default: the repository's policy.yaml, or $CONTINUUM_POLICY_FILE)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("CONTINUUM_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
@@ -37,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         identity_rules=os.environ.get("CONTINUUM_IDENTITY_RULES", "{}"),
         concurrency=int(os.environ.get("CONTINUUM_LOCAL_CONCURRENCY", CONCURRENCY)),
         journeys_dir=Path(journeys) if journeys else None,
+        policy_file=args.policy,
     ).start()
     try:
         server = local_server((args.host, args.port), engine)

@@ -50,6 +50,7 @@ from infra.topology import (
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    POLICY_FILE_ENV,
     RECHECK_ROLE_ARN_ENV,
     RECHECK_SCHEDULE_GROUP_ENV,
     SEGMENT_CATALOGUE_ENV,
@@ -228,6 +229,7 @@ class LocalEngine:
         default_timezone: str = "UTC",  # journeys' local-time waits for a recipient with no known zone
         journeys_dir: Path | None = None,
         segments_dir: Path | None = None,  # segments/<id>.yaml and computed_traits.yaml; default: the repo's
+        policy_file: Path | None = None,  # the send policy (YAML); default: the repo's policy.yaml
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -268,6 +270,7 @@ class LocalEngine:
         self._catalogue_dir: Path | None = None
         self.journeys_dir = Path(journeys_dir) if journeys_dir is not None else topology.journeys_dir
         self.segments_dir = Path(segments_dir) if segments_dir is not None else topology.segments_dir
+        self.policy_file = Path(policy_file) if policy_file is not None else topology.policy_file
         self._segment_catalogues = 0  # catalogue files written (each reload writes a new one)
         self._requests_lock: _RequestLock | None = None
         self.schedules_fired: list[dict[str, Any]] = []  # one-time schedules fired: name, due, input
@@ -819,7 +822,8 @@ class LocalEngine:
         # on the state machine's own ARN, and `reload_journeys` updates the machine in place.
         env[JOURNEY_ALIAS_ENV] = ""
         self._env = env
-        self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir)))
+        policy = self._write_policy()
+        self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir), policy))
         self._write_segment_catalogue()
         self._write_ad_platform_credentials()
         # Segment re-checks: one-time schedules in this group, fired on the virtual clock (`advance`).
@@ -854,13 +858,15 @@ class LocalEngine:
         longer there leaves the catalogue, and its running executions finish. Rewrites the catalogue
         the router reads. Returns the ids of the journeys whose state machine was created or changed."""
         from shared import config
+        from shared.delivery.policy import read_policy_yaml
         from shared.journeys.loader import load_journeys
         from shared.segments.catalogue import load_segments
 
         if journeys_dir is not None:
             self.journeys_dir = Path(journeys_dir)
         before = dict(self._definitions)
-        self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir)))
+        policy = read_policy_yaml(self.policy_file)
+        self._register_journeys(load_journeys(self.journeys_dir, load_segments(self.segments_dir), policy))
         config.reset()  # the handlers' settings are read again, with the catalogue's new contents
         return [
             journey for journey, definition in self._definitions.items() if before.get(journey) != definition
@@ -909,6 +915,17 @@ class LocalEngine:
             {journey.definition.id: state_machine_name(journey.definition.id) for journey in journeys},
             self._env[JOURNEY_CATALOGUE_ENV],
         )
+
+    # ---------------------------------------------------------------- the send policy
+
+    def _write_policy(self) -> Any:
+        """Validate the policy file and write it as the JSON the deliver function reads (POLICY_FILE)."""
+        from shared.delivery.policy import read_policy_yaml, write_policy
+
+        assert self._catalogue_dir is not None
+        policy = read_policy_yaml(self.policy_file)
+        self._env[POLICY_FILE_ENV] = str(write_policy(policy, self._catalogue_dir / "policy.json"))
+        return policy
 
     # ---------------------------------------------------------------- segments
 

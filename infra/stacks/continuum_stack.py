@@ -26,6 +26,7 @@ from infra.constructs.journeys import (
     state_machine_name,
 )
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.policy import POLICY_IN_LAYER, policy_file
 from infra.constructs.queues import Queues
 from infra.constructs.segments import (
     SEGMENTS_IN_LAYER,
@@ -35,12 +36,14 @@ from infra.constructs.segments import (
 )
 from infra.constructs.shared_layer import LAYER_ROOT
 from infra.constructs.tables import Tables
+from shared.delivery.policy import read_policy_yaml
 from infra.topology import (
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
     MESSAGES,
+    POLICY_FILE_ENV,
     SEGMENT_CATALOGUE_ENV,
     SOURCE_STATES,
     SOURCES,
@@ -82,7 +85,9 @@ class ContinuumStack(Stack):
         # The journey catalogue is built here, at synth, and ships in the shared layer: its state
         # machine names are derived from the stack name, so it needs nothing resolved at deploy.
         # Checked against the segments: a journey naming one the catalogue lacks fails the synth.
-        journey_list = load_journeys(topology.journeys_dir, load_segments(topology.segments_dir))
+        journey_list = load_journeys(
+            topology.journeys_dir, load_segments(topology.segments_dir), read_policy_yaml(topology.policy_file)
+        )
         machine_names = {
             j.definition.id: state_machine_name(self.stack_name, j.definition.id) for j in journey_list
         }
@@ -93,6 +98,7 @@ class ContinuumStack(Stack):
             layer_files={
                 CATALOGUE_IN_LAYER: catalogue_file(journey_list, machine_names),
                 SEGMENTS_IN_LAYER: segment_catalogue_file(topology.segments_dir),
+                POLICY_IN_LAYER: policy_file(topology.policy_file),
             },
         )
         catalogue_env = {
@@ -142,6 +148,8 @@ class ContinuumStack(Stack):
                     function.add_environment(key, value)
             if spec.reads_segments:
                 function.add_environment(SEGMENT_CATALOGUE_ENV, f"{LAYER_ROOT}/{SEGMENTS_IN_LAYER}")
+            if spec.reads_policy:
+                function.add_environment(POLICY_FILE_ENV, f"{LAYER_ROOT}/{POLICY_IN_LAYER}")
             if spec.schedules_rechecks:
                 assert rechecks is not None
                 rechecks.grant(function)

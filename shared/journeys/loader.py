@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from shared.delivery.templates import placeholder_paths
-from shared.models.journey import Journey, JourneyDefinition, Template
+from shared.models.journey import Journey, JourneyDefinition, SendStep, Template
+from shared.models.policy import Policy
 from shared.segments.catalogue import SegmentCatalogue
 
 
@@ -83,16 +84,37 @@ def segment_problems(journey: Journey, segments: SegmentCatalogue) -> list[str]:
     return problems
 
 
-def load_journeys(root: Path, segments: SegmentCatalogue | None = None) -> list[Journey]:
+def policy_problems(journey: Journey, policy: Policy) -> list[str]:
+    """What the journey names that the send policy does not declare: a send step's topic. A misspelt
+    topic would otherwise be checked against no consent and no cap."""
+    declared = set(policy.topics)
+    problems = []
+    for step in journey.definition.walk():
+        if isinstance(step, SendStep) and step.send.topic is not None and step.send.topic not in declared:
+            problems.append(
+                f"step {step.id!r} sends on unknown topic {step.send.topic!r}"
+                f" (declared in policy.yaml: {sorted(declared)})"
+            )
+    return problems
+
+
+def load_journeys(
+    root: Path, segments: SegmentCatalogue | None = None, policy: Policy | None = None
+) -> list[Journey]:
     """Every journey under `root`, in folder order; folders without a journey.yaml are skipped.
     With the segment catalogue, a journey naming a segment or computed trait it does not declare
-    fails to load."""
+    fails to load; with the policy, so does one sending on a topic it does not declare."""
     journeys = [
         load_journey(folder) for folder in sorted(root.iterdir()) if (folder / "journey.yaml").is_file()
     ]
     if segments is not None:
         for journey in journeys:
             problems = segment_problems(journey, segments)
+            if problems:
+                raise JourneyLoadError(f"{root / journey.definition.id}: {'; '.join(problems)}")
+    if policy is not None:
+        for journey in journeys:
+            problems = policy_problems(journey, policy)
             if problems:
                 raise JourneyLoadError(f"{root / journey.definition.id}: {'; '.join(problems)}")
     return journeys
