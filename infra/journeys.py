@@ -316,9 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--segments", type=Path, default=SEGMENTS_DIR, help="segments folder (default: %(default)s)"
     )
-    check.add_argument(
-        "--policy", type=Path, default=POLICY_FILE, help="send policy (default: %(default)s)"
-    )
+    check.add_argument("--policy", type=Path, default=POLICY_FILE, help="send policy (default: %(default)s)")
     draw = commands.add_parser("graph", help="print a journey as a Mermaid flowchart")
     draw.add_argument("id", help="journey id (its folder name)")
     args = parser.parse_args(argv)

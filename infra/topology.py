@@ -322,6 +322,7 @@ TOPOLOGY = Topology(
             controls_journeys=True,  # erasure stops the person's running executions
             settings=("IDENTITY_RULES",),
             admin_credential=True,
+            reads_policy=True,  # PUT /v1/profiles/{id}/consent and the effective consent it shows
         ),
         Function(
             "identity",
@@ -330,6 +331,7 @@ TOPOLOGY = Topology(
             tables=(TableAccess(PROFILES, write=True),),
             publishes=True,
             settings=("IDENTITY_RULES",),
+            reads_policy=True,  # the topics an event's context.consent may name
         ),
         Function(
             "journey-router",
@@ -377,6 +379,7 @@ TOPOLOGY = Topology(
             publishes=True,  # update: the event.resolved identity publishes for an identify
             resumes_journeys=True,  # wait_for: the awaited event may be there already
             settings=("DEFAULT_TIMEZONE", "IDENTITY_RULES"),
+            reads_policy=True,  # update: its identify is applied as identity applies one
         ),
         Function(
             "channel-email",
@@ -481,6 +484,7 @@ TOPOLOGY = Topology(
         HttpRoute("GET", "/v1/profiles/{profileId}", "profiles"),
         HttpRoute("DELETE", "/v1/profiles/{profileId}", "profiles"),
         HttpRoute("POST", "/v1/profiles/{profileId}/unmerge", "profiles"),
+        HttpRoute("PUT", "/v1/profiles/{profileId}/consent", "profiles"),
         HttpRoute("DELETE", "/v1/profiles/{profileId}/identifiers/{type}/{value}", "profiles"),
         HttpRoute("GET", "/v1/journeys", "journeys"),
         HttpRoute("GET", "/v1/journeys/{journeyId}", "journeys"),

@@ -1,5 +1,5 @@
 """The Profile API (admin credential only): look a profile up by id or identifier, erase it (GDPR),
-split a past merge, remove an identifier."""
+split a past merge, remove an identifier, set consent."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from shared.admin import (
     error_response,
     json_response,
 )
+from shared.delivery.consent import ConsentPayloadError, effective_consent, parse_consent_payload
+from shared.delivery.policy import load_policy
 from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
@@ -39,6 +41,7 @@ from shared.models.events import (
     SOURCE_IDENTITY,
     BusEvent,
 )
+from shared.models.policy import Policy
 from shared.models.profile import Profile
 from shared.models.segments import AudienceMessage, Outbox, SegmentChange
 from shared.models.types import PROFILE_ID_MAX_LENGTH
@@ -46,6 +49,7 @@ from shared.segments.engine import Decision, audience_messages, message_digest, 
 from shared.segments.service import deduplication_id
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
+from shared.store.consent import ConsentStore
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
@@ -104,6 +108,21 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 person = ErasedPerson.of(erased, profile.identifiers)
                 _publish(settings, DETAIL_ERASED, profile.profileId, person.model_dump(mode="json"))
                 return json_response(200, {"erased": profile.profileId, "erasedProfileIds": erased})
+            case ("PUT", [profile_id, "consent"]):
+                profile = _live(store, profile_id)
+                policy = load_policy(settings.policy_file)
+                try:
+                    changes = parse_consent_payload(
+                        policy, _body(event), source="admin", at=clock.iso(clock.now()), strict=True
+                    )
+                except ConsentPayloadError as error:
+                    raise BadRequestError(str(error)) from error
+                if not ConsentStore(settings.profiles_table).record(profile.profileId, changes.records):
+                    raise NotFoundError("no such profile")  # erased meanwhile
+                metrics.add_metric(name="ConsentRecorded", unit=MetricUnit.Count, value=len(changes.records))
+                return json_response(
+                    200, {"profileId": profile.profileId, "consent": _consent(settings, profile, policy)}
+                )
             case ("POST", [profile_id, "unmerge"]):
                 survivor = _live(store, profile_id)
                 merged_id = _body(event).get("mergedProfileId")
@@ -145,9 +164,18 @@ def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
     return profile
 
 
+def _consent(
+    settings: config.ProfilesApiSettings, profile: Profile, policy: Policy | None = None
+) -> dict[str, Any]:
+    """The person's effective consent, their merged profiles' choices included."""
+    records = ConsentStore(settings.profiles_table).consent(profile)
+    return effective_consent(policy or load_policy(settings.policy_file), records, profile.traits)
+
+
 def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
     timeline = store.timeline([profile.profileId, *profile.mergedFrom], TIMELINE_LIMIT)
-    shown = view(profile, store.merges(profile.profileId), timeline)
+    consent = _consent(config.load(config.ProfilesApiSettings), profile)
+    shown = view(profile, store.merges(profile.profileId), timeline, consent)
     # Its segments and computed traits, as the segments function last decided them (empty: none yet).
     states = SegmentStore(store.table).states([profile.profileId])
     shown["segments"] = list(states[0].segments) if states else []

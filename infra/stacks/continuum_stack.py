@@ -86,7 +86,9 @@ class ContinuumStack(Stack):
         # machine names are derived from the stack name, so it needs nothing resolved at deploy.
         # Checked against the segments: a journey naming one the catalogue lacks fails the synth.
         journey_list = load_journeys(
-            topology.journeys_dir, load_segments(topology.segments_dir), read_policy_yaml(topology.policy_file)
+            topology.journeys_dir,
+            load_segments(topology.segments_dir),
+            read_policy_yaml(topology.policy_file),
         )
         machine_names = {
             j.definition.id: state_machine_name(self.stack_name, j.definition.id) for j in journey_list

@@ -4,7 +4,7 @@ shared/admin.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -86,6 +86,18 @@ class TimelineView(Model):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class ChannelConsent(Model):
+    """One topic on one channel (shared/delivery/consent.py `effective_consent`)."""
+
+    subscribed: bool = Field(description="whether a send of this topic on this channel passes consent")
+    source: str | None = Field(
+        description="who set the choice (identify, admin, one_click, ...); null: default"
+    )
+    at: str | None = Field(description="when Continuum received the choice; null: the default decides")
+    default: Literal["opt_in", "opt_out"] = Field(description="the topic's default on this channel")
+    changeable: bool = Field(description="false for transactional, which cannot be unsubscribed from")
+
+
 class ProfileView(Model):
     """A profile as the Profile API shows it."""
 
@@ -99,9 +111,18 @@ class ProfileView(Model):
     timeline: list[TimelineView] = Field(
         description=f"the latest events, newest first (at most {TIMELINE_LIMIT})"
     )
+    consent: dict[str, dict[str, ChannelConsent]] = Field(
+        default_factory=dict,
+        description="per subscription topic and channel, whether a send passes consent, and why",
+    )
 
 
-def view(profile: Profile, merges: list[MergeRecord], timeline: list[TimelineEntry]) -> dict[str, Any]:
+def view(
+    profile: Profile,
+    merges: list[MergeRecord],
+    timeline: list[TimelineEntry],
+    consent: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     return ProfileView(
         profileId=profile.profileId,
         identifiers=profile.identifiers,
@@ -111,4 +132,5 @@ def view(profile: Profile, merges: list[MergeRecord], timeline: list[TimelineEnt
         mergedFrom=profile.mergedFrom,
         merges=[MergeView(mergedProfileId=m.merged.profileId, at=m.at) for m in merges],
         timeline=[TimelineView.model_validate(e.model_dump(exclude={"profileId"})) for e in timeline],
+        consent=consent or {},
     ).model_dump(mode="json")

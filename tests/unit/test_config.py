@@ -149,6 +149,7 @@ def test_deliver_settings_find_the_queue_of_each_channel(monkeypatch: pytest.Mon
         "JOURNEY_STATS_TABLE": "journey-stats",
         "EMAIL_QUEUE_URL": "https://sqs/email",
         "PUSH_QUEUE_URL": "https://sqs/push",
+        "POLICY_FILE": "/opt/continuum/policy.json",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -167,6 +168,7 @@ PROFILES_API = {
     "JOURNEY_RUNS_TABLE": "journey-runs",
     "JOURNEY_STATS_TABLE": "journey-stats",
     "AUDIENCES_QUEUE_URL": "https://sqs/audiences.fifo",
+    "POLICY_FILE": "/opt/continuum/policy.json",
 }
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:admin-token-AbCdEf"
 
@@ -191,6 +193,7 @@ JOURNEY_STEPS = {
     "MESSAGES_TABLE": "messages",
     "JOURNEY_WAITS_TABLE": "journey-waits",
     "EVENT_BUS_NAME": "continuum-bus",
+    "POLICY_FILE": "/opt/continuum/policy.json",
 }
 
 
