@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.delivery.feedback import DETAIL_BOUNCED, DETAIL_COMPLAINT, SOURCE_SES
 from shared.models.events import (
     DETAIL_EXECUTION_STATUS_CHANGE,
     DETAIL_IDENTIFIER_REMOVED,
@@ -220,6 +221,9 @@ SETTINGS = {
 
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
+# The SES configuration set the email channel sends with (its event destination reports bounces and
+# complaints to the default bus; infra/constructs/email_feedback.py).
+EMAIL_CONFIGURATION_SET_ENV = "EMAIL_CONFIGURATION_SET"
 # The journey catalogue (shared/journeys/catalogue.py): a file, not an environment variable (4 KB limit).
 JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"  # its path (cloud: in the shared layer)
 # arn:<partition>:states:<region>:<account>:stateMachine: (a name from the catalogue completes the ARN)
@@ -398,6 +402,13 @@ TOPOLOGY = Topology(
             timeout_seconds=30,
         ),
         Function(
+            "feedback",
+            "functions.feedback.handler",
+            "SES bounces and complaints: suppress hard-bounced addresses, unsubscribe complainers",
+            # Suppressions, the identifier index (who owns a complaining address) and consent items.
+            tables=(TableAccess(PROFILES, write=True),),
+        ),
+        Function(
             "segments",
             "functions.segments.handler",
             "Segments: update a profile's aggregates per event, publish segment changes, sync audiences",
@@ -468,6 +479,14 @@ TOPOLOGY = Topology(
                 ],
             },
             "segments",
+        ),
+        # SES reports bounces and complaints of every email (sent with the stack's configuration set,
+        # whose event destination is the account's default bus).
+        Route(
+            "email-feedback",
+            {"source": [SOURCE_SES], "detail-type": [DETAIL_BOUNCED, DETAIL_COMPLAINT]},
+            "feedback",
+            bus=DEFAULT_BUS,
         ),
     ),
     consumers=(

@@ -175,6 +175,13 @@ class SegmentsSettings(_Env):
 class EmailSettings(_Env):
     messages_table: MessagesTable
     email_sender: str = Field(alias="EMAIL_SENDER", min_length=3)
+    # The SES configuration set every email is sent with: its event destination reports bounces and
+    # complaints to EventBridge (the feedback function).
+    email_configuration_set: str = Field(alias="EMAIL_CONFIGURATION_SET", min_length=1)
+
+
+class FeedbackSettings(_Env):
+    profiles_table: ProfilesTable
 
 
 class PushSettings(_Env):

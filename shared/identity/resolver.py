@@ -38,9 +38,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
+from shared.delivery.consent import parse_consent_payload
 from shared.identity.bounds import Dropped, bound
 from shared.identity.identifiers import identifiers_of, user_traits
-from shared.delivery.consent import parse_consent_payload
 from shared.identity.rules import IdentityRules
 from shared.models.events import (
     DETAIL_MERGED,
@@ -50,8 +50,8 @@ from shared.models.events import (
     ProfilesMerged,
     ResolvedEvent,
 )
-from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.models.policy import ConsentRecord, Policy
+from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.models.types import iana_timezone
 
 MAX_ATTEMPTS = 8

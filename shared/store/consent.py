@@ -64,10 +64,7 @@ class ConsentStore(TableStore):
     def record(self, profile_id: str, changes: Mapping[str, ConsentRecord]) -> bool:
         """Store each change unless a newer choice for its key is stored. False (nothing written)
         when the profile does not exist (never created, or erased)."""
-        for key, change in changes.items():
-            if not self._record_one(profile_id, key, change):
-                return False
-        return True
+        return all(self._record_one(profile_id, key, change) for key, change in changes.items())
 
     def _record_one(self, profile_id: str, key: str, change: ConsentRecord) -> bool:
         check = {

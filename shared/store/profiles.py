@@ -240,6 +240,11 @@ class DynamoProfileStore(TableStore):
             profile_id = found.mergedInto
         return None
 
+    def owner_of(self, identifier: Identifier) -> Profile | None:
+        """The live profile an identifier belongs to (merges followed), or None."""
+        owner = self.lookup([identifier]).owners.get(identifier)
+        return self.profile(owner) if owner else None
+
     def items_of(
         self, profile_id: str, prefix: str, newest_first: bool = True, limit: int | None = None
     ) -> list[dict[str, Any]]:

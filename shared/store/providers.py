@@ -9,8 +9,10 @@ from shared.store.aws import client
 
 
 class EmailProvider:
-    def __init__(self, sender: str, sesv2: Any = None):
+    def __init__(self, sender: str, configuration_set: str, sesv2: Any = None):
         self._sender = sender
+        # Its event destination reports this email's bounces and complaints (functions/feedback).
+        self._configuration_set = configuration_set
         self._client = sesv2
 
     def send(self, to: str, subject: str, text: str, html: str | None) -> str:
@@ -21,6 +23,7 @@ class EmailProvider:
             FromEmailAddress=self._sender,
             Destination={"ToAddresses": [to]},
             Content={"Simple": {"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": body}},
+            ConfigurationSetName=self._configuration_set,
         )
         message_id: str = response["MessageId"]
         return message_id
