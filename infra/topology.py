@@ -397,7 +397,9 @@ TOPOLOGY = Topology(
             "channel-push",
             "functions.channel_push.handler",
             "Send queued push notifications through SNS platform endpoints",
-            tables=(TableAccess(MESSAGES, write=True),),
+            # A token SNS reports disabled is removed from its profile (and identifier.removed published).
+            tables=(TableAccess(MESSAGES, write=True), TableAccess(PROFILES, write=True)),
+            publishes=True,
             settings=("PUSH_PLATFORM_APPLICATION_ARN",),
             timeout_seconds=30,
         ),

@@ -186,6 +186,9 @@ class FeedbackSettings(_Env):
 
 class PushSettings(_Env):
     messages_table: MessagesTable
+    # A disabled endpoint's token is removed from its profile, and the bus told (identifier.removed).
+    profiles_table: ProfilesTable
+    event_bus_name: EventBusName
     push_platform_application_arn: str = Field(alias="PUSH_PLATFORM_APPLICATION_ARN", min_length=1)
 
 

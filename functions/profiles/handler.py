@@ -26,20 +26,18 @@ from shared.delivery.policy import load_policy
 from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
+    change_event,
     identifier_from_query,
     identifier_type_of,
     normalised,
+    remove_identifier,
     view,
 )
 from shared.identity.resolver import ConcurrentChangeError
 from shared.identity.rules import load_rules
-from shared.models.base import Model
 from shared.models.events import (
     DETAIL_ERASED,
-    DETAIL_IDENTIFIER_REMOVED,
     DETAIL_UNMERGED,
-    SOURCE_IDENTITY,
-    BusEvent,
 )
 from shared.models.policy import Policy
 from shared.models.profile import Profile
@@ -62,11 +60,6 @@ REALM = "Continuum profiles"  # named in a 401's WWW-Authenticate
 
 logger = Logger()
 metrics = Metrics()
-
-
-class _Change(Model):
-    profileId: str
-    detail: dict[str, Any]
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -145,8 +138,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 identifier = normalised(kind, value, rules, identifier_max_bytes)
                 if identifier not in profile.identifiers:
                     raise NotFoundError(f"{profile.profileId} has no such {identifier.type}")
-                store.remove_identifier(profile, identifier)
-                _publish(settings, DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})
+                remove_identifier(store, EventPublisher(settings.event_bus_name), profile, identifier)
                 return json_response(200, _show(store, profile))
         return json_response(404, {"error": f"no such route for {method}"})  # the path may hold an address
     except ConcurrentChangeError:
@@ -231,8 +223,4 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
 def _publish(
     settings: config.ProfilesApiSettings, name: str, profile_id: str, detail: dict[str, Any]
 ) -> None:
-    now = clock.iso(clock.now())
-    change = _Change(profileId=profile_id, detail=detail)
-    EventPublisher(settings.event_bus_name).publish(
-        [BusEvent.publishing(SOURCE_IDENTITY, name, profile_id, now, change)]
-    )
+    EventPublisher(settings.event_bus_name).publish([change_event(name, profile_id, detail)])

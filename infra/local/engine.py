@@ -1396,11 +1396,34 @@ class LocalEngine:
         if response.get("FailedEntryCount"):
             log.error("the status change of an execution was not put on the bus: %s", response["Entries"])
 
+    # ---------------------------------------------------------------- push endpoints
+
+    def disable_push_token(self, token: str) -> str:
+        """Disable the token's SNS endpoint (created if the token never received a push), as SNS does
+        when FCM or APNs reports the token invalid: the next push to it fails with EndpointDisabled.
+        Returns the endpoint's ARN."""
+        sns = self._session_client("sns")
+        application = self._env["PUSH_PLATFORM_APPLICATION_ARN"]
+        endpoints = sns.list_endpoints_by_platform_application(PlatformApplicationArn=application)[
+            "Endpoints"
+        ]
+        arn = next((e["EndpointArn"] for e in endpoints if e["Attributes"].get("Token") == token), None)
+        if arn is None:
+            arn = sns.create_platform_endpoint(PlatformApplicationArn=application, Token=token)["EndpointArn"]
+        sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
+        return str(arn)
+
     # ---------------------------------------------------------------- inspection
 
     @property
     def sources(self) -> SourceStore:
         return SourceStore(self._env[table_env(SOURCES)])
+
+    @staticmethod
+    def _session_client(service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION)
 
     def message_log(self) -> list[dict[str, Any]]:
         from shared.store.messages import MessageLog

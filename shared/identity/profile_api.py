@@ -3,15 +3,18 @@ shared/admin.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
+from shared import clock
 from shared.admin import BadRequestError
 from shared.identity.identifiers import normalise_email, normalise_phone
+from shared.identity.resolver import ConcurrentChangeError
 from shared.identity.rules import IdentityRules
 from shared.models.base import Model
+from shared.models.events import DETAIL_IDENTIFIER_REMOVED, SOURCE_IDENTITY, BusEvent
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 
 TIMELINE_LIMIT = 50  # the latest events shown with a profile
@@ -134,3 +137,58 @@ def view(
         timeline=[TimelineView.model_validate(e.model_dump(exclude={"profileId"})) for e in timeline],
         consent=consent or {},
     ).model_dump(mode="json")
+
+
+# -- removing an identifier (the Profile API's DELETE, and a push token SNS reports disabled) -------
+
+
+class ProfileChange(Model):
+    """The data of the Profile API's change events (`profile.unmerged`, `identifier.removed`, ...)."""
+
+    profileId: str
+    detail: dict[str, Any]
+
+
+def change_event(name: str, profile_id: str, detail: dict[str, Any]) -> BusEvent:
+    change = ProfileChange(profileId=profile_id, detail=detail)
+    return BusEvent.publishing(SOURCE_IDENTITY, name, profile_id, clock.iso(clock.now()), change)
+
+
+class IdentifierStore(Protocol):
+    def owner_of(self, identifier: Identifier) -> Profile | None: ...
+
+    def remove_identifier(self, profile: Profile, identifier: Identifier) -> None:
+        """Conditional on the profile's version: `ConcurrentChangeError` if it changed meanwhile."""
+        ...
+
+
+class Publisher(Protocol):
+    def publish(self, events: Sequence[BusEvent]) -> Any: ...
+
+
+def remove_identifier(
+    store: IdentifierStore, publisher: Publisher, profile: Profile, identifier: Identifier
+) -> None:
+    """Take the identifier off the profile, and say so on the bus: segments and ad audiences drop its
+    hashes (only the type travels, never the value)."""
+    store.remove_identifier(profile, identifier)
+    publisher.publish([change_event(DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})])
+
+
+FORGET_ATTEMPTS = 5
+
+
+def forget_identifier(store: IdentifierStore, publisher: Publisher, identifier: Identifier) -> str | None:
+    """Remove an identifier from whichever live profile holds it (a push token SNS reports disabled):
+    the profile's id, or None when no profile holds it (any more). A concurrent change of the profile
+    is read again."""
+    for _ in range(FORGET_ATTEMPTS):
+        profile = store.owner_of(identifier)
+        if profile is None or identifier not in profile.identifiers:
+            return None
+        try:
+            remove_identifier(store, publisher, profile, identifier)
+            return profile.profileId
+        except ConcurrentChangeError:
+            continue
+    raise ConcurrentChangeError(f"the profile kept changing over {FORGET_ATTEMPTS} attempts")
