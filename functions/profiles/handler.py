@@ -26,6 +26,7 @@ from shared.delivery.policy import load_policy
 from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
+    SuppressionView,
     change_event,
     identifier_from_query,
     identifier_type_of,
@@ -53,6 +54,7 @@ from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
 from shared.store.profiles import ProfileAdmin, identifier_max_bytes
 from shared.store.segments import AudienceQueue, SegmentStore
+from shared.store.suppressions import SuppressionStore
 
 ERASED_CAUSE = "the profile was erased"  # Step Functions keeps this; no personal data
 
@@ -166,8 +168,17 @@ def _consent(
 
 def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
     timeline = store.timeline([profile.profileId, *profile.mergedFrom], TIMELINE_LIMIT)
-    consent = _consent(config.load(config.ProfilesApiSettings), profile)
-    shown = view(profile, store.merges(profile.profileId), timeline, consent)
+    settings = config.load(config.ProfilesApiSettings)
+    emails = profile.values_of("email")
+    suppressions = [
+        SuppressionView(channel="email", address=address, **suppression.model_dump())
+        for address, suppression in SuppressionStore(settings.profiles_table)
+        .suppressions("email", emails)
+        .items()
+    ]
+    shown = view(
+        profile, store.merges(profile.profileId), timeline, _consent(settings, profile), suppressions
+    )
     # Its segments and computed traits, as the segments function last decided them (empty: none yet).
     states = SegmentStore(store.table).states([profile.profileId])
     shown["segments"] = list(states[0].segments) if states else []

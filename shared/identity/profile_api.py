@@ -101,6 +101,16 @@ class ChannelConsent(Model):
     changeable: bool = Field(description="false for transactional, which cannot be unsubscribed from")
 
 
+class SuppressionView(Model):
+    """One of the profile's addresses no message is sent to again (a hard bounce)."""
+
+    channel: str
+    address: str
+    reason: str
+    at: str
+    source: str
+
+
 class ProfileView(Model):
     """A profile as the Profile API shows it."""
 
@@ -118,6 +128,9 @@ class ProfileView(Model):
         default_factory=dict,
         description="per subscription topic and channel, whether a send passes consent, and why",
     )
+    suppressions: list[SuppressionView] = Field(
+        default_factory=list, description="the profile's addresses no message is sent to again"
+    )
 
 
 def view(
@@ -125,6 +138,7 @@ def view(
     merges: list[MergeRecord],
     timeline: list[TimelineEntry],
     consent: dict[str, dict[str, dict[str, Any]]] | None = None,
+    suppressions: list[SuppressionView] | None = None,
 ) -> dict[str, Any]:
     return ProfileView(
         profileId=profile.profileId,
@@ -136,6 +150,7 @@ def view(
         merges=[MergeView(mergedProfileId=m.merged.profileId, at=m.at) for m in merges],
         timeline=[TimelineView.model_validate(e.model_dump(exclude={"profileId"})) for e in timeline],
         consent=consent or {},
+        suppressions=suppressions or [],
     ).model_dump(mode="json")
 
 

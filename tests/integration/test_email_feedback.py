@@ -157,3 +157,26 @@ def test_an_ordinary_address_and_the_success_mailbox_just_send(engine: LocalEngi
     engine.wait_idle()
 
     assert SuppressionStore(TABLE).suppressions("email", addresses) == {}
+
+
+def test_the_profile_api_shows_a_bounced_address_of_the_profile(engine: LocalEngine) -> None:
+    address = _address()
+    profile_id = _person(engine, address)
+
+    engine.invoke("feedback", _bounce(address.upper()))
+
+    from infra.local.http import api_gateway_event
+
+    event = api_gateway_event(
+        "GET", f"/v1/profiles/{profile_id}", {"Authorization": "Bearer dev-admin-token"}, b""
+    )
+    shown = json.loads(engine.invoke("profiles", event)["body"])
+    assert shown["suppressions"] == [
+        {
+            "channel": "email",
+            "address": address,
+            "reason": "hard_bounce",
+            "at": "2026-11-24T10:15:30.669Z",
+            "source": "ses",
+        }
+    ]
