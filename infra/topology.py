@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.delivery.feedback import DETAIL_BOUNCED, DETAIL_COMPLAINT, SOURCE_SES
 from shared.models.events import (
     DETAIL_EXECUTION_STATUS_CHANGE,
     DETAIL_IDENTIFIER_REMOVED,
@@ -220,6 +221,9 @@ SETTINGS = {
 
 # Names of the environment variables carrying resource names.
 EVENT_BUS_ENV = "EVENT_BUS_NAME"
+# The SES configuration set the email channel sends with (its event destination reports bounces and
+# complaints to the default bus; infra/constructs/email_feedback.py).
+EMAIL_CONFIGURATION_SET_ENV = "EMAIL_CONFIGURATION_SET"
 # The journey catalogue (shared/journeys/catalogue.py): a file, not an environment variable (4 KB limit).
 JOURNEY_CATALOGUE_ENV = "JOURNEY_CATALOGUE"  # its path (cloud: in the shared layer)
 # arn:<partition>:states:<region>:<account>:stateMachine: (a name from the catalogue completes the ARN)
@@ -322,6 +326,7 @@ TOPOLOGY = Topology(
             controls_journeys=True,  # erasure stops the person's running executions
             settings=("IDENTITY_RULES",),
             admin_credential=True,
+            reads_policy=True,  # PUT /v1/profiles/{id}/consent and the effective consent it shows
         ),
         Function(
             "identity",
@@ -330,6 +335,7 @@ TOPOLOGY = Topology(
             tables=(TableAccess(PROFILES, write=True),),
             publishes=True,
             settings=("IDENTITY_RULES",),
+            reads_policy=True,  # the topics an event's context.consent may name
         ),
         Function(
             "journey-router",
@@ -377,6 +383,7 @@ TOPOLOGY = Topology(
             publishes=True,  # update: the event.resolved identity publishes for an identify
             resumes_journeys=True,  # wait_for: the awaited event may be there already
             settings=("DEFAULT_TIMEZONE", "IDENTITY_RULES"),
+            reads_policy=True,  # update: its identify is applied as identity applies one
         ),
         Function(
             "channel-email",
@@ -390,9 +397,18 @@ TOPOLOGY = Topology(
             "channel-push",
             "functions.channel_push.handler",
             "Send queued push notifications through SNS platform endpoints",
-            tables=(TableAccess(MESSAGES, write=True),),
+            # A token SNS reports disabled is removed from its profile (and identifier.removed published).
+            tables=(TableAccess(MESSAGES, write=True), TableAccess(PROFILES, write=True)),
+            publishes=True,
             settings=("PUSH_PLATFORM_APPLICATION_ARN",),
             timeout_seconds=30,
+        ),
+        Function(
+            "feedback",
+            "functions.feedback.handler",
+            "SES bounces and complaints: suppress hard-bounced addresses, unsubscribe complainers",
+            # Suppressions, the identifier index (who owns a complaining address) and consent items.
+            tables=(TableAccess(PROFILES, write=True),),
         ),
         Function(
             "segments",
@@ -466,6 +482,14 @@ TOPOLOGY = Topology(
             },
             "segments",
         ),
+        # SES reports bounces and complaints of every email (sent with the stack's configuration set,
+        # whose event destination is the account's default bus).
+        Route(
+            "email-feedback",
+            {"source": [SOURCE_SES], "detail-type": [DETAIL_BOUNCED, DETAIL_COMPLAINT]},
+            "feedback",
+            bus=DEFAULT_BUS,
+        ),
     ),
     consumers=(
         QueueConsumer("email", "channel-email"),
@@ -481,6 +505,7 @@ TOPOLOGY = Topology(
         HttpRoute("GET", "/v1/profiles/{profileId}", "profiles"),
         HttpRoute("DELETE", "/v1/profiles/{profileId}", "profiles"),
         HttpRoute("POST", "/v1/profiles/{profileId}/unmerge", "profiles"),
+        HttpRoute("PUT", "/v1/profiles/{profileId}/consent", "profiles"),
         HttpRoute("DELETE", "/v1/profiles/{profileId}/identifiers/{type}/{value}", "profiles"),
         HttpRoute("GET", "/v1/journeys", "journeys"),
         HttpRoute("GET", "/v1/journeys/{journeyId}", "journeys"),

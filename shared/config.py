@@ -40,9 +40,13 @@ class IngestSettings(_Env):
     write_key_cache_seconds: float = Field(alias="WRITE_KEY_CACHE_SECONDS", default=60, ge=0)
 
 
+PolicyFile = Annotated[str, Field(alias="POLICY_FILE", min_length=1)]
+
+
 class IdentitySettings(_Env):
     event_bus_name: EventBusName
     profiles_table: ProfilesTable
+    policy_file: PolicyFile  # the topics an event's context.consent may name
 
 
 class AdminCredential(_Env):
@@ -72,6 +76,7 @@ class ProfilesApiSettings(AdminCredential):
     journey_stats_table: JourneyStatsTable
     # Erasure removes the person from every ad audience first.
     audiences_queue_url: str = Field(alias="AUDIENCES_QUEUE_URL", min_length=1)
+    policy_file: PolicyFile  # the topics and channels PUT /v1/profiles/{id}/consent accepts
 
 
 # The journey catalogue file (shared/journeys/catalogue.py) replaces the JOURNEYS variable: a Lambda's
@@ -143,6 +148,7 @@ class JourneyStepsSettings(_Env):
     messages_table: MessagesTable
     journey_waits_table: JourneyWaitsTable
     event_bus_name: EventBusName
+    policy_file: PolicyFile  # update: its identify is applied as identity applies one (consent too)
     # The time zone of local-time waits for a recipient with no known zone (an IANA name).
     default_timezone: str = Field(alias="DEFAULT_TIMEZONE", min_length=1)
 
@@ -169,10 +175,20 @@ class SegmentsSettings(_Env):
 class EmailSettings(_Env):
     messages_table: MessagesTable
     email_sender: str = Field(alias="EMAIL_SENDER", min_length=3)
+    # The SES configuration set every email is sent with: its event destination reports bounces and
+    # complaints to EventBridge (the feedback function).
+    email_configuration_set: str = Field(alias="EMAIL_CONFIGURATION_SET", min_length=1)
+
+
+class FeedbackSettings(_Env):
+    profiles_table: ProfilesTable
 
 
 class PushSettings(_Env):
     messages_table: MessagesTable
+    # A disabled endpoint's token is removed from its profile, and the bus told (identifier.removed).
+    profiles_table: ProfilesTable
+    event_bus_name: EventBusName
     push_platform_application_arn: str = Field(alias="PUSH_PLATFORM_APPLICATION_ARN", min_length=1)
 
 

@@ -20,7 +20,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = config.load(config.EmailSettings)
-    provider = EmailProvider(settings.email_sender)
+    provider = EmailProvider(settings.email_sender, settings.email_configuration_set)
 
     def send(message: OutboundMessage) -> str:
         content = message.content

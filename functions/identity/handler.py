@@ -9,10 +9,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
-from shared.identity.resolver import resolve, resolved_events
+from shared.delivery.policy import load_policy
+from shared.identity.resolver import resolve_with_consent, resolved_events
 from shared.identity.rules import load_rules
 from shared.models.events import Envelope
 from shared.store.bus import EventPublisher
+from shared.store.consent import ConsentStore
 from shared.store.profiles import DynamoProfileStore
 
 logger = Logger()
@@ -27,8 +29,13 @@ def handler(event: dict[str, Any], context: Any) -> None:
     logger.set_correlation_id(incoming.correlationId)
     call = incoming.data
 
-    resolution = resolve(
-        call, DynamoProfileStore(settings.profiles_table), load_rules(), clock.parse(call["timestamp"])
+    resolution = resolve_with_consent(
+        call,
+        DynamoProfileStore(settings.profiles_table),
+        load_rules(),
+        clock.parse(call["timestamp"]),
+        ConsentStore(settings.profiles_table),
+        lambda: load_policy(settings.policy_file),
     )
 
     for warning in resolution.warnings:  # types, counts and reasons only: never an identifier's value
@@ -49,6 +56,10 @@ def handler(event: dict[str, Any], context: Any) -> None:
         metrics.add_metric(name="EventsWithoutIdentifier", unit=MetricUnit.Count, value=1)
         return
     metrics.add_metric(name="EventsResolved", unit=MetricUnit.Count, value=1)
+    if resolution.consent_recorded:
+        metrics.add_metric(name="ConsentRecorded", unit=MetricUnit.Count, value=resolution.consent_recorded)
+    if resolution.consent_ignored:
+        metrics.add_metric(name="ConsentIgnored", unit=MetricUnit.Count, value=resolution.consent_ignored)
     if resolution.merged:
         metrics.add_metric(name="ProfilesMerged", unit=MetricUnit.Count, value=len(resolution.merged))
     EventPublisher(settings.event_bus_name).publish(resolved_events(call, resolution, incoming.correlationId))

@@ -9,10 +9,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import clock, config
-from shared.identity.resolver import resolve
+from shared.delivery.policy import load_policy
+from shared.identity.resolver import resolve_with_consent
 from shared.identity.rules import load_rules
 from shared.journeys.steps import StepPorts, StepRequest, run_step
 from shared.store.bus import EventPublisher
+from shared.store.consent import ConsentStore
 from shared.store.journey_waits import JourneyWaitStore, TaskTokens
 from shared.store.messages import MessageLog
 from shared.store.profiles import DynamoProfileStore
@@ -38,7 +40,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             tasks=TaskTokens(),
             messages=MessageLog(settings.messages_table),
             publisher=EventPublisher(settings.event_bus_name),
-            identity=lambda call: resolve(call, profiles, load_rules(), clock.parse(call["timestamp"])),
+            # As the identity function applies any identify (its context.consent too).
+            identity=lambda call: resolve_with_consent(
+                call,
+                profiles,
+                load_rules(),
+                clock.parse(call["timestamp"]),
+                ConsentStore(settings.profiles_table),
+                lambda: load_policy(settings.policy_file),
+            ),
             segments=SegmentStore(settings.profiles_table),
             default_timezone=settings.default_timezone,
         ),

@@ -1,5 +1,5 @@
 """The Profile API (admin credential only): look a profile up by id or identifier, erase it (GDPR),
-split a past merge, remove an identifier."""
+split a past merge, remove an identifier, set consent."""
 
 from __future__ import annotations
 
@@ -21,24 +21,26 @@ from shared.admin import (
     error_response,
     json_response,
 )
+from shared.delivery.consent import ConsentPayloadError, effective_consent, parse_consent_payload
+from shared.delivery.policy import load_policy
 from shared.identity.erasure import ErasedPerson
 from shared.identity.profile_api import (
     TIMELINE_LIMIT,
+    SuppressionView,
+    change_event,
     identifier_from_query,
     identifier_type_of,
     normalised,
+    remove_identifier,
     view,
 )
 from shared.identity.resolver import ConcurrentChangeError
 from shared.identity.rules import load_rules
-from shared.models.base import Model
 from shared.models.events import (
     DETAIL_ERASED,
-    DETAIL_IDENTIFIER_REMOVED,
     DETAIL_UNMERGED,
-    SOURCE_IDENTITY,
-    BusEvent,
 )
+from shared.models.policy import Policy
 from shared.models.profile import Profile
 from shared.models.segments import AudienceMessage, Outbox, SegmentChange
 from shared.models.types import PROFILE_ID_MAX_LENGTH
@@ -46,11 +48,13 @@ from shared.segments.engine import Decision, audience_messages, message_digest, 
 from shared.segments.service import deduplication_id
 from shared.store.admin_token import admin_token_sha256
 from shared.store.bus import EventPublisher
+from shared.store.consent import ConsentStore
 from shared.store.journey_stats import JourneyStats
 from shared.store.journeys import JourneyExecutions, JourneyRunStore
 from shared.store.messages import MessageLog
 from shared.store.profiles import ProfileAdmin, identifier_max_bytes
 from shared.store.segments import AudienceQueue, SegmentStore
+from shared.store.suppressions import SuppressionStore
 
 ERASED_CAUSE = "the profile was erased"  # Step Functions keeps this; no personal data
 
@@ -58,11 +62,6 @@ REALM = "Continuum profiles"  # named in a 401's WWW-Authenticate
 
 logger = Logger()
 metrics = Metrics()
-
-
-class _Change(Model):
-    profileId: str
-    detail: dict[str, Any]
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -104,6 +103,21 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 person = ErasedPerson.of(erased, profile.identifiers)
                 _publish(settings, DETAIL_ERASED, profile.profileId, person.model_dump(mode="json"))
                 return json_response(200, {"erased": profile.profileId, "erasedProfileIds": erased})
+            case ("PUT", [profile_id, "consent"]):
+                profile = _live(store, profile_id)
+                policy = load_policy(settings.policy_file)
+                try:
+                    changes = parse_consent_payload(
+                        policy, _body(event), source="admin", at=clock.iso(clock.now()), strict=True
+                    )
+                except ConsentPayloadError as error:
+                    raise BadRequestError(str(error)) from error
+                if not ConsentStore(settings.profiles_table).record(profile.profileId, changes.records):
+                    raise NotFoundError("no such profile")  # erased meanwhile
+                metrics.add_metric(name="ConsentRecorded", unit=MetricUnit.Count, value=len(changes.records))
+                return json_response(
+                    200, {"profileId": profile.profileId, "consent": _consent(settings, profile, policy)}
+                )
             case ("POST", [profile_id, "unmerge"]):
                 survivor = _live(store, profile_id)
                 merged_id = _body(event).get("mergedProfileId")
@@ -126,8 +140,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 identifier = normalised(kind, value, rules, identifier_max_bytes)
                 if identifier not in profile.identifiers:
                     raise NotFoundError(f"{profile.profileId} has no such {identifier.type}")
-                store.remove_identifier(profile, identifier)
-                _publish(settings, DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})
+                remove_identifier(store, EventPublisher(settings.event_bus_name), profile, identifier)
                 return json_response(200, _show(store, profile))
         return json_response(404, {"error": f"no such route for {method}"})  # the path may hold an address
     except ConcurrentChangeError:
@@ -145,9 +158,27 @@ def _live(store: ProfileAdmin, profile_id: str | None) -> Profile:
     return profile
 
 
+def _consent(
+    settings: config.ProfilesApiSettings, profile: Profile, policy: Policy | None = None
+) -> dict[str, Any]:
+    """The person's effective consent, their merged profiles' choices included."""
+    records = ConsentStore(settings.profiles_table).consent(profile)
+    return effective_consent(policy or load_policy(settings.policy_file), records, profile.traits)
+
+
 def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:
     timeline = store.timeline([profile.profileId, *profile.mergedFrom], TIMELINE_LIMIT)
-    shown = view(profile, store.merges(profile.profileId), timeline)
+    settings = config.load(config.ProfilesApiSettings)
+    emails = profile.values_of("email")
+    suppressions = [
+        SuppressionView(channel="email", address=address, **suppression.model_dump())
+        for address, suppression in SuppressionStore(settings.profiles_table)
+        .suppressions("email", emails)
+        .items()
+    ]
+    shown = view(
+        profile, store.merges(profile.profileId), timeline, _consent(settings, profile), suppressions
+    )
     # Its segments and computed traits, as the segments function last decided them (empty: none yet).
     states = SegmentStore(store.table).states([profile.profileId])
     shown["segments"] = list(states[0].segments) if states else []
@@ -203,8 +234,4 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
 def _publish(
     settings: config.ProfilesApiSettings, name: str, profile_id: str, detail: dict[str, Any]
 ) -> None:
-    now = clock.iso(clock.now())
-    change = _Change(profileId=profile_id, detail=detail)
-    EventPublisher(settings.event_bus_name).publish(
-        [BusEvent.publishing(SOURCE_IDENTITY, name, profile_id, now, change)]
-    )
+    EventPublisher(settings.event_bus_name).publish([change_event(name, profile_id, detail)])

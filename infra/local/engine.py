@@ -46,6 +46,7 @@ from infra.local.clock import VirtualClock
 from infra.topology import (
     AD_PLATFORM_SECRET_ENVS,
     AD_PLATFORMS_ENV,
+    EMAIL_CONFIGURATION_SET_ENV,
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
@@ -62,6 +63,7 @@ from infra.topology import (
     queue_env,
     table_env,
 )
+from shared.delivery.feedback import SOURCE_SES
 from shared.ingest.sources import new_source
 from shared.models.events import DETAIL_EXECUTION_STATUS_CHANGE, SOURCE_STATES
 from shared.store.sources import SourceStore
@@ -413,10 +415,13 @@ class LocalEngine:
 
         def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
             if rule.event_pattern.matches_event(event):
-                # Step Functions' status changes reach the default bus in AWS, not the engine's bus
-                # whose archive this mirrors; locally they travel on the engine's bus only to reach
-                # the route for them.
-                if rule.name == f"{PREFIX}-archive-recorder" and event.get("source") != SOURCE_STATES:
+                # Step Functions' status changes (and SES's feedback) reach the default bus in AWS, not
+                # the engine's bus whose archive this mirrors; locally they travel on the engine's bus
+                # only to reach the route for them.
+                if rule.name == f"{PREFIX}-archive-recorder" and event.get("source") not in (
+                    SOURCE_STATES,
+                    SOURCE_SES,
+                ):
                     engine.bus_events.append(copy.deepcopy(event))
                     engine.forget_erased(event)
                 for target in rule.targets:
@@ -523,12 +528,41 @@ class LocalEngine:
             def sleep(seconds: float) -> None:
                 return None
 
+        from moto.sesv2.models import SESV2Backend
+
+        original_send_email = SESV2Backend.send_email
+
+        def send_email(backend: Any, source: str, destinations: Any, subject: str, body: str) -> Any:
+            # SES's mailbox simulator: its bounce and complaint addresses report back as SES does, on
+            # the default bus (locally the engine's bus, like Step Functions' status changes).
+            from infra.local.ses_simulator import feedback_entries
+            from shared import clock
+
+            message = original_send_email(backend, source, destinations, subject, body)
+            addresses = [
+                a
+                for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
+                for a in destinations.get(kind, [])
+            ]
+            entries = feedback_entries(
+                addresses,
+                message_id=message.id,
+                sender=source,
+                configuration_set=engine._env.get(EMAIL_CONFIGURATION_SET_ENV),
+                sent_at=clock.iso(engine.clock.now()),
+                bus=engine._env[EVENT_BUS_ENV],
+            )
+            if entries:  # in-process (this request holds the request lock already)
+                events_backends[ACCOUNT][REGION].put_events(entries)
+            return message
+
         requests_lock = self._patch_request_lock(patch)
         self._requests_lock = requests_lock
         self._patch_parsing(patch)
         self._patch_dynamodb_transactions(patch)
         self._patch_dynamodb_queries(patch)
         self._patch_client_creation(patch)
+        patch(SESV2Backend, "send_email", send_email)
         patch(LambdaFunction, "_invoke_lambda", invoke_lambda)
         patch(Rule, "send_to_targets", send_to_targets)
         patch(WaitFunction, "_wait_interval", wait_interval)
@@ -837,6 +871,10 @@ class LocalEngine:
             Name=f"{PREFIX}-push", Platform="GCM", Attributes={"PlatformCredential": "local"}
         )
         env["EMAIL_SENDER"] = EMAIL_SENDER
+        # The cloud's configuration set reports bounces and complaints; locally the mailbox simulator
+        # above does (moto keeps the set but publishes no events).
+        session.client("sesv2").create_configuration_set(ConfigurationSetName=f"{PREFIX}-email")
+        env[EMAIL_CONFIGURATION_SET_ENV] = f"{PREFIX}-email"
         env["PUSH_PLATFORM_APPLICATION_ARN"] = platform["PlatformApplicationArn"]
         env["DEDUPE_WINDOW_SECONDS"] = str(self.dedupe_window_seconds)
         env["ADMIN_TOKEN_SHA256"] = hashlib.sha256(self.admin_token.encode()).hexdigest()
@@ -1374,11 +1412,34 @@ class LocalEngine:
         if response.get("FailedEntryCount"):
             log.error("the status change of an execution was not put on the bus: %s", response["Entries"])
 
+    # ---------------------------------------------------------------- push endpoints
+
+    def disable_push_token(self, token: str) -> str:
+        """Disable the token's SNS endpoint (created if the token never received a push), as SNS does
+        when FCM or APNs reports the token invalid: the next push to it fails with EndpointDisabled.
+        Returns the endpoint's ARN."""
+        sns = self._session_client("sns")
+        application = self._env["PUSH_PLATFORM_APPLICATION_ARN"]
+        endpoints = sns.list_endpoints_by_platform_application(PlatformApplicationArn=application)[
+            "Endpoints"
+        ]
+        arn = next((e["EndpointArn"] for e in endpoints if e["Attributes"].get("Token") == token), None)
+        if arn is None:
+            arn = sns.create_platform_endpoint(PlatformApplicationArn=application, Token=token)["EndpointArn"]
+        sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
+        return str(arn)
+
     # ---------------------------------------------------------------- inspection
 
     @property
     def sources(self) -> SourceStore:
         return SourceStore(self._env[table_env(SOURCES)])
+
+    @staticmethod
+    def _session_client(service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION)
 
     def message_log(self) -> list[dict[str, Any]]:
         from shared.store.messages import MessageLog

@@ -165,6 +165,7 @@ _LOCAL_ROUTES = Map(
         Rule("/_local/failures", methods=["GET"], endpoint="failures"),
         Rule("/_local/audiences", methods=["GET"], endpoint="audiences"),
         Rule("/_local/audiences/failures", methods=["POST"], endpoint="audience_failures"),
+        Rule("/_local/push/disable", methods=["POST"], endpoint="push_disable"),
     ]
 )
 _LOCAL = _LOCAL_ROUTES.bind("localhost")
@@ -319,6 +320,15 @@ class LocalApp:
             usage = 'send {"status": 4xx|5xx, "count": N, "platform": "meta"|"google", "retryAfter": s}'
             return _json(400, {"error": usage})
         return _json(200, {"status": status, "count": 1 if count is None else count, "platform": platform})
+
+    def _local_push_disable(self, body: bytes) -> Response:
+        """`{"token": "…"}`: disable the device token's SNS endpoint, as SNS does when the platform
+        reports the token invalid (the next push to it fails with EndpointDisabled)."""
+        token = _field(body, "token")
+        if not isinstance(token, str) or not token.strip():
+            return _json(400, {"error": 'send {"token": "…"}'})
+        self.engine.disable_push_token(token.strip())
+        return _json(200, {"disabled": True})
 
 
 class _RequestHandler(WSGIRequestHandler):

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from infra.constructs.admin_token import AdminToken
 from infra.constructs.channels import SETTING_GRANTS
+from infra.constructs.email_feedback import EmailFeedback
 from infra.constructs.event_bus import EventBus
 from infra.constructs.function_factory import FunctionFactory
 from infra.constructs.http_api import IngestApi
@@ -50,6 +51,7 @@ from infra.topology import (
     queue_env,
     table_env,
 )
+from shared.delivery.feedback import SOURCE_SES
 from shared.delivery.policy import read_policy_yaml
 from shared.journeys.loader import load_journeys
 from shared.segments.catalogue import load_segments
@@ -118,6 +120,9 @@ class ContinuumStack(Stack):
             else None
         )
 
+        # Every email goes out with one SES configuration set, which reports bounces and complaints.
+        email_feedback = EmailFeedback(self, "EmailFeedback")
+
         # Functions a rule invokes run asynchronously and so get their own dead-letter queue.
         routed = {route.function for route in topology.routes}
         functions: dict[str, lambda_.Function] = {}
@@ -143,6 +148,8 @@ class ContinuumStack(Stack):
             for name in spec.settings:
                 if name in SETTING_GRANTS:
                     SETTING_GRANTS[name](function, settings[name])
+            if "EMAIL_SENDER" in spec.settings:  # the email channel sends with the configuration set
+                email_feedback.grant_send(function)
             if spec.reads_journeys:
                 for key, value in catalogue_env.items():
                     function.add_environment(key, value)
@@ -181,11 +188,12 @@ class ContinuumStack(Stack):
             target = functions[route.function]
             assert target.dead_letter_queue is not None  # routed functions are built with one
             # Step Functions' events on the default bus: only this stack's journeys' executions.
-            detail = (
-                {"stateMachineArn": [{"prefix": arn_prefix() + journeys.name_prefix}]}
-                if route.pattern.get("source") == [SOURCE_STATES]
-                else None
-            )
+            detail: dict[str, Any] | None = None
+            if route.pattern.get("source") == [SOURCE_STATES]:
+                detail = {"stateMachineArn": [{"prefix": arn_prefix() + journeys.name_prefix}]}
+            elif route.pattern.get("source") == [SOURCE_SES]:
+                # SES's events on the default bus: only those of this stack's emails.
+                detail = email_feedback.route_detail()
             # A rule's undeliverable events and the function's failed invocations share one queue:
             # everything this function never processed, in one place to inspect and replay.
             bus.route(route, target, dead_letters=target.dead_letter_queue, detail=detail)

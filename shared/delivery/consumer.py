@@ -29,21 +29,45 @@ logger = Logger()
 LEASE_MARGIN = timedelta(seconds=5)
 
 
+class UndeliverableError(Exception):
+    """The provider refuses the message for good (`reason`, e.g. `endpoint_disabled`): it is dropped,
+    not retried."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def consume(
     event: dict[str, Any],
     context: Any,
     log: Log,
     send: Callable[[OutboundMessage], str],
     metrics: Metrics,
+    undeliverable: Callable[[OutboundMessage, str], None] | None = None,
 ) -> dict[str, list[dict[str, str]]]:
+    """`send` raises `UndeliverableError` for a message its provider refuses for good; `undeliverable`
+    then records it dropped (and whatever the channel learns from it) and the message is acknowledged.
+    Without it, such a message is a failure like any other."""
     # Every message of the batch is handled within this invocation: its lease lasts as long.
     lease_until = clock.now() + timedelta(milliseconds=context.get_remaining_time_in_millis()) + LEASE_MARGIN
-    sent = 0
+    sent = dropped = 0
     failures = []
     for record in event.get("Records", []):
         try:
             message = OutboundMessage.model_validate_json(record["body"])
             sent += handle_outbound(message, log, send, holder=uuid.uuid4().hex, lease_until=lease_until)
+        except UndeliverableError as error:
+            if undeliverable is None:
+                logger.exception("message failed", extra={"sqsMessageId": record.get("messageId")})
+                failures.append({"itemIdentifier": record["messageId"]})
+                continue
+            try:
+                undeliverable(message, error.reason)
+                dropped += 1
+            except Exception:  # retried: recording the drop again changes nothing
+                logger.exception("message failed", extra={"sqsMessageId": record.get("messageId")})
+                failures.append({"itemIdentifier": record["messageId"]})
         except MessageLeasedError:  # another delivery is sending it: back to the queue, not sent here
             logger.info("message leased by another delivery", extra={"sqsMessageId": record.get("messageId")})
             failures.append({"itemIdentifier": record["messageId"]})
@@ -52,4 +76,6 @@ def consume(
             failures.append({"itemIdentifier": record["messageId"]})
     metrics.add_metric(name="MessagesSent", unit=MetricUnit.Count, value=sent)
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(failures))
+    if dropped:
+        metrics.add_metric(name="MessagesUndeliverable", unit=MetricUnit.Count, value=dropped)
     return {"batchItemFailures": failures}

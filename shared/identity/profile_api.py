@@ -3,15 +3,18 @@ shared/admin.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
+from shared import clock
 from shared.admin import BadRequestError
 from shared.identity.identifiers import normalise_email, normalise_phone
+from shared.identity.resolver import ConcurrentChangeError
 from shared.identity.rules import IdentityRules
 from shared.models.base import Model
+from shared.models.events import DETAIL_IDENTIFIER_REMOVED, SOURCE_IDENTITY, BusEvent
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 
 TIMELINE_LIMIT = 50  # the latest events shown with a profile
@@ -86,6 +89,28 @@ class TimelineView(Model):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class ChannelConsent(Model):
+    """One topic on one channel (shared/delivery/consent.py `effective_consent`)."""
+
+    subscribed: bool = Field(description="whether a send of this topic on this channel passes consent")
+    source: str | None = Field(
+        description="who set the choice (identify, admin, one_click, ...); null: default"
+    )
+    at: str | None = Field(description="when Continuum received the choice; null: the default decides")
+    default: Literal["opt_in", "opt_out"] = Field(description="the topic's default on this channel")
+    changeable: bool = Field(description="false for transactional, which cannot be unsubscribed from")
+
+
+class SuppressionView(Model):
+    """One of the profile's addresses no message is sent to again (a hard bounce)."""
+
+    channel: str
+    address: str
+    reason: str
+    at: str
+    source: str
+
+
 class ProfileView(Model):
     """A profile as the Profile API shows it."""
 
@@ -99,9 +124,22 @@ class ProfileView(Model):
     timeline: list[TimelineView] = Field(
         description=f"the latest events, newest first (at most {TIMELINE_LIMIT})"
     )
+    consent: dict[str, dict[str, ChannelConsent]] = Field(
+        default_factory=dict,
+        description="per subscription topic and channel, whether a send passes consent, and why",
+    )
+    suppressions: list[SuppressionView] = Field(
+        default_factory=list, description="the profile's addresses no message is sent to again"
+    )
 
 
-def view(profile: Profile, merges: list[MergeRecord], timeline: list[TimelineEntry]) -> dict[str, Any]:
+def view(
+    profile: Profile,
+    merges: list[MergeRecord],
+    timeline: list[TimelineEntry],
+    consent: dict[str, dict[str, dict[str, Any]]] | None = None,
+    suppressions: list[SuppressionView] | None = None,
+) -> dict[str, Any]:
     return ProfileView(
         profileId=profile.profileId,
         identifiers=profile.identifiers,
@@ -111,4 +149,61 @@ def view(profile: Profile, merges: list[MergeRecord], timeline: list[TimelineEnt
         mergedFrom=profile.mergedFrom,
         merges=[MergeView(mergedProfileId=m.merged.profileId, at=m.at) for m in merges],
         timeline=[TimelineView.model_validate(e.model_dump(exclude={"profileId"})) for e in timeline],
+        consent=consent or {},
+        suppressions=suppressions or [],
     ).model_dump(mode="json")
+
+
+# -- removing an identifier (the Profile API's DELETE, and a push token SNS reports disabled) -------
+
+
+class ProfileChange(Model):
+    """The data of the Profile API's change events (`profile.unmerged`, `identifier.removed`, ...)."""
+
+    profileId: str
+    detail: dict[str, Any]
+
+
+def change_event(name: str, profile_id: str, detail: dict[str, Any]) -> BusEvent:
+    change = ProfileChange(profileId=profile_id, detail=detail)
+    return BusEvent.publishing(SOURCE_IDENTITY, name, profile_id, clock.iso(clock.now()), change)
+
+
+class IdentifierStore(Protocol):
+    def owner_of(self, identifier: Identifier) -> Profile | None: ...
+
+    def remove_identifier(self, profile: Profile, identifier: Identifier) -> None:
+        """Conditional on the profile's version: `ConcurrentChangeError` if it changed meanwhile."""
+        ...
+
+
+class Publisher(Protocol):
+    def publish(self, events: Sequence[BusEvent]) -> Any: ...
+
+
+def remove_identifier(
+    store: IdentifierStore, publisher: Publisher, profile: Profile, identifier: Identifier
+) -> None:
+    """Take the identifier off the profile, and say so on the bus: segments and ad audiences drop its
+    hashes (only the type travels, never the value)."""
+    store.remove_identifier(profile, identifier)
+    publisher.publish([change_event(DETAIL_IDENTIFIER_REMOVED, profile.profileId, {"type": identifier.type})])
+
+
+FORGET_ATTEMPTS = 5
+
+
+def forget_identifier(store: IdentifierStore, publisher: Publisher, identifier: Identifier) -> str | None:
+    """Remove an identifier from whichever live profile holds it (a push token SNS reports disabled):
+    the profile's id, or None when no profile holds it (any more). A concurrent change of the profile
+    is read again."""
+    for _ in range(FORGET_ATTEMPTS):
+        profile = store.owner_of(identifier)
+        if profile is None or identifier not in profile.identifiers:
+            return None
+        try:
+            remove_identifier(store, publisher, profile, identifier)
+            return profile.profileId
+        except ConcurrentChangeError:
+            continue
+    raise ConcurrentChangeError(f"the profile kept changing over {FORGET_ATTEMPTS} attempts")

@@ -32,12 +32,13 @@ kept, with a warning; the event is still resolved.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
+from shared.delivery.consent import parse_consent_payload
 from shared.identity.bounds import Dropped, bound
 from shared.identity.identifiers import identifiers_of, user_traits
 from shared.identity.rules import IdentityRules
@@ -49,6 +50,7 @@ from shared.models.events import (
     ProfilesMerged,
     ResolvedEvent,
 )
+from shared.models.policy import ConsentRecord, Policy
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
 from shared.models.types import iana_timezone
 
@@ -131,6 +133,8 @@ class Resolution:
     warnings: list[str] = field(default_factory=list)
     suppressed_identifiers: int = 0  # an erased person's identifiers left out (the event may still land)
     dropped: Dropped = field(default_factory=Dropped)  # what did not fit the profile's size bound
+    consent_recorded: int = 0  # consent choices of the call's `context.consent` stored (or older)
+    consent_ignored: int = 0  # its entries the policy does not declare (left out, never an error)
 
 
 def _timeline(call: dict[str, Any], profile_id: str, at: str) -> TimelineEntry:
@@ -337,6 +341,48 @@ def _full_path(
     return Resolution(
         survivor.profileId, merged=[p.profileId for p in losers], warnings=warnings, dropped=dropped
     )
+
+
+class ConsentPort(Protocol):
+    def record(self, profile_id: str, changes: Mapping[str, ConsentRecord]) -> bool:
+        """Store each choice unless a newer one is stored; False when the profile does not exist."""
+        ...
+
+
+CONSENT_CALLS = ("identify", "track")
+
+
+def resolve_with_consent(
+    call: dict[str, Any],
+    store: ProfileStore,
+    rules: IdentityRules,
+    event_time: datetime,
+    consents: ConsentPort,
+    policy: Callable[[], Policy],
+) -> Resolution:
+    """`resolve`, then the call's `context.consent` recorded on the profile it resolved to (identify and
+    track calls), so that whatever reacts to `event.resolved` sees the choice. The choice's time is
+    `receivedAt`, ingest's clock, not the device's. `policy` is read only for a call carrying consent.
+    A store failure raises: the event is retried, and recording the same choice again changes nothing."""
+    resolution = resolve(call, store, rules, event_time)
+    context = call.get("context")
+    consent = context.get("consent") if isinstance(context, dict) else None
+    if resolution.profile_id is None or call.get("type") not in CONSENT_CALLS or not consent:
+        return resolution
+    if not isinstance(consent, dict):
+        resolution.consent_ignored += 1
+        resolution.warnings.append("context.consent ignored: not an object")
+        return resolution
+    at = call.get("receivedAt") or call["timestamp"]
+    changes = parse_consent_payload(policy(), consent, source="identify", at=str(at), strict=False)
+    if changes.ignored:
+        resolution.consent_ignored += changes.ignored
+        resolution.warnings.append(
+            f"{changes.ignored} context.consent entries ignored: not declared in the policy"
+        )
+    if changes.records and consents.record(resolution.profile_id, changes.records):
+        resolution.consent_recorded += len(changes.records)
+    return resolution
 
 
 def resolved_events(call: dict[str, Any], resolution: Resolution, correlation: str) -> list[BusEvent]:

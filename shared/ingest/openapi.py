@@ -195,6 +195,37 @@ def _profile_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/v1/profiles/{profileId}/consent": {
+            "put": operation(
+                "setConsent",
+                "Set a person's consent per subscription topic (every channel) or per topic and channel",
+                {"description": "the profile id and its effective consent (as in the profile's `consent`)"},
+                parameters=[profile_id],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "description": (
+                                    '{"<topic>": true|false} or {"<topic>": {"<channel>": true|false}}, '
+                                    "topics and channels as policy.yaml declares them (transactional "
+                                    "cannot be unsubscribed from); also Segment's "
+                                    '{"categoryPreferences": {"<topic>": true|false}}'
+                                ),
+                                "additionalProperties": {
+                                    "oneOf": [
+                                        {"type": "boolean"},
+                                        {"type": "object", "additionalProperties": {"type": "boolean"}},
+                                    ]
+                                },
+                                "minProperties": 1,
+                            }
+                        }
+                    },
+                },
+            )
+        },
         "/v1/profiles/{profileId}/identifiers/{type}/{value}": {
             "delete": operation(
                 "removeIdentifier",

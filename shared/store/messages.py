@@ -139,6 +139,21 @@ class MessageLog(TableStore):
             },
         )
 
+    def mark_undeliverable(self, message_key: str, reason: str) -> bool:
+        """A queued message its provider refuses for good (a disabled push endpoint): dropped, with the
+        reason. False when it is no longer queued (sent or dropped meanwhile)."""
+        return self._conditional_update(
+            message_key,
+            UpdateExpression="SET #s = :dropped, reason = :reason REMOVE leaseHolder, leaseUntil",
+            ConditionExpression="#s = :queued",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":dropped": {"S": "dropped"},
+                ":reason": {"S": reason},
+                ":queued": {"S": "queued"},
+            },
+        )
+
     def _conditional_update(self, message_key: str, **request: Any) -> bool:
         """An UpdateItem with a condition: False when the condition failed."""
         try:

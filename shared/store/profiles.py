@@ -8,6 +8,9 @@ Items (`pk`, `sk`):
 - `profile#<id>`, `event#<timestamp>#<messageId>`: one timeline entry.
 - `profile#<id>`, `merge#<at>#<merged id>`: a merge, with what the merged profile was.
 - `suppressed#<type>#<sha256 of value>`, `suppressed`: an erased person's identifier (no value kept).
+- `profile#<id>`, `consent`: the person's consent per topic and channel (shared/store/consent.py).
+- `deliverability#<channel>#<sha256 of address>`, `suppression`: a suppressed address, kept after an
+  erasure (shared/store/suppressions.py).
 
 Key limits: a partition key is at most 2,048 bytes and a sort key 1,024 (UTF-8). An identifier whose
 key would be longer is never read or written (`Lookup.unstorable`: the resolver leaves it out); a
@@ -237,6 +240,11 @@ class DynamoProfileStore(TableStore):
             profile_id = found.mergedInto
         return None
 
+    def owner_of(self, identifier: Identifier) -> Profile | None:
+        """The live profile an identifier belongs to (merges followed), or None."""
+        owner = self.lookup([identifier]).owners.get(identifier)
+        return self.profile(owner) if owner else None
+
     def items_of(
         self, profile_id: str, prefix: str, newest_first: bool = True, limit: int | None = None
     ) -> list[dict[str, Any]]:
@@ -428,6 +436,11 @@ class ProfileAdmin(DynamoProfileStore):
         keys = [key for profile_id in erased for key in self._all_items_of(profile_id)]
         keys += [identifier_key(i) for i in profile.identifiers]
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
+        # A consent write checks that its profile exists (shared/store/consent.py); one that committed
+        # after the query above but before the profile's deletion would outlive the person: delete
+        # the consent items again, now that no write can pass that check.
+        consent = [{"pk": {"S": f"profile#{p}"}, "sk": {"S": "consent"}} for p in erased]
+        self._batch_write([{"DeleteRequest": {"Key": key}} for key in consent])
         return erased
 
     def unmerge(self, survivor: Profile, record: MergeRecord) -> Profile:

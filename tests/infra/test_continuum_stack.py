@@ -47,6 +47,7 @@ from infra.topology import (
     AD_PLATFORMS_ENV,
     ADMIN_TOKEN_SECRET_ENV,
     DEFAULT_BUS,
+    EMAIL_CONFIGURATION_SET_ENV,
     EVENT_BUS_ENV,
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
@@ -192,6 +193,10 @@ def recheck_role_id(template: Template) -> str:
             )
         },
     )
+
+
+def configuration_set_id(template: Template) -> str:
+    return next(iter(template.find_resources("AWS::SES::ConfigurationSet")))
 
 
 def bus_id(template: Template) -> str:
@@ -630,11 +635,12 @@ def test_functions_that_resume_journeys_may_send_task_success_and_no_other(synth
 
 
 def test_execution_status_changes_of_our_journeys_reach_the_router_from_the_default_bus(synth: Synth) -> None:
-    [route] = [r for r in TOPOLOGY.routes if r.bus == DEFAULT_BUS]
+    [route] = [r for r in TOPOLOGY.routes if r.bus == DEFAULT_BUS and r.pattern["source"] == ["aws.states"]]
     [rule] = [
         r["Properties"]
         for r in synth.template.find_resources("AWS::Events::Rule").values()
         if "EventBusName" not in r["Properties"]
+        and r["Properties"]["EventPattern"]["source"] == ["aws.states"]
     ]
     assert rule["EventPattern"] == {
         "source": ["aws.states"],
@@ -689,6 +695,8 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
         expected[SEGMENT_CATALOGUE_ENV] = f"/opt/{SEGMENTS_IN_LAYER}"
     if spec.reads_policy:
         expected[POLICY_FILE_ENV] = f"/opt/{POLICY_IN_LAYER}"
+    if "EMAIL_SENDER" in spec.settings:
+        expected[EMAIL_CONFIGURATION_SET_ENV] = {"Ref": configuration_set_id(synth.template)}
     if spec.schedules_rechecks:
         expected[RECHECK_SCHEDULE_GROUP_ENV] = {"Ref": schedule_group_id(synth.template)}
         expected[RECHECK_ROLE_ARN_ENV] = arn(recheck_role_id(synth.template))
@@ -1112,3 +1120,63 @@ def test_segment_events_reach_the_segments_function(synth: Synth) -> None:
             ),
         },
     )
+
+
+# --- SES feedback: bounces and complaints ------------------------------------------------------------
+
+
+def test_one_ses_configuration_set_puts_bounces_and_complaints_on_the_default_bus(synth: Synth) -> None:
+    synth.template.resource_count_is("AWS::SES::ConfigurationSet", 1)
+    synth.template.has_resource_properties(
+        "AWS::SES::ConfigurationSetEventDestination",
+        {
+            "ConfigurationSetName": {"Ref": configuration_set_id(synth.template)},
+            "EventDestination": Match.object_like(
+                {
+                    "Enabled": True,
+                    "MatchingEventTypes": Match.array_equals(["bounce", "complaint"]),
+                    "EventBridgeDestination": {
+                        "EventBusArn": {
+                            "Fn::Join": [
+                                "",
+                                Match.array_with([Match.string_like_regexp(":event-bus/default$")]),
+                            ]
+                        }
+                    },
+                }
+            ),
+        },
+    )
+
+
+def test_ses_feedback_of_this_stacks_emails_reaches_the_feedback_function_from_the_default_bus(
+    synth: Synth,
+) -> None:
+    [rule] = [
+        r["Properties"]
+        for r in synth.template.find_resources("AWS::Events::Rule").values()
+        if "EventBusName" not in r["Properties"] and r["Properties"]["EventPattern"]["source"] == ["aws.ses"]
+    ]
+
+    assert rule["EventPattern"] == {
+        "source": ["aws.ses"],
+        "detail-type": ["Email Bounced", "Email Complaint Received"],
+        "detail": {
+            "mail": {"tags": {"ses:configuration-set": [{"Ref": configuration_set_id(synth.template)}]}}
+        },
+    }
+    assert rule["Targets"][0]["Arn"] == arn(function_id(synth.template, TOPOLOGY.function("feedback")))
+
+
+def test_the_email_channel_may_send_with_the_configuration_set(synth: Synth) -> None:
+    reference = json.dumps({"Ref": configuration_set_id(synth.template)})
+    sends = [
+        resource
+        for action, resource in granted(synth, TOPOLOGY.function("channel-email"))
+        if action == "ses:SendEmail"
+    ]
+
+    assert [r for r in sends if reference in r and ":configuration-set/" in r]
+    for spec in TOPOLOGY.functions:  # and nothing else sends email
+        if spec.name != "channel-email":
+            assert not [a for a, _ in granted(synth, spec) if a.startswith("ses:")], spec.name

@@ -168,6 +168,7 @@ PROFILES_API = {
     "JOURNEY_RUNS_TABLE": "journey-runs",
     "JOURNEY_STATS_TABLE": "journey-stats",
     "AUDIENCES_QUEUE_URL": "https://sqs/audiences.fifo",
+    "POLICY_FILE": "/opt/continuum/policy.json",
 }
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:admin-token-AbCdEf"
 
@@ -192,6 +193,7 @@ JOURNEY_STEPS = {
     "MESSAGES_TABLE": "messages",
     "JOURNEY_WAITS_TABLE": "journey-waits",
     "EVENT_BUS_NAME": "continuum-bus",
+    "POLICY_FILE": "/opt/continuum/policy.json",
 }
 
 

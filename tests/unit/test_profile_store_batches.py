@@ -75,6 +75,9 @@ def test_erasure_writes_again_what_dynamodb_left_unprocessed(
     stubber.add_response("query", {"Items": [profile_key("p-ada"), timeline]}, query)
     stubber.add_response(*_write(deletes, [deletes[3]]))
     stubber.add_response(*_write([deletes[3]], []))
+    # and, once the profile is gone, its consent item (a consent write may have slipped in meanwhile)
+    consent = {"pk": {"S": "profile#p-ada"}, "sk": {"S": "consent"}}
+    stubber.add_response(*_write([{"DeleteRequest": {"Key": consent}}], []))
 
     # When Ada is erased
     erased = ProfileAdmin(TABLE, client).erase(ADA)
