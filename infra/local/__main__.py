@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     # serve_forever. (server.shutdown() here would wait for serve_forever on its own thread: deadlock.)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     host, port = str(server.server_address[0]), int(server.server_address[1])
+    engine.serve_at(f"http://{host}:{port}")  # the unsubscribe and preference links point here
     print(f"Continuum local runtime ready in {time.monotonic() - started:.1f}s", flush=True)
     print(
         f"  endpoint   http://{host}:{port}   (Segment HTTP API; docs at /docs)",

@@ -25,6 +25,7 @@ from infra.constructs.journeys import (
     catalogue_file,
     state_machine_name,
 )
+from infra.constructs.links import POLICY_IN_LAYER, LinkSigningKey, policy_file
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
 from infra.constructs.segments import (
@@ -41,6 +42,9 @@ from infra.topology import (
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
     MESSAGES,
+    POLICY_FILE_ENV,
+    PUBLIC_BASE_URL_ENV,
+    ROOT,
     SEGMENT_CATALOGUE_ENV,
     SOURCE_STATES,
     SOURCES,
@@ -93,6 +97,7 @@ class ContinuumStack(Stack):
             layer_files={
                 CATALOGUE_IN_LAYER: catalogue_file(journey_list, machine_names),
                 SEGMENTS_IN_LAYER: segment_catalogue_file(topology.segments_dir),
+                POLICY_IN_LAYER: policy_file(str(ROOT / "policy.yaml")),
             },
         )
         catalogue_env = {
@@ -148,7 +153,15 @@ class ContinuumStack(Stack):
             if spec.calls_ad_platforms:
                 assert ad_credentials is not None
                 ad_credentials.grant(function)
+            if spec.reads_policy:
+                function.add_environment(POLICY_FILE_ENV, f"{LAYER_ROOT}/{POLICY_IN_LAYER}")
             functions[spec.name] = function
+
+        signing = [spec.name for spec in topology.functions if spec.signs_links]
+        link_key = LinkSigningKey(self, "LinkSigningKey") if signing else None
+        for name in signing:
+            assert link_key is not None
+            link_key.grant(functions[name])
 
         checking = [spec.name for spec in topology.functions if spec.admin_credential]
         admin_token = AdminToken(self, "ProfileApiAdminToken") if checking else None
@@ -192,6 +205,12 @@ class ContinuumStack(Stack):
         api = IngestApi(
             self, "Ingest", routes=topology.http_routes, functions=functions, admin_functions=checking
         )
+
+        # The links in emails point at the API. Set after the API exists: its URL is built from the
+        # HttpApi's id alone, and the HttpApi depends on no function (its routes and integrations do),
+        # so a function behind the API may hold its URL without a dependency cycle.
+        for name in signing:
+            functions[name].add_environment(PUBLIC_BASE_URL_ENV, api.url)
 
         monitoring = Monitoring(self, "Monitoring", alarm_email=alarm_email)
         for name, dead_letters in queues.dead_letters.items():
