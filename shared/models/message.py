@@ -45,6 +45,8 @@ class OutboundMessage(Model):
     template: str
     profileId: ProfileId
     userId: str | None = None
+    # Email: extra header fields to send (the gate's List-Unsubscribe, List-Unsubscribe-Post).
+    headers: dict[str, str] | None = None
 
 
 # deferred: the gate will run again at `deferredUntil` (quiet hours, a cap) and replace this entry.
