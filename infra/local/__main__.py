@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         identity_rules=os.environ.get("CONTINUUM_IDENTITY_RULES", "{}"),
         concurrency=int(os.environ.get("CONTINUUM_LOCAL_CONCURRENCY", CONCURRENCY)),
         journeys_dir=Path(journeys) if journeys else None,
+        # Hex; set it to keep the unsubscribe / preference links of earlier runs valid (default: random).
+        link_signing_key=os.environ.get("CONTINUUM_LINK_SIGNING_KEY") or None,
     ).start()
     try:
         server = local_server((args.host, args.port), engine)

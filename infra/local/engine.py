@@ -237,6 +237,7 @@ class LocalEngine:
         journeys_dir: Path | None = None,
         segments_dir: Path | None = None,  # segments/<id>.yaml and computed_traits.yaml; default: the repo's
         policy_file: Path | None = None,  # the send policy (YAML); default: the repo's policy.yaml
+        link_signing_key: str | None = None,  # hex, at least 32 bytes; default: a new random key
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -248,9 +249,12 @@ class LocalEngine:
         self.identity_rules = identity_rules
         self.default_timezone = default_timezone
         self.policy_file = Path(policy_file) if policy_file is not None else ROOT / "policy.yaml"
-        # Signs the links in emails (LINK_SIGNING_KEY): new at every start, like the cloud's secret per
-        # stack; tests sign their own links with it (`link_signer`).
-        self.link_signing_key = secrets.token_hex(32)
+        # Signs the links in emails (LINK_SIGNING_KEY): by default new at every start (links from an
+        # earlier run then answer 403), like the cloud's secret per stack; tests sign with it too.
+        self.link_signing_key = link_signing_key or secrets.token_hex(32)
+        bytes.fromhex(self.link_signing_key)  # a key that is not hex fails here, not at the first email
+        if len(self.link_signing_key) < 64:
+            raise ValueError("the link signing key is at least 32 bytes (64 hex digits)")
         self.public_base_url = PLACEHOLDER_BASE_URL
         self._start = start or datetime.now(UTC).replace(microsecond=0)
         self.clock = VirtualClock(self._start)
