@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from tests.unit.conftest import FIXED_NOW
 
 KEY = bytes(range(32))
 SIGNER = LinkSigner(KEY)
-POLICY = Policy.model_validate(yaml.safe_load(open("policy.yaml", encoding="utf-8")))
+POLICY = Policy.model_validate(yaml.safe_load(Path("policy.yaml").read_text(encoding="utf-8")))
 EXPIRES = int(FIXED_NOW.timestamp()) + 3600
 
 
@@ -149,7 +150,8 @@ def test_a_marketing_email_carries_the_rfc_8058_headers() -> None:
 
 
 def test_a_transactional_email_has_a_preference_link_but_no_unsubscribe() -> None:
-    links = email_links(SIGNER, "http://127.0.0.1:8000", "prof-1", "transactional", "email", POLICY, FIXED_NOW)
+    base = "http://127.0.0.1:8000"
+    links = email_links(SIGNER, base, "prof-1", "transactional", "email", POLICY, FIXED_NOW)
     assert links.unsubscribe_url is None and links.headers == {}
     assert links.preferences_url.startswith("http://127.0.0.1:8000/preferences/")
 

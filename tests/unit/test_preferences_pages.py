@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from shared.models.profile import Profile
 from tests.unit.conftest import FIXED_NOW
 
 SIGNER = LinkSigner(b"k" * 32)
-RAW_POLICY = yaml.safe_load(open("policy.yaml", encoding="utf-8"))
+RAW_POLICY = yaml.safe_load(Path("policy.yaml").read_text(encoding="utf-8"))
 POLICY = Policy.model_validate(RAW_POLICY)
 
 
