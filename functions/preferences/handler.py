@@ -49,9 +49,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         consents=ConsentStore(settings.profiles_table),
     )
     method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    kind: Purpose = (
-        "unsubscribe" if event.get("rawPath", "").lstrip("/").startswith("unsubscribe/") else "preferences"
-    )
+    # The route API Gateway matched (`POST /unsubscribe/{token}`), not the raw path: a custom domain's
+    # base path would prefix that.
+    route = str(event.get("routeKey", "")).partition(" ")[2]
+    kind: Purpose = "unsubscribe" if route.startswith("/unsubscribe/") else "preferences"
     token = unquote((event.get("pathParameters") or {}).get("token", ""))
     page = pages.answer(method, kind, token, _form(event))
     metrics.add_metric(name=f"Links_{page.outcome}", unit=MetricUnit.Count, value=1)

@@ -64,6 +64,7 @@ def _call(engine: LocalEngine, method: str, path: str, body: bytes, base64_body:
     event = api_gateway_event(method, path, {"content-type": "application/x-www-form-urlencoded"}, b"")
     event["body"] = base64.b64encode(body).decode() if base64_body else body.decode()
     event["isBase64Encoded"] = base64_body
+    event["routeKey"] = f"{method} /{path.split('/')[1]}/{{token}}"
     event["pathParameters"] = {"token": path.rsplit("/", 1)[1]}
     answer: dict[str, Any] = engine.invoke("preferences", event)
     return answer
@@ -85,3 +86,17 @@ def test_a_saved_form_is_stored_as_consent_beside_the_profile(engine: LocalEngin
     assert stored["product_updates/email"].subscribed is True
     assert stored["marketing/email"].subscribed is False
     assert {r.source for r in stored.values()} == {"preferences"}
+
+
+def test_the_route_not_the_path_says_which_link_it_is(engine: LocalEngine) -> None:
+    # Given a preferences token posted on the unsubscribe route (a path that a base path would prefix)
+    _profile("links-route")
+    expires = int((clock.now() + timedelta(days=1)).timestamp())
+    token = engine.link_signer().sign(
+        LinkClaims.model_validate({"p": "preferences", "pid": "links-route", "exp": expires})
+    )
+    event = api_gateway_event("POST", f"/mail/unsubscribe/{token}", {}, b"")  # a custom domain's base path
+    event |= {"routeKey": "POST /unsubscribe/{token}", "pathParameters": {"token": token}}
+    answer = engine.invoke("preferences", event)
+    # Then it is refused as an unsubscribe link (the other purpose's token), not read as a preferences form
+    assert answer["statusCode"] == 403
