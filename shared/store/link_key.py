@@ -9,14 +9,17 @@ over as hex (LINK_SIGNING_KEY). The key is never logged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from shared.delivery.links import LinkSigner
+from shared.delivery.links import EmailLinks, LinkSigner, email_links
 from shared.store.aws import client
 
 if TYPE_CHECKING:
-    from shared.config import LinkSigningKey
+    from shared.config import LinkSettings, LinkSigningKey
+    from shared.models.policy import Policy
 
 CACHE_SECONDS = 300
 
@@ -49,3 +52,14 @@ def link_signer(settings: LinkSigningKey) -> LinkSigner:
     if not isinstance(secret, str) or len(secret.strip()) < 32:
         raise LinkKeyUnavailableError("the link signing key's secret is empty or too short")
     return LinkSigner(secret.strip().encode("utf-8"))
+
+
+def link_maker(settings: LinkSettings, policy: Policy) -> Callable[[str, str, str, datetime], EmailLinks]:
+    """(profile id, topic, channel, now) → an email's links: what the send gate is handed (its
+    `links=`), signed with the deployment's key and pointing at PUBLIC_BASE_URL."""
+    signer = link_signer(settings)
+
+    def make(profile_id: str, topic: str, channel: str, now: datetime) -> EmailLinks:
+        return email_links(signer, settings.public_base_url, profile_id, topic, channel, policy, now)
+
+    return make

@@ -15,9 +15,10 @@ from infra.local.engine import PLACEHOLDER_BASE_URL, LocalEngine
 from infra.local.http import api_gateway_event
 from shared import clock, config
 from shared.delivery.links import LinkClaims
+from shared.delivery.policy import load_policy
 from shared.models.profile import Profile
 from shared.store.consent import ConsentStore
-from shared.store.link_key import link_signer
+from shared.store.link_key import link_maker, link_signer
 from shared.store.profiles import profile_item
 
 
@@ -42,6 +43,18 @@ def test_the_functions_verify_what_the_engines_key_signs(engine: LocalEngine) ->
         LinkClaims.model_validate({"p": "preferences", "pid": "p", "exp": 4102444800})
     )
     assert link_signer(config.load(config.LinkSettings)).verify(token, "preferences").profile_id == "p"
+
+
+def test_the_gates_link_maker_signs_with_the_key_and_points_at_the_server(served: LocalEngine) -> None:
+    # Given the server listening (as `python -m infra.local` tells the engine)
+    served.serve_at("http://127.0.0.1:8124")
+    policy = load_policy(os.environ["POLICY_FILE"])
+    links = link_maker(config.load(config.LinkSettings), policy)("prof-9", "marketing", "email", clock.now())
+    assert links.unsubscribe_url is not None
+    assert links.headers["List-Unsubscribe"] == f"<{links.unsubscribe_url}>"
+    assert links.unsubscribe_url.startswith("http://127.0.0.1:8124/unsubscribe/")
+    token = links.unsubscribe_url.rsplit("/", 1)[1]
+    assert served.link_signer().verify(token, "unsubscribe").profile_id == "prof-9"
 
 
 def test_a_key_that_is_not_hex_or_too_short_is_refused_at_construction() -> None:
