@@ -7,7 +7,7 @@ PORT ?= 8000
 # jsii (the CDK's bridge to Node) warns on every run about Node 20's end of life.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: install local test lint synth bench deploy clean
+.PHONY: install browser local test lint synth bench deploy clean
 
 # Not --quiet: a first install takes minutes, and pip's lines (Collecting …) show it is working.
 $(STAMP): pyproject.toml
@@ -20,14 +20,31 @@ $(STAMP): pyproject.toml
 	@echo "==> Ready: $(VENV) is set up"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+## Headless Chromium and its driver for the preference page's browser test (tests/e2e), from apt when
+## missing: as root, or through sudo. Elsewhere install them yourself and set CHROMIUM / CHROMEDRIVER.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] || [ ! -x "$(CHROMEDRIVER)" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "==> Installing chromium and chromium-driver with apt (the preference page's browser test)"; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      chromium chromium-driver; \
+	  else \
+	    echo "==> No apt-get: install Chromium and chromedriver, then set CHROMIUM and CHROMEDRIVER" >&2; \
+	  fi; \
+	fi
 
 ## Run the whole engine locally on moto (no AWS account, no Docker); Ctrl-C stops it.
 local: $(STAMP)
 	$(PY) -m infra.local --port $(PORT)
 
 ## Run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -108,6 +108,9 @@ class Function:
     # Calls the ad platforms: gets AD_PLATFORMS_ENV and each platform's credentials secret ARN
     # (AD_PLATFORM_SECRET_ENVS).
     calls_ad_platforms: bool = False
+    # Signs or verifies the links in emails (shared/delivery/links.py): gets the signing key (cloud:
+    # LINK_SIGNING_SECRET_ENV and a grant to read it; local: LINK_SIGNING_KEY_ENV) and PUBLIC_BASE_URL_ENV.
+    signs_links: bool = False
     timeout_seconds: int = 10
     memory_mb: int = 512
 
@@ -251,6 +254,13 @@ AD_PLATFORM_SECRET_ENVS = {
 }
 
 
+# The key signing unsubscribe / preference links (see Function.signs_links): exactly one is set.
+LINK_SIGNING_SECRET_ENV = "LINK_SIGNING_SECRET_ARN"
+LINK_SIGNING_KEY_ENV = "LINK_SIGNING_KEY"
+# Where those links point: the public API's base URL (cloud: the HTTP API's; local: the server's).
+PUBLIC_BASE_URL_ENV = "PUBLIC_BASE_URL"
+
+
 def table_env(table: str) -> str:
     return f"{table.upper().replace('-', '_')}_TABLE"
 
@@ -369,6 +379,7 @@ TOPOLOGY = Topology(
                 TableAccess(JOURNEY_STATS, write=True),  # counts each step's sent / dropped
             ),
             queues=(QueueAccess("email"), QueueAccess("push")),
+            signs_links=True,  # every email's List-Unsubscribe and preference links
             reads_policy=True,
         ),
         Function(
@@ -430,6 +441,14 @@ TOPOLOGY = Topology(
             calls_ad_platforms=True,
             # A few attempts with backoff per platform call inside one invocation.
             timeout_seconds=60,
+        ),
+        Function(
+            "preferences",
+            "functions.preferences.handler",
+            "One-click unsubscribe and the preference page behind the signed links in every email",
+            tables=(TableAccess(PROFILES, write=True),),  # the profile, and its consent beside it
+            signs_links=True,
+            reads_policy=True,
         ),
         Function(
             "segments-api",
@@ -511,6 +530,11 @@ TOPOLOGY = Topology(
         HttpRoute("GET", "/v1/journeys/{journeyId}", "journeys"),
         HttpRoute("GET", "/v1/segments", "segments-api"),
         HttpRoute("GET", "/v1/segments/{segmentId}", "segments-api"),
+        # Public: the signed, expiring token in the path is the credential (shared/delivery/links.py).
+        HttpRoute("POST", "/unsubscribe/{token}", "preferences", public=True),
+        HttpRoute("GET", "/unsubscribe/{token}", "preferences", public=True),
+        HttpRoute("GET", "/preferences/{token}", "preferences", public=True),
+        HttpRoute("POST", "/preferences/{token}", "preferences", public=True),
     ),
     api_function="ingest",
     journey_task_function="deliver",

@@ -172,6 +172,42 @@ class SegmentsSettings(_Env):
     recheck_role_arn: str = Field(alias="RECHECK_ROLE_ARN", pattern=r"^arn:[^:]+:iam::[^:]*:role/.+$")
 
 
+class LinkSigningKey(_Env):
+    """The key signing the unsubscribe and preference links (shared/store/link_key.py), exactly one
+    of: in the cloud, the Secrets Manager secret holding it; locally, the key itself as hex."""
+
+    link_signing_secret_arn: str | None = Field(alias="LINK_SIGNING_SECRET_ARN", default=None, min_length=1)
+    link_signing_key: str | None = Field(
+        alias="LINK_SIGNING_KEY", default=None, pattern=r"^([0-9a-fA-F]{2}){32,}$"
+    )
+
+    @model_validator(mode="after")
+    def _one_link_key(self) -> LinkSigningKey:
+        if (self.link_signing_secret_arn is None) == (self.link_signing_key is None):
+            raise ValueError(
+                "set exactly one of LINK_SIGNING_SECRET_ARN (cloud) and LINK_SIGNING_KEY (local)"
+            )
+        return self
+
+
+# Where the links in an email point: the public API's base URL (cloud: the HTTP API's URL; local: the
+# running server's address, a placeholder when none runs).
+PublicBaseUrl = Annotated[str, Field(alias="PUBLIC_BASE_URL", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+
+
+class LinkSettings(LinkSigningKey):
+    """What signs an email's links (the send gate composes it into its settings)."""
+
+    public_base_url: PublicBaseUrl
+
+
+class PreferencesSettings(LinkSigningKey):
+    """The unsubscribe and preference pages: the token names the profile, the policy its topics."""
+
+    profiles_table: ProfilesTable
+    policy_file: str = Field(alias="POLICY_FILE", min_length=1)
+
+
 class EmailSettings(_Env):
     messages_table: MessagesTable
     email_sender: str = Field(alias="EMAIL_SENDER", min_length=3)

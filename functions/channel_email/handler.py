@@ -24,6 +24,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     def send(message: OutboundMessage) -> str:
         content = message.content
-        return provider.send(message.to, content["subject"], content["text"], content.get("html"))
+        return provider.send(
+            message.to, content["subject"], content["text"], content.get("html"), message.headers
+        )
 
     return consume(event, context, MessageLog(settings.messages_table), send, metrics)

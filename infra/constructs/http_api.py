@@ -63,7 +63,9 @@ _NO_AUTHORIZER = {
     "admin": "The admin API's functions (Profile API, journeys) check the admin bearer token (compared as "
     "a SHA-256 digest) before anything else; the write key never opens them.",
     "public": "The API's public description (OpenAPI document and Swagger UI page) carries no data and "
-    "is meant to be read without credentials.",
+    "is meant to be read without credentials. The unsubscribe and preference pages are opened from an "
+    "email with no login: the signed, expiring token in their path is the credential, and the function "
+    "checks its HMAC before anything else.",
 }
 
 

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=int(os.environ.get("CONTINUUM_LOCAL_CONCURRENCY", CONCURRENCY)),
         journeys_dir=Path(journeys) if journeys else None,
         policy_file=args.policy,
+        # Hex; set it to keep the unsubscribe / preference links of earlier runs valid (default: random).
+        link_signing_key=os.environ.get("CONTINUUM_LINK_SIGNING_KEY") or None,
     ).start()
     try:
         server = local_server((args.host, args.port), engine)
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # serve_forever. (server.shutdown() here would wait for serve_forever on its own thread: deadlock.)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     host, port = str(server.server_address[0]), int(server.server_address[1])
+    engine.serve_at(f"http://{host}:{port}")  # the unsubscribe and preference links point here
     print(f"Continuum local runtime ready in {time.monotonic() - started:.1f}s", flush=True)
     print(
         f"  endpoint   http://{host}:{port}   (Segment HTTP API; docs at /docs)",

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -51,9 +52,12 @@ from infra.topology import (
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    LINK_SIGNING_KEY_ENV,
     POLICY_FILE_ENV,
+    PUBLIC_BASE_URL_ENV,
     RECHECK_ROLE_ARN_ENV,
     RECHECK_SCHEDULE_GROUP_ENV,
+    ROOT,
     SEGMENT_CATALOGUE_ENV,
     SOURCES,
     TOPOLOGY,
@@ -80,6 +84,9 @@ CONCURRENCY = 4  # invocations of one function at a time (Lambda's concurrent in
 POLL_SECONDS = 0.02  # how often an idle queue consumer asks SQS again (moto has no long polling worth using)
 STOP_SECONDS = 2.0  # how long `stop` lets running invocations finish
 DEDUPE_WINDOW_SECONDS = 7 * 86400  # Segment's
+# Where the links in emails point while no server runs (the harness, integration tests): `serve_at`
+# replaces it with the server's address once it listens.
+PLACEHOLDER_BASE_URL = "http://localhost"
 
 
 _EVERY_PARTITION = object()  # an index query's items: every partition's, in no order
@@ -232,6 +239,7 @@ class LocalEngine:
         journeys_dir: Path | None = None,
         segments_dir: Path | None = None,  # segments/<id>.yaml and computed_traits.yaml; default: the repo's
         policy_file: Path | None = None,  # the send policy (YAML); default: the repo's policy.yaml
+        link_signing_key: str | None = None,  # hex, at least 32 bytes; default: a new random key
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -242,6 +250,14 @@ class LocalEngine:
         self.admin_token = admin_token
         self.identity_rules = identity_rules
         self.default_timezone = default_timezone
+        self.policy_file = Path(policy_file) if policy_file is not None else ROOT / "policy.yaml"
+        # Signs the links in emails (LINK_SIGNING_KEY): by default new at every start (links from an
+        # earlier run then answer 403), like the cloud's secret per stack; tests sign with it too.
+        self.link_signing_key = link_signing_key or secrets.token_hex(32)
+        bytes.fromhex(self.link_signing_key)  # a key that is not hex fails here, not at the first email
+        if len(self.link_signing_key) < 64:
+            raise ValueError("the link signing key is at least 32 bytes (64 hex digits)")
+        self.public_base_url = PLACEHOLDER_BASE_URL
         self._start = start or datetime.now(UTC).replace(microsecond=0)
         self.clock = VirtualClock(self._start)
         self.failures: list[Failure] = []  # appended under `failures_lock`
@@ -882,9 +898,36 @@ class LocalEngine:
         env["DEFAULT_TIMEZONE"] = self.default_timezone
         # Locally a revoked key stops at once (the cloud default trusts a cached answer for 60 s).
         env["WRITE_KEY_CACHE_SECONDS"] = "0"
+        env[LINK_SIGNING_KEY_ENV] = self.link_signing_key
+        env[PUBLIC_BASE_URL_ENV] = self.public_base_url
+        env[POLICY_FILE_ENV] = self._write_policy()
         self._env = env
         os.environ.update(env)
         self.sources.add(new_source("default", self.write_key)[0])
+
+    def _write_policy(self) -> str:
+        """The policy as the functions read it (JSON, POLICY_FILE), validated from its YAML."""
+        from shared.delivery.policy import read_policy_yaml, write_policy
+
+        assert self._catalogue_dir is not None
+        path = self._catalogue_dir / "policy.json"
+        write_policy(read_policy_yaml(self.policy_file), path)
+        return str(path)
+
+    def serve_at(self, base_url: str) -> None:
+        """The server's address, once it listens: the links in emails point at it (PUBLIC_BASE_URL)."""
+        from shared import config
+
+        self.public_base_url = base_url.rstrip("/")
+        self._env[PUBLIC_BASE_URL_ENV] = self.public_base_url
+        os.environ[PUBLIC_BASE_URL_ENV] = self.public_base_url
+        config.reset()  # the handlers' settings are read again, with the new address
+
+    def link_signer(self) -> Any:
+        """The signer of this engine's links (shared/delivery/links.py), with its key."""
+        from shared.delivery.links import LinkSigner
+
+        return LinkSigner(bytes.fromhex(self.link_signing_key))
 
     # ---------------------------------------------------------------- journeys
 

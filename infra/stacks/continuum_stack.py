@@ -26,6 +26,7 @@ from infra.constructs.journeys import (
     catalogue_file,
     state_machine_name,
 )
+from infra.constructs.links import LinkSigningKey
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.policy import POLICY_IN_LAYER, policy_file
 from infra.constructs.queues import Queues
@@ -44,6 +45,7 @@ from infra.topology import (
     JOURNEY_CATALOGUE_ENV,
     MESSAGES,
     POLICY_FILE_ENV,
+    PUBLIC_BASE_URL_ENV,
     SEGMENT_CATALOGUE_ENV,
     SOURCE_STATES,
     SOURCES,
@@ -165,6 +167,12 @@ class ContinuumStack(Stack):
                 ad_credentials.grant(function)
             functions[spec.name] = function
 
+        signing = [spec.name for spec in topology.functions if spec.signs_links]
+        link_key = LinkSigningKey(self, "LinkSigningKey") if signing else None
+        for name in signing:
+            assert link_key is not None
+            link_key.grant(functions[name])
+
         checking = [spec.name for spec in topology.functions if spec.admin_credential]
         admin_token = AdminToken(self, "ProfileApiAdminToken") if checking else None
         for name in checking:
@@ -208,6 +216,12 @@ class ContinuumStack(Stack):
         api = IngestApi(
             self, "Ingest", routes=topology.http_routes, functions=functions, admin_functions=checking
         )
+
+        # The links in emails point at the API. Set after the API exists: its URL is built from the
+        # HttpApi's id alone, and the HttpApi depends on no function (its routes and integrations do),
+        # so a function behind the API may hold its URL without a dependency cycle.
+        for name in signing:
+            functions[name].add_environment(PUBLIC_BASE_URL_ENV, api.url)
 
         monitoring = Monitoring(self, "Monitoring", alarm_email=alarm_email)
         for name, dead_letters in queues.dead_letters.items():

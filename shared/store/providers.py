@@ -21,14 +21,21 @@ class EmailProvider:
         self._configuration_set = configuration_set
         self._client = sesv2
 
-    def send(self, to: str, subject: str, text: str, html: str | None) -> str:
+    def send(
+        self, to: str, subject: str, text: str, html: str | None, headers: dict[str, str] | None = None
+    ) -> str:
+        """`headers`: extra header fields (the gate's RFC 8058 List-Unsubscribe pair), sent as SES v2's
+        `Content.Simple.Headers`."""
         body: dict[str, Any] = {"Text": {"Data": text, "Charset": "UTF-8"}}
         if html:
             body["Html"] = {"Data": html, "Charset": "UTF-8"}
+        simple: dict[str, Any] = {"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": body}
+        if headers:
+            simple["Headers"] = [{"Name": name, "Value": value} for name, value in headers.items()]
         response = (self._client or client("sesv2")).send_email(
             FromEmailAddress=self._sender,
             Destination={"ToAddresses": [to]},
-            Content={"Simple": {"Subject": {"Data": subject, "Charset": "UTF-8"}, "Body": body}},
+            Content={"Simple": simple},
             ConfigurationSetName=self._configuration_set,
         )
         message_id: str = response["MessageId"]

@@ -52,8 +52,10 @@ from infra.topology import (
     JOURNEY_ALIAS_ENV,
     JOURNEY_ARN_PREFIX_ENV,
     JOURNEY_CATALOGUE_ENV,
+    LINK_SIGNING_SECRET_ENV,
     POLICY_FILE,
     POLICY_FILE_ENV,
+    PUBLIC_BASE_URL_ENV,
     RECHECK_ROLE_ARN_ENV,
     RECHECK_SCHEDULE_GROUP_ENV,
     ROOT,
@@ -167,8 +169,20 @@ def admin_secret_id(template: Template) -> str:
     return the_id(
         template,
         "AWS::SecretsManager::Secret",
-        {"GenerateSecretString": Match.object_like({"PasswordLength": Match.any_value()})},
+        {"Description": Match.string_like_regexp("admin token")},
     )
+
+
+def link_secret_id(template: Template) -> str:
+    return the_id(
+        template,
+        "AWS::SecretsManager::Secret",
+        {"Description": Match.string_like_regexp("signing the unsubscribe and preference links")},
+    )
+
+
+def api_id(template: Template) -> str:
+    return next(iter(template.find_resources("AWS::ApiGatewayV2::Api")))
 
 
 def ad_secret_id(template: Template, platform: str) -> str:
@@ -690,6 +704,10 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
     expected |= {name: DEPLOY_CONTEXT[f"continuum:{name}"] for name in spec.settings}
     if spec.admin_credential:
         expected[ADMIN_TOKEN_SECRET_ENV] = {"Ref": admin_secret_id(synth.template)}
+    if spec.signs_links:
+        expected[LINK_SIGNING_SECRET_ENV] = {"Ref": link_secret_id(synth.template)}
+    if spec.reads_policy:
+        expected[POLICY_FILE_ENV] = f"/opt/{POLICY_IN_LAYER}"
 
     if spec.reads_segments:
         expected[SEGMENT_CATALOGUE_ENV] = f"/opt/{SEGMENTS_IN_LAYER}"
@@ -711,7 +729,8 @@ def test_each_function_gets_the_environment_its_topology_entry_declares(synth: S
     journeys = (
         {JOURNEY_CATALOGUE_ENV, JOURNEY_ARN_PREFIX_ENV, JOURNEY_ALIAS_ENV} if spec.reads_journeys else set()
     )
-    assert set(variables) == set(expected) | journeys
+    links = {PUBLIC_BASE_URL_ENV} if spec.signs_links else set()  # checked below
+    assert set(variables) == set(expected) | journeys | links
     assert {k: variables[k] for k in expected} == expected
 
 
@@ -866,6 +885,51 @@ def _make_targets() -> dict[str, str]:
         elif line.startswith("\t") and current:
             targets[current] += line + "\n"
     return targets
+
+
+# --- the links in emails ----------------------------------------------------------------------------
+
+
+def test_the_link_signing_key_is_generated_by_secrets_manager(synth: Synth) -> None:
+    secret = synth.resources[link_secret_id(synth.template)]["Properties"]
+    assert secret["GenerateSecretString"]["PasswordLength"] >= 32
+    assert "LINK_SIGNING_KEY" not in json.dumps(synth.template.to_json())  # only the secret's ARN
+
+
+def test_only_the_functions_signing_links_may_read_their_key(synth: Synth) -> None:
+    secret = json.dumps({"Ref": link_secret_id(synth.template)}, sort_keys=True)
+    signing = {spec.name for spec in TOPOLOGY.functions if spec.signs_links}
+    assert {"deliver", "preferences"} <= signing
+    for spec in TOPOLOGY.functions:
+        assert (("secretsmanager:GetSecretValue", secret) in granted(synth, spec)) == spec.signs_links
+
+
+def test_the_links_point_at_the_http_api(synth: Synth) -> None:
+    # The URL is built from the HttpApi's id: no dependency on the routes that depend on the functions.
+    for spec in TOPOLOGY.functions:
+        if spec.signs_links:
+            variables = synth.resources[function_id(synth.template, spec)]["Properties"]["Environment"]
+            url = json.dumps(variables["Variables"][PUBLIC_BASE_URL_ENV])
+            assert json.dumps({"Ref": api_id(synth.template)}) in url and "https://" in url
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "POST /unsubscribe/{token}",
+        "GET /unsubscribe/{token}",
+        "GET /preferences/{token}",
+        "POST /preferences/{token}",
+    ],
+)
+def test_the_link_routes_are_public_and_reach_the_preferences_function(synth: Synth, route: str) -> None:
+    found = synth.template.find_resources("AWS::ApiGatewayV2::Route", {"Properties": {"RouteKey": route}})
+    assert len(found) == 1
+    properties = next(iter(found.values()))["Properties"]
+    assert properties.get("AuthorizationType", "NONE") == "NONE"
+    preferences = function_id(synth.template, TOPOLOGY.function("preferences"))
+    integration = properties["Target"]["Fn::Join"][1][1]["Ref"]
+    assert synth.resources[integration]["Properties"]["IntegrationUri"] == arn(preferences)
 
 
 # --- the admin credential ----------------------------------------------------------------------------

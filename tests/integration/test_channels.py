@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 
+import pytest
+
 from infra.local.engine import LocalEngine
 from shared.store.messages import MessageLog
 from tests.integration.conftest import client, queued_message
@@ -69,3 +71,23 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_queue(engine: Local
 
     dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
     assert [m["Body"] for m in dead] == ["this is not a message"]
+
+
+def test_an_emails_headers_reach_the_provider(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a queued email carrying the gate's List-Unsubscribe headers
+    from shared.store.providers import EmailProvider
+
+    headers = {"List-Unsubscribe": "<http://localhost/unsubscribe/t.s>", "List-Unsubscribe-Post": "x"}
+    message = queued_message("headers@example.com").model_copy(update={"headers": headers})
+    sent: list[object] = []
+    original = EmailProvider.send
+
+    def recorded(self: EmailProvider, *args: object) -> str:
+        sent.append(args[-1])
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(EmailProvider, "send", recorded)
+    # When the email channel sends it
+    engine.invoke("channel-email", {"Records": [_record(message.model_dump_json())]})
+    # Then the provider got them
+    assert sent == [headers]
