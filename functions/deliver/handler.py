@@ -16,6 +16,7 @@ from shared.delivery.service import handle_send
 from shared.models.message import SendRequest
 from shared.store.caps import SendGateStore
 from shared.store.journey_stats import JourneyStats
+from shared.store.link_key import link_maker
 from shared.store.messages import ChannelQueue, MessageLog
 from shared.store.segments import SegmentStore
 
@@ -32,6 +33,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = SendRequest.model_validate(event)
     logger.set_correlation_id(request.message_key)
 
+    policy = load_policy(settings.policy_file)
     entry = handle_send(
         request,
         SendGateStore(settings.profiles_table),
@@ -39,8 +41,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ChannelQueue(settings.queue_url(request.channel)),
         JourneyStats(settings.journey_stats_table),
         SegmentStore(settings.profiles_table),
-        load_policy(settings.policy_file),
+        policy,
         profiles_table=settings.profiles_table,
+        # Every email's signed unsubscribe / preference links and its RFC 8058 headers.
+        links=link_maker(config.load(config.LinkSettings), policy),
     )
 
     outcome = _OUTCOME.get(entry.status, "Queued")  # sent: an earlier delivery queued it

@@ -37,4 +37,3 @@ class LinkSigningKey(Construct):
     def grant(self, function: lambda_.Function) -> None:
         self.secret.grant_read(function)
         function.add_environment(LINK_SIGNING_SECRET_ENV, self.secret.secret_arn)
-

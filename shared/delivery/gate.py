@@ -30,16 +30,15 @@ from typing import Any, Protocol
 
 from shared.delivery import templates
 from shared.delivery.caps import Allowed, CapCheck, CapWrite, check_caps
+from shared.delivery.consent import consent_reason
 from shared.delivery.quiet_hours import effective_quiet_hours, quiet_until, recipient_zone
 from shared.models.message import SendRequest
-from shared.models.policy import TRANSACTIONAL, ConsentRecord, Policy, consent_key
+from shared.models.policy import TRANSACTIONAL, ConsentRecord, Policy
 from shared.models.profile import IdentifierType, Profile
 
+RENDER_ERRORS: tuple[type[Exception], ...] = (getattr(templates, "TemplateRenderError", ValueError),)
 # Where each channel finds its address on a profile.
 ADDRESS: dict[str, IdentifierType] = {"email": "email", "push": "device_token"}
-# The renderer's error type: i10-templates' TemplateRenderError once it lands (with .field, .line,
-# .variable); until then the hand-written renderer raises nothing of its own.
-RENDER_ERRORS: tuple[type[Exception], ...] = (getattr(templates, "TemplateRenderError", ValueError),)
 
 
 @dataclass(frozen=True)
@@ -91,22 +90,6 @@ class EmailLinks(Protocol):
 LinkMaker = Callable[[str, str, str, datetime], EmailLinks]
 # (policy, topic, channel, records, traits) → the reason the person's consent stops the send, or None.
 ConsentRule = Callable[[Policy, str, str, Mapping[str, ConsentRecord], Mapping[str, Any]], "str | None"]
-
-
-def consent_reason(
-    policy: Policy, topic: str, channel: str, records: Mapping[str, ConsentRecord], traits: Mapping[str, Any]
-) -> str | None:
-    """The semantics of DESIGN10 "Consent" (i10-consent's shared/delivery/consent.py owns them and
-    replaces this at merge): transactional always; the global `unsubscribed` trait; the newest record
-    for the topic and channel; else the topic's default for the channel."""
-    if topic == TRANSACTIONAL:
-        return None
-    if traits.get("unsubscribed") is True:
-        return "unsubscribed"
-    record = records.get(consent_key(topic, channel))
-    if record is not None:
-        return None if record.subscribed else "unsubscribed"
-    return None if policy.topics[topic].default_for(channel) == "opt_out" else "not_opted_in"
 
 
 def topic_of(request: SendRequest, policy: Policy) -> str:

@@ -13,61 +13,20 @@ Item shapes (DESIGN10):
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-from pydantic import ValidationError
 
 from shared.delivery.caps import CapCheck, CapWrite, CountedSend, applicable, cap_sort_key
 from shared.delivery.gate import ADDRESS, GateFacts
-from shared.identity.identifiers import normalise_email
-from shared.models.policy import ConsentRecord, Policy
+from shared.models.policy import Policy
 from shared.models.profile import Profile
+from shared.store.consent import CONSENT_SK, consent_keys, fold_consent
 from shared.store.profiles import DynamoProfileStore
-
-CONSENT_SK = "consent"
-SUPPRESSION_SK = "suppression"
+from shared.store.suppressions import SUPPRESSION_SK, suppression_key
 
 
 def _profile_pk(profile_id: str) -> str:
     return f"profile#{profile_id}"
-
-
-def consent_keys(profile: Profile) -> list[dict[str, Any]]:
-    return [
-        {"pk": {"S": _profile_pk(p)}, "sk": {"S": CONSENT_SK}}
-        for p in [profile.profileId, *profile.mergedFrom]
-    ]
-
-
-def normalised_address(channel: str, address: str) -> str:
-    """Emails as identity normalises them (one person, one value); other addresses as they are."""
-    return (normalise_email(address) or address) if channel == "email" else address
-
-
-def suppression_key(channel: str, address: str) -> dict[str, Any]:
-    digest = hashlib.sha256(normalised_address(channel, address).encode("utf-8")).hexdigest()
-    return {"pk": {"S": f"deliverability#{channel}#{digest}"}, "sk": {"S": SUPPRESSION_SK}}
-
-
-def fold_consent(items: Iterable[dict[str, Any]]) -> dict[str, ConsentRecord]:
-    """The consent items of a profile and its merged profiles, the newest record per key winning."""
-    folded: dict[str, ConsentRecord] = {}
-    for item in items:
-        for name, value in item.items():
-            if name in ("pk", "sk") or "M" not in value:
-                continue
-            raw = value["M"]
-            try:
-                record = ConsentRecord(
-                    subscribed=raw["subscribed"]["BOOL"], source=raw["source"]["S"], at=raw["at"]["S"]
-                )
-            except (KeyError, ValidationError):
-                continue  # not a consent record this version understands: no choice recorded
-            if name not in folded or folded[name].at <= record.at:
-                folded[name] = record
-    return folded
 
 
 def _sends(item: dict[str, Any] | None) -> tuple[CountedSend, ...]:

@@ -79,11 +79,6 @@ def test_an_email_to_the_simulators_bounce_mailbox_suppresses_the_address(local:
     assert (suppression["address"], suppression["reason"]) == (address, "hard_bounce")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the send gate's suppression check is built on branch i10-gate; once merged this passes "
-    "(strict: then remove this mark)",
-)
 def test_after_a_hard_bounce_not_even_a_transactional_email_is_sent(local: LocalRuntime) -> None:
     user, address = f"u-{_tag()}", f"bounce+{_tag()}@simulator.amazonses.com"
     _sign_up(local, user, address)

@@ -3,9 +3,7 @@ and the preference page in headless Chromium (selenium, /usr/bin/chromium + /usr
 
 The runtime is started with a known link signing key (CONTINUUM_LINK_SIGNING_KEY), so these tests
 sign their links the way the send gate does (`email_links`), with expiries on the runtime's virtual
-clock. The test marked xfail(strict) needs the send gate to put the links in sent emails (branch
-i10-gate), and `consent` in the Profile API (branch i10-consent): it fails loudly once they are merged,
-so the marker is removed then.
+clock; one test reads the links from an email the send gate really sent.
 """
 
 from __future__ import annotations
@@ -267,11 +265,6 @@ def test_the_pages_forbid_framing_referrers_and_scripts(local: LocalRuntime) -> 
 # ------------------------------------------------------------------ the gate's emails (after merge)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the send gate fills List-Unsubscribe (branch i10-gate) and the Profile API shows consent "
-    "(branch i10-consent): remove this marker when both are merged",
-)
 def test_a_sent_marketing_email_carries_one_click_links_to_this_server(local: LocalRuntime) -> None:
     # Given a customer who signs up: the shipped welcome journey emails them at once (marketing)
     email = f"links-{uuid.uuid4().hex[:8]}@example.com"
