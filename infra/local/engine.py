@@ -57,7 +57,6 @@ from infra.topology import (
     PUBLIC_BASE_URL_ENV,
     RECHECK_ROLE_ARN_ENV,
     RECHECK_SCHEDULE_GROUP_ENV,
-    ROOT,
     SEGMENT_CATALOGUE_ENV,
     SOURCES,
     TOPOLOGY,
@@ -250,7 +249,6 @@ class LocalEngine:
         self.admin_token = admin_token
         self.identity_rules = identity_rules
         self.default_timezone = default_timezone
-        self.policy_file = Path(policy_file) if policy_file is not None else ROOT / "policy.yaml"
         # Signs the links in emails (LINK_SIGNING_KEY): by default new at every start (links from an
         # earlier run then answer 403), like the cloud's secret per stack; tests sign with it too.
         self.link_signing_key = link_signing_key or secrets.token_hex(32)
@@ -900,19 +898,9 @@ class LocalEngine:
         env["WRITE_KEY_CACHE_SECONDS"] = "0"
         env[LINK_SIGNING_KEY_ENV] = self.link_signing_key
         env[PUBLIC_BASE_URL_ENV] = self.public_base_url
-        env[POLICY_FILE_ENV] = self._write_policy()
         self._env = env
         os.environ.update(env)
         self.sources.add(new_source("default", self.write_key)[0])
-
-    def _write_policy(self) -> str:
-        """The policy as the functions read it (JSON, POLICY_FILE), validated from its YAML."""
-        from shared.delivery.policy import read_policy_yaml, write_policy
-
-        assert self._catalogue_dir is not None
-        path = self._catalogue_dir / "policy.json"
-        write_policy(read_policy_yaml(self.policy_file), path)
-        return str(path)
 
     def serve_at(self, base_url: str) -> None:
         """The server's address, once it listens: the links in emails point at it (PUBLIC_BASE_URL)."""
