@@ -36,10 +36,11 @@ def test_the_headers_are_sent_as_ses_simple_content_headers() -> None:
                     ],
                 }
             },
+            "ConfigurationSetName": "continuum-email",
         },
     )
     with stubber:
-        message_id = EmailProvider("news@example.com", client).send(
+        message_id = EmailProvider("news@example.com", "continuum-email", client).send(
             "ada@example.com", "Hi", "Hello", None, HEADERS
         )
     assert message_id == "m-1"
@@ -52,8 +53,9 @@ def test_an_email_without_headers_sends_none() -> None:
         "FromEmailAddress": "news@example.com",
         "Destination": {"ToAddresses": ["ada@example.com"]},
         "Content": {"Simple": {"Subject": ANY, "Body": ANY}},
+        "ConfigurationSetName": "continuum-email",
     }
     stubber.add_response("send_email", {"MessageId": "m-2"}, expected)
     with stubber:
-        EmailProvider("news@example.com", client).send("ada@example.com", "Hi", "Hello", None)
+        EmailProvider("news@example.com", "continuum-email", client).send("ada@example.com", "Hi", "Hello", None)
     stubber.assert_no_pending_responses()
