@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.delivery.templates import render_content
+from shared.delivery.templates import TemplateRenderError, render_content
 from shared.models.message import SendRequest
 from shared.models.profile import IdentifierType, Profile
 
@@ -49,6 +49,13 @@ def decide(
         "profile": {"traits": profile.traits, "profileId": profile.profileId},
         "trigger": request.trigger,
         "computed": dict(computed or {}),
+        # The email footer's links; None until the signed links are wired in (i10-links / i10-gate).
+        "links": {"preferences": None, "unsubscribe": None},
     }
     # The newest address is the one the customer last used.
-    return Send(to=addresses[-1], content=render_content(request.content, context))
+    try:
+        content = render_content(request.content, context, layout=request.layout, partials=request.partials)
+    except TemplateRenderError:
+        # Strict templates: a variable this profile lacks (and no `| default`). Retrying cannot help.
+        return Drop("render_failed")
+    return Send(to=addresses[-1], content=content)

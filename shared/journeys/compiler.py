@@ -208,8 +208,6 @@ def gate_event(definition: JourneyDefinition) -> str | None:
 def emit_send(node: Node, context: EmitContext) -> States:
     step = node.step
     assert isinstance(step, SendStep)
-    content = context.journey.templates[step.send.template].content_for(step.send.channel)
-    assert content is not None  # Journey validates that every send has content
     task = {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
@@ -221,7 +219,8 @@ def emit_send(node: Node, context: EmitContext) -> States:
                 "step": node.id,
                 "channel": step.send.channel,
                 "template": step.send.template,
-                "content": content.model_dump(exclude_none=True),
+                # content, and the layout and partials it renders (inlined: see Journey.send_content)
+                **context.journey.send_content(step.send.template, step.send.channel),
                 **_CONTEXT,
             },
         },
