@@ -265,3 +265,14 @@ def test_variable_paths_are_the_full_paths_read() -> None:
     content = {"text": "{% if profile.traits.plan %}{{ computed.orders_count }}{% endif %}"}
 
     assert variable_paths(content) == {"profile.traits.plan", "computed.orders_count"}
+
+
+def test_a_template_is_parsed_once_then_served_from_the_cache() -> None:
+    from shared.delivery import _liquid
+
+    source = "Cached {{ profile.traits.firstName }} " + "x" * 17  # a source no other test renders
+    render(source)
+    misses = _liquid._parse.cache_info().misses
+
+    assert render(source) == "Cached Ada " + "x" * 17
+    assert _liquid._parse.cache_info().misses == misses
