@@ -213,7 +213,7 @@ def test_a_template_reading_no_computed_trait_reads_no_segment_state(
     assert segments.reads == []
 
 
-def test_computed_traits_of_a_profile_without_segment_state_render_their_fallback(
+def test_computed_traits_of_a_profile_without_segment_state_render_their_default(
     profiles: FakeProfileStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
     content = {"subject": 'Spent {{ computed.lifetime_revenue | default: "nothing yet" }}', "text": "Hi"}
