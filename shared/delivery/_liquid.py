@@ -39,7 +39,10 @@ def _moment(value: object) -> dt.datetime | None:
     elif isinstance(value, bool):
         return None
     elif isinstance(value, int | float):
-        moment = dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            moment = dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, OSError, ValueError):  # beyond the years datetime holds
+            return None
     elif isinstance(value, str):
         try:
             moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -68,7 +71,10 @@ def date(value: object, fmt: object, zone: object = None, *, environment: Enviro
             raise FilterArgumentError("date: unknown time zone", token=None) from error
     else:
         moment = moment.astimezone(dt.UTC)
-    text = moment.strftime(str(fmt))
+    try:
+        text = moment.strftime(str(fmt))
+    except ValueError as error:
+        raise FilterArgumentError("date: invalid format", token=None) from error
     return Markup(text) if environment.autoescape else text
 
 
