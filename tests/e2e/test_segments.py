@@ -41,7 +41,8 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     """The runtime with the repo's segments, and its journeys plus this module's journeys on segments."""
     journeys = tmp_path_factory.mktemp("journeys")
     for folder in [*JOURNEYS.iterdir(), *SEGMENT_JOURNEYS.iterdir()]:
-        if (folder / "journey.yaml").is_file():
+        # Journeys, and the layouts and partials (_layouts/, _partials/) their templates share.
+        if (folder / "journey.yaml").is_file() or (folder.is_dir() and folder.name.startswith("_")):
             shutil.copytree(folder, journeys / folder.name)
     yield from running(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
 
