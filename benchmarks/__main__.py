@@ -17,6 +17,7 @@ BENCHMARKS = (
     "dispatch",
     "journeys",
     "segments",
+    "templates",
     "pipeline_cost",
 )
 

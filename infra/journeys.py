@@ -1,10 +1,11 @@
 """Journey tooling: `python -m infra.journeys {validate | graph ID}`.
 
 validate  Load the segments under segments/ and every journey under journeys/, compile it, check the
-          segments and computed traits it names are declared, and render every template with the
-          real renderer against the sample events in events/ (the journey's trigger event, the
-          sample identify's traits; a segment trigger's event is made up). Each problem names its
-          journey, template and steps; exit status 1.
+          segments and computed traits it names are declared, and render every template (Liquid,
+          strict) with its layout and partials against the sample events in events/ (the journey's
+          trigger event, the sample identify's traits, no computed values, sample links with and
+          without an unsubscribe URL; a segment trigger's event is made up). Each problem names its
+          journey, template, steps, field, line and variable; exit status 1.
 graph ID  The journey as a Mermaid flowchart on stdout, to paste into a pull request.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from infra.topology import JOURNEYS_DIR, POLICY_FILE, ROOT, SEGMENTS_DIR
 from shared.delivery.policy import PolicyLoadError, read_policy_yaml
-from shared.delivery.templates import _PLACEHOLDER, _lookup, render
+from shared.delivery.templates import TemplateRenderError, render_content
 from shared.journeys.compiler import compile_journey
 from shared.journeys.graph import Graph, Node, lower
 from shared.journeys.loader import JourneyLoadError, load_journey, policy_problems, segment_problems
@@ -44,7 +45,15 @@ from shared.models.policy import Policy
 from shared.segments.catalogue import SegmentCatalogue, SegmentLoadError, load_segments
 
 EVENTS_DIR = ROOT / "events"
-_PLACEHOLDER_ROOTS = ("profile", "trigger", "computed")
+# The footer's links as the gate gives them: a marketing email has both, a transactional one has no
+# unsubscribe link. Every template is rendered with each.
+SAMPLE_LINKS = (
+    {
+        "preferences": "https://example.com/preferences/sample-token",
+        "unsubscribe": "https://example.com/unsubscribe/sample-token",
+    },
+    {"preferences": "https://example.com/preferences/sample-token", "unsubscribe": None},
+)
 
 
 # -- validate --------------------------------------------------------------------------------------
@@ -89,29 +98,6 @@ def _contexts(definition: JourneyDefinition, events_dir: Path) -> list[dict[str,
     ]
 
 
-def _template_problems(text: str, context: dict[str, Any]) -> list[str]:
-    problems = []
-    for match in _PLACEHOLDER.finditer(text):
-        path, fallback = match.group(1), match.group(2)
-        if path.split(".", 1)[0] not in _PLACEHOLDER_ROOTS:
-            problems.append(f"{{{{ {path} }}}} is neither profile.…, trigger.… nor computed.…")
-            continue
-        value = _lookup(context, path)
-        if isinstance(value, dict | list):
-            problems.append(f"{{{{ {path} }}}} is an object, not a value")
-        elif path.startswith("computed.") and not fallback:
-            problems.append(
-                f"{{{{ {path} }}}} has no value for a profile without the events it counts:"
-                " add a `| fallback`"
-            )
-        elif (value is None or value == "") and not fallback:
-            problems.append(f"{{{{ {path} }}}} is empty for the sample event and has no `| fallback`")
-    rendered = render(text, context)
-    if "{{" in rendered or "}}" in rendered:
-        problems.append("an unclosed or malformed {{ placeholder }}")
-    return problems
-
-
 def validate_journey(
     journey: Journey, events_dir: Path, segments: SegmentCatalogue | None = None, policy: Policy | None = None
 ) -> list[str]:
@@ -140,15 +126,21 @@ def validate_journey(
     for name, template in sorted(journey.templates.items()):
         steps = ", ".join(sends.get(name, [])) or "no step"
         for channel in ("email", "push"):
-            content = template.content_for(channel)
-            if content is None:
+            if template.content_for(channel) is None:
                 continue
-            for field, text in content.model_dump(exclude_none=True).items():
-                for context in contexts:
-                    for problem in dict.fromkeys(_template_problems(text, context)):
+            sent = journey.send_content(name, channel)
+            for context in contexts:
+                for links in SAMPLE_LINKS:
+                    try:
+                        render_content(
+                            sent["content"],
+                            {**context, "links": links},
+                            layout=sent.get("layout"),
+                            partials=sent.get("partials"),
+                        )
+                    except TemplateRenderError as error:
                         errors.append(
-                            f"journey {definition.id}, template {name} (used by {steps}),"
-                            f" {channel}.{field}: {problem}"
+                            f"journey {definition.id}, template {name} (used by {steps}), {channel}.{error}"
                         )
     return list(dict.fromkeys(errors))
 

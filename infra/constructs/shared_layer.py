@@ -23,9 +23,24 @@ _IGNORED = ("__pycache__", "*.pyc")
 
 # Third-party packages the functions need beyond the Powertools layer (which carries pydantic): pure
 # Python, so the copy installed here runs on Lambda's arm64 as it is.
-VENDORED = ("phonenumbers", "cachetools", "tzdata")
-# Parts of them that are never imported (phonenumbers' geocoding, carrier and time-zone data: 20 MB).
-_UNUSED = ("geodata", "carrierdata", "tzdata")
+VENDORED = (
+    "phonenumbers",
+    "cachetools",
+    "tzdata",
+    # python-liquid (message templates) and what it imports: markupsafe, babel, python-dateutil, pytz,
+    # importlib_resources; six (dateutil's) is a single module, in VENDORED_MODULES.
+    "liquid",
+    "markupsafe",
+    "babel",
+    "dateutil",
+    "pytz",
+    "importlib_resources",
+)
+VENDORED_MODULES = ("six",)
+# Parts of them that are never imported (phonenumbers' geocoding, carrier and time-zone data: 20 MB),
+# and compiled extensions built for this machine, not Lambda's arm64 (markupsafe's optional speedups:
+# it falls back to its pure-Python escape).
+_UNUSED = ("geodata", "carrierdata", "tzdata", "*.so")
 # Swagger UI's files for GET /docs (shared/ingest/docs.py): only the two the page loads, not the
 # package's code or its other bundles (~9 MB), at the path docs.py looks them up.
 DOCS_ASSETS_PACKAGE = "swagger-ui-py"
@@ -37,6 +52,17 @@ def _package_dir(name: str) -> Path:
     return Path(module.__file__).parent
 
 
+def _module_file(name: str) -> Path:
+    module = importlib.import_module(name)
+    assert module.__file__ is not None
+    return Path(module.__file__)
+
+
+def _distribution(name: str) -> str:
+    """The installed distribution providing import package `name` (`liquid` → `python-liquid`)."""
+    return importlib.metadata.packages_distributions().get(name, [name])[0]
+
+
 # Where Lambda extracts a layer: a data file at `<path>` in the layer is `/opt/<path>` in the function.
 LAYER_ROOT = "/opt"
 
@@ -46,7 +72,7 @@ def content_hash(data_files: Mapping[str, bytes] | None = None) -> str:
     digest = hashlib.sha256()
     for path in sorted(SHARED_PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
-    for name in (*VENDORED, DOCS_ASSETS_PACKAGE):
+    for name in (*(_distribution(name) for name in (*VENDORED, *VENDORED_MODULES)), DOCS_ASSETS_PACKAGE):
         digest.update(f"{name}=={importlib.metadata.version(name)}".encode())
     for target, content in sorted((data_files or {}).items()):
         digest.update(target.encode() + hashlib.sha256(content).digest())
@@ -58,6 +84,17 @@ def _docs_assets() -> dict[str, Path]:
 
     folder = docs.assets_dir()
     return {f"{docs.ASSETS_PACKAGE}/{docs.ASSETS_FOLDER}/{name}": folder / name for name in docs.ASSETS}
+
+
+def layer_files() -> dict[str, Path]:
+    """Single files under python/ in the layer: the vendored single-module packages and the Swagger
+    UI assets."""
+    return {**{f"{name}.py": _module_file(name) for name in VENDORED_MODULES}, **_docs_assets()}
+
+
+def layer_packages() -> list[Path]:
+    """The package folders copied to python/: shared/ and the vendored packages."""
+    return [SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)]
 
 
 @jsii.implements(ILocalBundling)
@@ -109,8 +146,8 @@ class SharedLayer(Construct):
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
-            description="Continuum's shared package (models, domain logic, store), phonenumbers, the "
-            "Swagger UI assets and the journey catalogue",
+            description="Continuum's shared package (models, domain logic, store), phonenumbers, "
+            "python-liquid, the Swagger UI assets and the journey catalogue",
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.ARM_64],
             # Hashed by content (shared/'s source, the vendored versions, the data files), so any edit
@@ -123,11 +160,7 @@ class SharedLayer(Construct):
                 bundling=BundlingOptions(
                     # Never pulled: local bundling always succeeds, so Docker is not needed.
                     image=DockerImage.from_registry("unused"),
-                    local=CopyPackages(
-                        [SHARED_PACKAGE, *(_package_dir(name) for name in VENDORED)],
-                        _docs_assets(),
-                        data_files,
-                    ),
+                    local=CopyPackages(layer_packages(), layer_files(), data_files),
                 ),
             ),
         )

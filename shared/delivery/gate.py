@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.delivery import templates
 from shared.delivery.caps import Allowed, CapCheck, CapWrite, check_caps
 from shared.delivery.consent import consent_reason
 from shared.delivery.quiet_hours import effective_quiet_hours, quiet_until, recipient_zone
+from shared.delivery.templates import TemplateRenderError, render_content
 from shared.models.message import SendRequest
 from shared.models.policy import TRANSACTIONAL, ConsentRecord, Policy
 from shared.models.profile import IdentifierType, Profile
 
-RENDER_ERRORS: tuple[type[Exception], ...] = (getattr(templates, "TemplateRenderError", ValueError),)
 # Where each channel finds its address on a profile.
 ADDRESS: dict[str, IdentifierType] = {"email": "email", "push": "device_token"}
 
@@ -88,6 +87,21 @@ class EmailLinks(Protocol):
 
 # (profile id, topic, channel, now) → the email's links; None: links are not configured.
 LinkMaker = Callable[[str, str, str, datetime], EmailLinks]
+
+
+class Renderer(Protocol):
+    """shared/delivery/templates.py `render_content`."""
+
+    def __call__(
+        self,
+        content: dict[str, str],
+        context: dict[str, Any],
+        *,
+        layout: dict[str, str] | None = None,
+        partials: dict[str, str] | None = None,
+    ) -> dict[str, str]: ...
+
+
 # (policy, topic, channel, records, traits) → the reason the person's consent stops the send, or None.
 ConsentRule = Callable[[Policy, str, str, Mapping[str, ConsentRecord], Mapping[str, Any]], "str | None"]
 
@@ -107,7 +121,7 @@ def decide(
     computed: Mapping[str, Any] | None = None,
     links: LinkMaker | None = None,
     consent: ConsentRule = consent_reason,
-    render: Callable[[dict[str, str], dict[str, Any]], dict[str, str]] = templates.render_content,
+    render: Renderer = render_content,
 ) -> Decision:
     """`computed`: the profile's computed trait values, `{{ computed.<id> }}` in templates (None or
     empty: it has none). `first_deferred_at`: when this message was first deferred (a re-run)."""
@@ -156,8 +170,9 @@ def decide(
         },
     }
     try:
-        content = render(request.content, context)
-    except RENDER_ERRORS as error:
+        content = render(request.content, context, layout=request.layout, partials=request.partials)
+    except TemplateRenderError as error:
+        # Strict templates: a variable this profile lacks (and no `| default`). Retrying cannot help.
         return Drop("render_failed", _render_detail(error))
     # The newest address is the one the customer last used.
     return Send(

@@ -99,7 +99,9 @@ class SegmentStates(Protocol):
 def computed_values(request: SendRequest, profile: Profile | None, segments: SegmentStates) -> dict[str, Any]:
     """The profile's computed traits for the template, read (one GetItem) only when the content
     names `computed.…`."""
-    if profile is None or "computed" not in roots(request.content):
+    if profile is None or "computed" not in roots(
+        request.content, layout=request.layout, partials=request.partials
+    ):
         return {}
     state = segments.segment_state(profile.profileId)
     return dict(state.computed) if state is not None else {}

@@ -211,8 +211,6 @@ def emit_send(node: Node, context: EmitContext) -> States:
     profile; the router's StopExecution ends the wait when the run exits (a purchase at night)."""
     step = node.step
     assert isinstance(step, SendStep)
-    content = context.journey.templates[step.send.template].content_for(step.send.channel)
-    assert content is not None  # Journey validates that every send has content
     sent, defer = helper_state(node.id, "sent"), helper_state(node.id, "defer")
     payload: dict[str, Any] = {
         "journey": context.definition.id,
@@ -220,7 +218,8 @@ def emit_send(node: Node, context: EmitContext) -> States:
         "step": node.id,
         "channel": step.send.channel,
         "template": step.send.template,
-        "content": content.model_dump(exclude_none=True),
+        # content, and the layout and partials it renders (inlined: see Journey.send_content)
+        **context.journey.send_content(step.send.template, step.send.channel),
         **_CONTEXT,
     }
     if step.send.topic is not None:

@@ -1,4 +1,6 @@
-"""Load journeys from their folders: `<journeys>/<id>/journey.yaml` and `templates/*.yaml`.
+"""Load journeys from their folders: `<journeys>/<id>/journey.yaml` and `templates/*.yaml`, with the
+layouts and partials every journey shares: `<journeys>/_layouts/<name>.html.liquid` / `.txt.liquid`
+and `<journeys>/_partials/<name>.liquid`.
 
 Used at build time (CDK synth) and by the local runtime; never inside a Lambda function, which
 receives its template content compiled into the state machine.
@@ -11,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from shared.delivery.templates import placeholder_paths
+from shared.delivery.templates import variable_paths
 from shared.models.journey import Journey, JourneyDefinition, SendStep, Template
 from shared.models.policy import Policy
 from shared.segments.catalogue import SegmentCatalogue
@@ -28,7 +30,34 @@ def _read_yaml(path: Path) -> object:
         raise JourneyLoadError(f"{path}: not valid YAML: {error}") from error
 
 
+LAYOUTS_DIR = "_layouts"
+PARTIALS_DIR = "_partials"
+# A layout file's suffix → the email field it wraps.
+_LAYOUT_FIELDS = {".html.liquid": "html", ".txt.liquid": "text"}
+
+
+def load_layouts(root: Path) -> dict[str, dict[str, str]]:
+    """`<root>/_layouts/<name>.html.liquid` and `<name>.txt.liquid`: name → field → Liquid source."""
+    layouts: dict[str, dict[str, str]] = {}
+    for path in sorted((root / LAYOUTS_DIR).glob("*.liquid")):
+        suffix = next((s for s in _LAYOUT_FIELDS if path.name.endswith(s)), None)
+        if suffix is None:
+            raise JourneyLoadError(f"{path}: a layout is <name>.html.liquid or <name>.txt.liquid")
+        name = path.name.removesuffix(suffix)
+        layouts.setdefault(name, {})[_LAYOUT_FIELDS[suffix]] = path.read_text(encoding="utf-8")
+    return layouts
+
+
+def load_partials(root: Path) -> dict[str, str]:
+    """`<root>/_partials/<name>.liquid`: name (`footer.html`) → Liquid source."""
+    return {
+        path.name.removesuffix(".liquid"): path.read_text(encoding="utf-8")
+        for path in sorted((root / PARTIALS_DIR).glob("*.liquid"))
+    }
+
+
 def load_journey(folder: Path) -> Journey:
+    """The journey in `folder`, with the layouts and partials beside it (in its parent folder)."""
     definition_file = folder / "journey.yaml"
     try:
         definition = JourneyDefinition.model_validate(_read_yaml(definition_file))
@@ -40,24 +69,30 @@ def load_journey(folder: Path) -> Journey:
             templates[path.stem] = Template.model_validate({"name": path.stem, **raw})
         if definition.id != folder.name:
             raise JourneyLoadError(f"{definition_file}: id {definition.id!r} must equal its folder name")
-        return Journey(definition=definition, templates=templates)
+        return Journey(
+            definition=definition,
+            templates=templates,
+            layouts=load_layouts(folder.parent),
+            partials=load_partials(folder.parent),
+        )
     except ValidationError as error:
         raise JourneyLoadError(f"{folder}: {error}") from error
 
 
 def computed_placeholders(journey: Journey) -> set[str]:
-    """The computed traits the journey's templates render (`{{ computed.<id> }}`)."""
+    """The computed traits the journey's templates render (`{{ computed.<id> }}`), with their layout
+    and partials (python-liquid's static analysis)."""
     named = set()
-    for template in journey.templates.values():
+    for name, template in journey.templates.items():
         for channel in ("email", "push"):
-            content = template.content_for(channel)
-            if content is None:
+            if template.content_for(channel) is None:
                 continue
-            for text in content.model_dump(exclude_none=True).values():
-                for path in placeholder_paths(text):
-                    root, _, rest = path.partition(".")
-                    if root == "computed" and rest:
-                        named.add(rest.split(".", 1)[0])
+            sent = journey.send_content(name, channel)
+            paths = variable_paths(sent["content"], layout=sent.get("layout"), partials=sent.get("partials"))
+            for path in paths:
+                root, _, rest = path.partition(".")
+                if root == "computed" and rest:
+                    named.add(rest.split(".", 1)[0])
     return named
 
 

@@ -60,6 +60,10 @@ OffsetSeconds = Annotated[
 ]
 JourneyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+# A layout (journeys/_layouts/<name>.html.liquid, .txt.liquid) and a partial (journeys/_partials/
+# <name>.liquid, e.g. `footer.html`: rendered with `{% render "footer.html" %}`).
+LayoutName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+PartialName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 
 # A profile entering or leaving a segment reaches the journey router as a track event of one of these
 # names with the property `segment` (shared/journeys/router.py `segment_call`). Ingest refuses track
@@ -778,14 +782,25 @@ class JourneyDefinition(_Strict):
 
 
 class EmailContent(_Strict):
+    """Liquid sources (shared/delivery/templates.py). `layout`: the name of a layout under
+    journeys/_layouts/ wrapping `text` and `html` (None: sent as written)."""
+
     subject: str = Field(min_length=1)
     text: str = Field(min_length=1)
     html: str | None = None
+    layout: LayoutName | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The fields rendered and sent (the layout is not one: it wraps them)."""
+        return self.model_dump(exclude_none=True, exclude={"layout"})
 
 
 class PushContent(_Strict):
     title: str = Field(min_length=1)
     body: str = Field(min_length=1)
+
+    def fields(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
 
 
 class Template(_Strict):
@@ -801,10 +816,13 @@ class Template(_Strict):
 
 
 class Journey(_Strict):
-    """A definition with the templates it uses, as loaded from its folder."""
+    """A definition with the templates it uses, as loaded from its folder, and the layouts (name →
+    field (`text`, `html`) → Liquid source) and partials (name → source) shared by every journey."""
 
     definition: JourneyDefinition
     templates: dict[str, Template]
+    layouts: dict[LayoutName, dict[Literal["text", "html"], str]] = Field(default_factory=dict)
+    partials: dict[PartialName, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _templates_cover_sends(self) -> Journey:
@@ -821,3 +839,35 @@ class Journey(_Strict):
                         f" has no {step.send.channel} content"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _layouts_exist(self) -> Journey:
+        for name, template in sorted(self.templates.items()):
+            layout = template.email.layout if template.email is not None else None
+            if layout is not None and layout not in self.layouts:
+                raise ValueError(
+                    f"template {name!r}: layout {layout!r} does not exist"
+                    f" (layouts: {sorted(self.layouts) or 'none'})"
+                )
+        return self
+
+    def send_content(self, template: str, channel: str) -> dict[str, Any]:
+        """What a send step's payload carries to render the template on the channel: `content`, and
+        for an email with a layout `layout` (field → source), and `partials` (name → source) that the
+        content and layout render: inlined, so an execution keeps the templates it started with."""
+        # Imported here: the models stay importable without python-liquid.
+        from shared.delivery.templates import partials_used
+
+        content = self.templates[template].content_for(channel)
+        assert content is not None  # _templates_cover_sends
+        fields = content.fields()
+        layout: dict[str, str] = {}
+        if isinstance(content, EmailContent) and content.layout is not None:
+            layout = {str(field): source for field, source in self.layouts[content.layout].items()}
+        payload: dict[str, Any] = {"content": fields}
+        if layout:
+            payload["layout"] = layout
+        partials = partials_used([*fields.values(), *layout.values()], self.partials)
+        if partials:
+            payload["partials"] = partials
+        return payload

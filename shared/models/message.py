@@ -19,6 +19,10 @@ class SendRequest(Model):
     channel: Channel
     template: str
     content: dict[str, str]
+    # The Liquid layout wrapping `text` / `html` (field → source) and the partials the content and
+    # layout render (name → source), inlined at compile time (shared/delivery/templates.py).
+    layout: dict[str, str] | None = None
+    partials: dict[str, str] = Field(default_factory=dict)
     profileId: ProfileId
     enteredAt: str
     trigger: dict[str, Any] = Field(default_factory=dict)

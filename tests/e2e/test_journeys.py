@@ -316,3 +316,28 @@ def test_the_journeys_api_counts_entries_exits_and_step_outcomes(local: LocalRun
     assert {s["type"] for s in after["steps"]} >= {"wait", "send", "wait_for"}
     assert sum(s["sent"] for s in steps.values()) - sum(s["sent"] for s in before["steps"]) == 2
     assert set(before) >= {"id", "entered", "active", "exited", "heldOut", "conversions", "revenue", "steps"}
+
+
+# ------------------------------------------------------------------ password_reset (Liquid templates)
+
+
+def test_password_reset_emails_the_reset_link_at_once_in_the_shared_layout(local: LocalRuntime) -> None:
+    customer = Customer(local, firstName="<b>Ada</b>", timezone="America/New_York")
+    url = f"https://shop.example.com/reset?token={customer.tag}&user=1"
+    customer.track("Password Reset Requested", reset_url=url, expires_at="2030-01-07T15:00:00Z")
+    local.advance(1)
+
+    sent = customer.messages("password_reset")
+    assert [(m["channel"], m["template"]) for m in sent] == [("email", "password-reset")]
+    content = sent[0]["content"]
+    assert content["subject"] == "Reset your password"
+    assert content["text"].startswith("Hi <b>Ada</b>,\n")
+    assert url in content["text"]
+    assert "The link works until Jan 7, 10:00 EST." in content["text"]  # in the customer's zone
+    # html: the trait escaped, the URL attribute-escaped, inside the brand layout with its footer
+    assert "<p>Hi &lt;b&gt;Ada&lt;/b&gt;,</p>" in content["html"]
+    assert f'href="{url.replace("&", "&amp;")}"' in content["html"]
+    assert content["html"].startswith("<!DOCTYPE html>") and "1 Example Street" in content["html"]
+    assert "Continuum Shop, 1 Example Street" in content["text"]
+    # transactional: no unsubscribe link in the footer
+    assert "Unsubscribe" not in content["text"] and "Unsubscribe" not in content["html"]

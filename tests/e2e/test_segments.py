@@ -42,7 +42,8 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     """The runtime with the repo's segments, and its journeys plus this module's journeys on segments."""
     journeys = tmp_path_factory.mktemp("journeys")
     for folder in [*JOURNEYS.iterdir(), *SEGMENT_JOURNEYS.iterdir()]:
-        if (folder / "journey.yaml").is_file():
+        # Journeys, and the layouts and partials (_layouts/, _partials/) their templates share.
+        if (folder / "journey.yaml").is_file() or (folder.is_dir() and folder.name.startswith("_")):
             shutil.copytree(folder, journeys / folder.name)
     # No frequency caps: a shopper here gets several marketing emails a day (order_thanks, vip_thanks).
     yield from running(

@@ -96,11 +96,11 @@ steps:
 
 _TEMPLATE = """\
 email:
-  subject: "A reminder for {{ profile.traits.firstName | you }}"
-  text: "You left {{ trigger.properties.name | something }} behind."
+  subject: 'A reminder for {{ profile.traits.firstName | default: "you" }}'
+  text: 'You left {{ trigger.properties.name | default: "something" }} behind.'
 push:
   title: "Still thinking it over?"
-  body: "{{ trigger.properties.name | Your cart }} is waiting."
+  body: '{{ trigger.properties.name | default: "Your cart" }} is waiting.'
 """
 
 

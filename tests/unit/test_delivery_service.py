@@ -39,7 +39,10 @@ def _request(**overrides: Any) -> SendRequest:
         "step": STEP,
         "channel": "email",
         "template": "cart-reminder",
-        "content": {"subject": "{{ trigger.properties.name | Your cart }} is waiting", "text": "Hi"},
+        "content": {
+            "subject": '{{ trigger.properties.name | default: "Your cart" }} is waiting',
+            "text": "Hi",
+        },
         "profileId": "p-1",
         "enteredAt": "2024-05-01T10:00:00.000Z",
         "trigger": {"event": "Product Added", "properties": {"name": "Red shoes"}},
@@ -192,7 +195,8 @@ def test_a_template_renders_the_profiles_computed_traits(
     segments.put("p-1", ["vip"], lifetime_revenue=742.5, orders_count=4)
     content = {
         "subject": "{{ computed.orders_count }} orders",
-        "text": "You spent {{ computed.lifetime_revenue }}; last {{ computed.last_order_at | a while ago }}",
+        "text": "You spent {{ computed.lifetime_revenue }};"
+        ' last {{ computed.last_order_at | default: "a while ago" }}',
     }
 
     entry = handle_send(_request(content=content), profiles, log, queue, stats, segments, PERMISSIVE)
@@ -212,10 +216,10 @@ def test_a_template_reading_no_computed_trait_reads_no_segment_state(
     assert segments.reads == []
 
 
-def test_computed_traits_of_a_profile_without_segment_state_render_their_fallback(
+def test_computed_traits_of_a_profile_without_segment_state_render_their_default(
     profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
 ) -> None:
-    content = {"subject": "Spent {{ computed.lifetime_revenue | nothing yet }}", "text": "Hi"}
+    content = {"subject": 'Spent {{ computed.lifetime_revenue | default: "nothing yet" }}', "text": "Hi"}
 
     entry = handle_send(_request(content=content), profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
 
@@ -470,3 +474,45 @@ def test_a_channel_lease_expires_before_its_queue_delivers_the_message_again() -
         longest_lease = timedelta(seconds=function.timeout_seconds) + LEASE_MARGIN
 
         assert longest_lease < timedelta(seconds=TOPOLOGY.visibility_timeout_seconds(consumer.queue))
+
+
+def test_a_send_renders_its_layout_and_partials_from_the_request(
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    request = _request(
+        content={"subject": "Hi", "text": "Body"},
+        layout={"text": '{{ content }}\n{% render "footer.txt" %}'},
+        partials={"footer.txt": "-- the shop"},
+    )
+
+    entry = handle_send(request, profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
+
+    assert entry.content == {"subject": "Hi", "text": "Body\n-- the shop"}
+
+
+def test_a_template_naming_a_variable_the_profile_lacks_is_dropped_as_render_failed(
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    request = _request(content={"subject": "Hi {{ profile.traits.firstNmae }}", "text": "Hi"})
+
+    entry = handle_send(request, profiles, log, queue, stats, NO_SEGMENTS, PERMISSIVE)
+
+    assert (entry.status, entry.reason) == ("dropped", "render_failed")
+    assert queue.messages == []
+
+
+def test_a_computed_trait_read_only_by_the_layout_is_fetched(
+    profiles: FakeGateStore, log: FakeMessageLog, queue: FakeQueue, stats: FakeJourneyStats
+) -> None:
+    segments = FakeSegmentStates()
+    segments.put("p-1", orders_count=4)
+    request = _request(
+        content={"subject": "Hi", "text": "Body"},
+        layout={"text": '{{ content }} ({% render "orders" %})'},
+        partials={"orders": "{{ computed.orders_count }} orders"},
+    )
+
+    entry = handle_send(request, profiles, log, queue, stats, segments, PERMISSIVE)
+
+    assert entry.content == {"subject": "Hi", "text": "Body (4 orders)"}
+    assert segments.reads == ["p-1"]

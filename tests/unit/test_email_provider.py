@@ -57,5 +57,7 @@ def test_an_email_without_headers_sends_none() -> None:
     }
     stubber.add_response("send_email", {"MessageId": "m-2"}, expected)
     with stubber:
-        EmailProvider("news@example.com", "continuum-email", client).send("ada@example.com", "Hi", "Hello", None)
+        EmailProvider("news@example.com", "continuum-email", client).send(
+            "ada@example.com", "Hi", "Hello", None
+        )
     stubber.assert_no_pending_responses()

@@ -12,6 +12,7 @@ from shared import clock
 from shared.delivery.caps import CapCheck, CountedSend, allowed_at, cap_sort_key, check_caps
 from shared.delivery.gate import Defer, Drop, GateFacts, Send, decide
 from shared.delivery.service import handle_send
+from shared.delivery.templates import TemplateRenderError
 from shared.models.message import SendRequest
 from shared.models.policy import CapRule, ConsentRecord, Policy
 from shared.models.profile import Identifier, Profile
@@ -131,11 +132,8 @@ def test_a_journey_without_quiet_hours_sends_at_night() -> None:
 
 
 def test_a_render_failure_is_dropped_with_where_it_failed_and_no_value() -> None:
-    class TemplateError(ValueError):
-        field, line, variable = "subject", 1, "profile.traits.frist_name"
-
-    def failing(content: dict[str, str], context: dict[str, Any]) -> dict[str, str]:
-        raise TemplateError("undefined variable")
+    def failing(content: dict[str, str], context: dict[str, Any], **layout: Any) -> dict[str, str]:
+        raise TemplateRenderError("subject", 1, "profile.traits.frist_name", "undefined variable")
 
     decision = decide(_request(), _profile(), GateFacts(), PERMISSIVE, NEW_YORK_NOON, render=failing)
     assert decision == Drop("render_failed", "field=subject, line=1, variable=profile.traits.frist_name")

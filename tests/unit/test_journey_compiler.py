@@ -233,7 +233,13 @@ def test_send_invokes_the_deliver_placeholder_with_the_step_id_and_template_cont
     assert payload["step"] == "send-email-cart-reminder"
     assert payload["journey"] == "cart_abandonment"
     assert payload["goal"] == "Order Completed"
-    assert payload["content"] == cart.templates["cart-reminder"].email.model_dump(exclude_none=True)  # type: ignore[union-attr]
+    email = cart.templates["cart-reminder"].email
+    assert email is not None and email.layout == "default"
+    assert payload["content"] == email.model_dump(exclude_none=True, exclude={"layout"})
+    # The layout and the partials it renders travel with the content: a running execution keeps them.
+    assert payload["layout"] == cart.layouts["default"]
+    assert set(payload["partials"]) == {"footer.html", "footer.txt"}
+    assert payload["partials"]["footer.txt"] == cart.partials["footer.txt"]
     assert payload["executionId.$"] == "$$.Execution.Id"
     assert "topic" not in payload and "quietHours" not in payload  # the policy's defaults apply
     assert task["ResultSelector"] == {"status.$": "$.Payload.status", "until.$": "$.Payload.until"}

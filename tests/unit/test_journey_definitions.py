@@ -29,7 +29,7 @@ from shared.models.journey import (
 )
 from shared.segments.catalogue import SegmentCatalogue
 
-EMAIL = {"subject": "Hello", "text": "Hi {{ profile.traits.firstName | there }}"}
+EMAIL = {"subject": "Hello", "text": 'Hi {{ profile.traits.firstName | default: "there" }}'}
 PUSH = {"title": "Hey", "body": "Come back"}
 
 

@@ -50,7 +50,7 @@ def test_the_shipped_journeys_validate_against_the_shipped_sample_events(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["validate"]) == 0
-    assert "ok: 4 journey(s) valid" in capsys.readouterr().out
+    assert "ok: 5 journey(s) valid" in capsys.readouterr().out
 
 
 def test_a_template_rendered_with_the_samples_passes(
@@ -73,36 +73,107 @@ def test_a_template_rendered_with_the_samples_passes(
     assert "ok: 1 journey(s)" in capsys.readouterr().out
 
 
-def test_an_empty_placeholder_without_fallback_names_journey_template_step_and_field(
+def test_a_missing_variable_without_default_names_journey_template_step_field_line_and_variable(
     dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _journey(
         dirs[0],
         _welcome(""),
-        {"hi": {"email": {"subject": "Hi", "text": "Code {{ trigger.properties.coupon }}"}}},
+        {"hi": {"email": {"subject": "Hi", "text": "Hello\n\nCode {{ trigger.properties.coupon }}"}}},
     )
 
     assert _validate(dirs) == 1
     err = capsys.readouterr().err
-    assert "journey welcome, template hi (used by hello), email.text:" in err
-    assert "{{ trigger.properties.coupon }} is empty for the sample event and has no `| fallback`" in err
+    assert (
+        "journey welcome, template hi (used by hello), email.text, line 3:"
+        " undefined variable trigger.properties.coupon" in err
+    )
+
+
+def test_default_covers_a_variable_the_sample_lacks(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = 'Code {{ trigger.properties.coupon | default: "none" }}'
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"subject": "Hi", "text": text}}})
+
+    assert _validate(dirs) == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("{{ user.name | x }}", "is neither profile"),
-        ("{{ trigger.properties }}", "is an object"),
-        ("Hi {{ profile.traits.firstName", "malformed"),
+        ("{{ user.name | upcase }}", "email.text, line 1: undefined variable user "),
+        ("x\n{{ profile.traits.firstName | upcasee }}", "email.text, line 2: unknown filter 'upcasee'"),
+        ("Hi {{ profile.traits.firstName", "email.text, line 1: syntax:"),
+        ("{% if profile.traits.firstName %}\nHi", "email.text, line 2: syntax: expected tag endif"),
+        ('{% render "header.txt" %}', "email.text, line 1: no partial named header.txt"),
     ],
 )
-def test_bad_placeholders_are_reported(
+def test_bad_templates_are_reported(
     dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str], text: str, problem: str
 ) -> None:
     _journey(dirs[0], _welcome(""), {"hi": {"email": {"subject": "Hi", "text": text}}})
 
     assert _validate(dirs) == 1
     assert problem in capsys.readouterr().err
+
+
+def _shared(journeys: Path, layouts: dict[str, str], partials: dict[str, str]) -> None:
+    (journeys / "_layouts").mkdir()
+    (journeys / "_partials").mkdir()
+    for name, source in layouts.items():
+        (journeys / "_layouts" / name).write_text(source, encoding="utf-8")
+    for name, source in partials.items():
+        (journeys / "_partials" / name).write_text(source, encoding="utf-8")
+
+
+LAYOUTS = {"brand.txt.liquid": '{{ content }}\n{% render "footer.txt", links: links %}'}
+FOOTER = (
+    "Preferences: {{ links.preferences }}\n"
+    "{% if links.unsubscribe %}Unsubscribe: {{ links.unsubscribe }}{% endif %}"
+)
+
+
+def test_a_template_with_its_layout_and_footer_validates(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _shared(dirs[0], LAYOUTS, {"footer.txt.liquid": FOOTER})
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"layout": "brand", "subject": "Hi", "text": "Hello"}}})
+
+    assert _validate(dirs) == 0, capsys.readouterr().err
+
+
+def test_an_error_in_a_partial_names_the_partial_and_its_line(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _shared(dirs[0], LAYOUTS, {"footer.txt.liquid": "--\n{{ links.preferencess }}"})
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"layout": "brand", "subject": "Hi", "text": "Hello"}}})
+
+    assert _validate(dirs) == 1
+    assert (
+        "journey welcome, template hi (used by hello), email.text layout, partial footer.txt, line 2:"
+        " undefined variable links.preferencess" in capsys.readouterr().err
+    )
+
+
+def test_a_footer_that_assumes_an_unsubscribe_link_fails_for_transactional_sends(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rendered with both sample links: a transactional send's unsubscribe is nil.
+    _shared(dirs[0], LAYOUTS, {"footer.txt.liquid": "Unsubscribe ({{ links.unsubscribe.size }})"})
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"layout": "brand", "subject": "Hi", "text": "Hello"}}})
+
+    assert _validate(dirs) == 1
+    assert "partial footer.txt, line 1: undefined variable links.unsubscribe.size" in capsys.readouterr().err
+
+
+def test_a_template_naming_a_layout_that_does_not_exist_does_not_load(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _journey(dirs[0], _welcome(""), {"hi": {"email": {"layout": "brnad", "subject": "Hi", "text": "Hello"}}})
+
+    assert _validate(dirs) == 1
+    assert "layout 'brnad' does not exist" in capsys.readouterr().err
 
 
 def test_a_journey_whose_trigger_has_no_sample_event_is_reported(
@@ -219,7 +290,7 @@ def _vip_thanks(**overrides: Any) -> dict[str, Any]:
 THANKS = {
     "email": {
         "subject": "Welcome to {{ trigger.properties.segment }}, {{ profile.traits.firstName }}",
-        "text": "You spent {{ computed.lifetime_revenue | a lot }}",
+        "text": 'You spent {{ computed.lifetime_revenue | default: "a lot" }}',
     }
 }
 
@@ -282,8 +353,8 @@ def test_a_journey_naming_an_undeclared_segment_or_computed_trait_fails(
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("{{ computed.orders_count | 0 }}", "unknown computed trait(s) ['orders_count']"),
-        ("{{ computed.lifetime_revenue }}", "has no value for a profile without the events it counts"),
+        ("{{ computed.orders_count | default: 0 }}", "unknown computed trait(s) ['orders_count']"),
+        ("{{ computed.lifetime_revenue }}", "undefined variable computed.lifetime_revenue"),
     ],
 )
 def test_a_template_rendering_an_undeclared_or_unguarded_computed_trait_fails(

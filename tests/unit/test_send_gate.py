@@ -27,7 +27,10 @@ def _request(**overrides: Any) -> SendRequest:
         "step": "02 send email cart-reminder",
         "channel": "email",
         "template": "cart-reminder",
-        "content": {"subject": "{{ trigger.properties.name | Your cart }} is waiting", "text": "Hi"},
+        "content": {
+            "subject": '{{ trigger.properties.name | default: "Your cart" }} is waiting',
+            "text": "Hi",
+        },
         "profileId": "p-1",
         "enteredAt": ENTERED_AT,
         "trigger": {"event": "Product Added", "properties": {"name": "Red shoes"}},
