@@ -38,6 +38,11 @@ from shared.store.messages import MessageLog
 logger = Logger()
 metrics = Metrics()
 
+# An execution that ended like this is a failure an operator hears of (Step Functions reports every
+# end of this stack's journeys to the router: the `journey-executions` route).
+FAILED_STATUSES = ("FAILED", "TIMED_OUT")
+EXECUTIONS_FAILED_METRIC = "JourneyExecutionsFailed"
+
 # The catalogue as the router reads it, built once per catalogue loaded (load_catalogue caches the file).
 _routed: tuple[tuple[Catalogue, str, str], list[RoutedJourney]] | None = None
 
@@ -58,6 +63,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
         change = ExecutionStatusChange.model_validate(event["detail"])
         closed = close_execution(change.executionArn, change.status, change.output, ports, now)
         metrics.add_metric(name="JourneyRunsClosed", unit=MetricUnit.Count, value=len(closed))
+        if change.status in FAILED_STATUSES:
+            # The one alarm on failed journeys, whatever their number (infra/constructs/monitoring.py).
+            metrics.add_metric(name=EXECUTIONS_FAILED_METRIC, unit=MetricUnit.Count, value=1)
         return
 
     incoming = Envelope.model_validate(event["detail"])

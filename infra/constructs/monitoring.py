@@ -7,8 +7,6 @@ executions alarm too. All alarms notify one SNS topic (its ARN is a stack output
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -17,13 +15,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constructs.function_factory import OBSERVABILITY_ENV
 
-# A CloudWatch alarm's metric math takes at most 10 metrics: failed and timed out of 5 journeys.
-MACHINES_PER_ALARM = 5
 # Short enough to hear of a failure within minutes, long enough not to alarm on each retry's blip.
 PERIOD = Duration.minutes(5)
 # Powertools' metrics: the namespace and the `service` dimension every function shares.
@@ -62,7 +57,7 @@ class Monitoring(Construct):
         # Collected by the watch_* calls, drawn by `draw_dashboard` once everything is watched.
         self._dead_letters: list[tuple[str, sqs.IQueue]] = []
         self._functions: list[tuple[str, lambda_.IFunction]] = []
-        self._machine_groups: list[cloudwatch.MathExpression] = []
+        self._journey_failures: list[cloudwatch.IMetric] = []
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
@@ -105,36 +100,20 @@ class Monitoring(Construct):
         )
         self._functions.append((name, function))
 
-    def watch_state_machines(self, machines: Mapping[str, sfn.StateMachine]) -> None:
-        """Alarm as soon as one execution fails or times out. One alarm per group of journeys, not one
-        per journey: a hundred journeys' alarms would crowd out the stack's 500 resources."""
-        ids = list(machines)
-        for start in range(0, len(ids), MACHINES_PER_ALARM):
-            group = ids[start : start + MACHINES_PER_ALARM]
-            metrics: dict[str, cloudwatch.IMetric] = {}
-            for i, journey_id in enumerate(group):
-                machine = machines[journey_id]
-                # Ids unique across groups: the dashboard draws every group in one graph.
-                group_number = start // MACHINES_PER_ALARM
-                metrics[f"failed{group_number}_{i}"] = machine.metric_failed(
-                    period=PERIOD, statistic=cloudwatch.Stats.SUM
-                )
-                metrics[f"timedout{group_number}_{i}"] = machine.metric_timed_out(
-                    period=PERIOD, statistic=cloudwatch.Stats.SUM
-                )
-            expression = cloudwatch.MathExpression(
-                expression=f"SUM([{', '.join(metrics)}])",
-                using_metrics=metrics,
-                period=PERIOD,
-                label=f"failed or timed out: {', '.join(group)}",
-            )
-            self._alarm(
-                f"journeys-{start // MACHINES_PER_ALARM}-failed",
-                expression,
-                f"Continuum: executions of journey(s) {', '.join(group)} failed or timed out; see their "
-                "executions in Step Functions",
-            )
-            self._machine_groups.append(expression)
+    def watch_journeys(self) -> None:
+        """Alarm as soon as one journey execution fails or times out. One alarm for every journey: the
+        journey router hears of each execution's end (Step Functions' status-change events, narrowed
+        to this stack's journeys) and counts the failures (JourneyExecutionsFailed). Alarms per state
+        machine would take a resource per five journeys (CloudWatch's 10 metrics per alarm) of the
+        stack's 500, which a hundred journeys and their versions and aliases already fill."""
+        metric = _app_metric("JourneyExecutionsFailed", "journey executions failed or timed out")
+        self._alarm(
+            "journeys-failed",
+            metric,
+            "Continuum: a journey execution failed or timed out; find it in Step Functions (status"
+            " Failed / Timed out) and the journey router's log",
+        )
+        self._journey_failures.append(metric)
 
     def draw_dashboard(self, api: apigwv2.HttpApi) -> None:
         """The dashboard: the flow from ingest to delivery, then where failures pile up."""
@@ -167,7 +146,7 @@ class Monitoring(Construct):
             graph(
                 title="Journeys: started / exited",
                 left=[_app_metric("JourneysStarted"), _app_metric("JourneysExited")],
-                right=list(self._machine_groups),
+                right=list(self._journey_failures),
             ),
             graph(
                 title="Deliveries",

@@ -230,7 +230,7 @@ class ContinuumStack(Stack):
             if function.dead_letter_queue is not None:
                 monitoring.watch_dead_letters(f"function-{name}", function.dead_letter_queue)
             monitoring.watch_function(name, function)
-        monitoring.watch_state_machines(journeys.machines)
+        monitoring.watch_journeys()
         monitoring.draw_dashboard(api.api)
 
         CfnOutput(self, "IngestUrl", value=api.url, description="Base URL for Segment SDKs (POST /v1/...)")

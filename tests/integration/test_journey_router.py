@@ -454,3 +454,26 @@ def test_the_journeys_api_needs_the_admin_token(env: dict[str, str], token: str 
 
     assert status == 401
     assert "admin token" in body["error"]
+
+
+@pytest.mark.parametrize(("status", "failed"), [("FAILED", 1), ("TIMED_OUT", 1), ("SUCCEEDED", 0)])
+def test_a_failed_or_timed_out_execution_is_counted_for_the_journeys_alarm(
+    env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    status: str,
+    failed: int,
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # this test reads them
+    profile = _profile()
+    _route("Product Added", profile, cart_id="c-1")
+    [run] = _runs(env, profile)
+    capsys.readouterr()
+
+    _ended(run["executionArn"], status)
+
+    out = capsys.readouterr().out
+    emitted = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    values = [m["JourneyExecutionsFailed"] for m in emitted if "JourneyExecutionsFailed" in m]
+    counted = sum(sum(v) if isinstance(v, list) else v for v in values)
+    assert counted == failed
