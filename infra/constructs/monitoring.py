@@ -106,7 +106,7 @@ class Monitoring(Construct):
         to this stack's journeys) and counts the failures (JourneyExecutionsFailed). Alarms per state
         machine would take a resource per five journeys (CloudWatch's 10 metrics per alarm) of the
         stack's 500, which a hundred journeys and their versions and aliases already fill."""
-        metric = _app_metric("JourneyExecutionsFailed", "journey executions failed or timed out")
+        metric = _app_metric("JourneyExecutionsFailed")
         self._alarm(
             "journeys-failed",
             metric,
