@@ -106,7 +106,14 @@ class Monitoring(Construct):
         to this stack's journeys) and counts the failures (JourneyExecutionsFailed). Alarms per state
         machine would take a resource per five journeys (CloudWatch's 10 metrics per alarm) of the
         stack's 500, which a hundred journeys and their versions and aliases already fill."""
-        metric = _app_metric("JourneyExecutionsFailed")
+        # No label: a labelled metric makes a metric-math alarm; this one is a plain metric alarm.
+        metric = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name="JourneyExecutionsFailed",
+            dimensions_map={"service": SERVICE},
+            statistic=cloudwatch.Stats.SUM,
+            period=PERIOD,
+        )
         self._alarm(
             "journeys-failed",
             metric,
