@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -131,6 +132,16 @@ class LocalProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+def journeys_folder(target: Path, *sources: Path) -> Path:
+    """`target` holding the journeys of `sources` (folders of journey folders), with the layouts and
+    partials (`_layouts/`, `_partials/`) their templates share: a journeys folder for the runtime."""
+    for source in sources:
+        for folder in source.iterdir():
+            if (folder / "journey.yaml").is_file() or (folder.is_dir() and folder.name.startswith("_")):
+                shutil.copytree(folder, target / folder.name)
+    return target
 
 
 def running(env: dict[str, str] | None = None) -> Iterator[LocalRuntime]:

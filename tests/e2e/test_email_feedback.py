@@ -8,7 +8,6 @@ feedback_journeys/receipt (a transactional email on `Receipt Requested`)."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, LocalRuntime, running
+from tests.e2e.conftest import ROOT, LocalRuntime, journeys_folder, running
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 FEEDBACK_JOURNEYS = Path(__file__).parent / "feedback_journeys"
@@ -24,10 +23,7 @@ FEEDBACK_JOURNEYS = Path(__file__).parent / "feedback_journeys"
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
-    journeys = tmp_path_factory.mktemp("journeys")
-    for folder in [*(ROOT / "journeys").iterdir(), *FEEDBACK_JOURNEYS.iterdir()]:
-        if (folder / "journey.yaml").is_file():
-            shutil.copytree(folder, journeys / folder.name)
+    journeys = journeys_folder(tmp_path_factory.mktemp("journeys"), ROOT / "journeys", FEEDBACK_JOURNEYS)
     yield from running(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import shutil
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from shared import clock
-from tests.e2e.conftest import ROOT, LocalRuntime, running
+from tests.e2e.conftest import ROOT, LocalRuntime, journeys_folder, running
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
@@ -40,11 +39,7 @@ _phones = itertools.count(100)  # 555-01xx: fictional numbers, one per customer 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     """The runtime with the repo's segments, and its journeys plus this module's journeys on segments."""
-    journeys = tmp_path_factory.mktemp("journeys")
-    for folder in [*JOURNEYS.iterdir(), *SEGMENT_JOURNEYS.iterdir()]:
-        # Journeys, and the layouts and partials (_layouts/, _partials/) their templates share.
-        if (folder / "journey.yaml").is_file() or (folder.is_dir() and folder.name.startswith("_")):
-            shutil.copytree(folder, journeys / folder.name)
+    journeys = journeys_folder(tmp_path_factory.mktemp("journeys"), JOURNEYS, SEGMENT_JOURNEYS)
     # No frequency caps: a shopper here gets several marketing emails a day (order_thanks, vip_thanks).
     yield from running(
         env={"CONTINUUM_JOURNEYS_DIR": str(journeys), "CONTINUUM_POLICY_FILE": str(PERMISSIVE_POLICY_FILE)}

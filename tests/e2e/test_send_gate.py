@@ -5,7 +5,6 @@ cap drops (`python -m infra.local --policy`, here CONTINUUM_POLICY_FILE)."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared import clock
-from tests.e2e.conftest import LocalRuntime, running
+from tests.e2e.conftest import LocalRuntime, journeys_folder, running
 
 GATE_JOURNEYS = Path(__file__).parent / "gate_journeys"
 DROP_POLICY = Path(__file__).parents[1] / "fixtures" / "policy-drop.yaml"
@@ -24,11 +23,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def _journeys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("journeys")
-    for journey in GATE_JOURNEYS.iterdir():
-        if (journey / "journey.yaml").is_file():
-            shutil.copytree(journey, folder / journey.name)
-    return folder
+    return journeys_folder(tmp_path_factory.mktemp("journeys"), GATE_JOURNEYS)
 
 
 @pytest.fixture(scope="module")
