@@ -78,13 +78,23 @@ def date(value: object, fmt: object, zone: object = None, *, environment: Enviro
     return Markup(text) if environment.autoescape else text
 
 
+class _LimitedEnvironment(Environment):
+    """Bounded work per render: a loop's range can come from a trait any client may set (identify),
+    and python-liquid sets no limit by default. An email is a few kB; these limits are far above
+    any real message and far below what would stall the deliver Lambda until its timeout."""
+
+    loop_iteration_limit = 10_000
+    output_stream_limit = 1_000_000  # characters
+    local_namespace_limit = 100_000  # bytes of `assign` / `capture`
+
+
 @lru_cache(maxsize=64)
 def _environment(partials: frozenset[tuple[str, str]], autoescape: bool) -> Environment:
     # One environment per set of partials: partials are loaded by name, and python-liquid caches what
     # a loader gives by name, so two journeys' different `footer.html` must not share a cache.
     # Caching: a partial is parsed once per environment, not at every `{% render %}`.
     loader = CachingDictLoader(dict(partials), auto_reload=False)
-    environment = Environment(loader=loader, undefined=_Undefined, autoescape=autoescape)
+    environment = _LimitedEnvironment(loader=loader, undefined=_Undefined, autoescape=autoescape)
     environment.filters["date"] = date
     return environment
 
