@@ -188,7 +188,7 @@ def test_a_profile_erased_between_the_gates_read_and_its_commit_gets_nothing(
     # whose gate read the profile just before must not commit afterwards: it used to write a queued
     # entry holding the address and content (outliving the erasure), a cap item under the erased
     # profile, and enqueue the mail to the erased person.
-    from shared.models.profile import Profile as _Profile
+    from shared.delivery.gate import GateFacts
 
     profile_id = _seed_profile()
     settings_ = config.load(config.DeliverSettings)
@@ -197,7 +197,7 @@ def test_a_profile_erased_between_the_gates_read_and_its_commit_gets_nothing(
     class ErasedAfterRead(SendGateStore):
         erased = False
 
-        def gate_facts(self, profile: _Profile, channel: str, topic: str, policy: Policy) -> object:  # type: ignore[override]
+        def gate_facts(self, profile: Profile, channel: str, topic: str, policy: Policy) -> GateFacts:
             facts = super().gate_facts(profile, channel, topic, policy)
             if not self.erased:
                 self.erased = True
