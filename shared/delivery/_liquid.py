@@ -63,14 +63,19 @@ def date(value: object, fmt: object, zone: object = None, *, environment: Enviro
     moment = _moment(value)
     if moment is None:
         return value
+    target: dt.tzinfo
     if zone is not None and not is_undefined(zone):
         try:
-            moment = moment.astimezone(ZoneInfo(str(zone)))
+            target = ZoneInfo(str(zone))
         except (ZoneInfoNotFoundError, ValueError) as error:
             # Not the zone itself in the message: it may be a trait's value.
             raise FilterArgumentError("date: unknown time zone", token=None) from error
     else:
-        moment = moment.astimezone(dt.UTC)
+        target = dt.UTC
+    try:
+        moment = moment.astimezone(target)
+    except OverflowError:  # 9999-12-31 shifted east (or 0001-01-01 west) leaves datetime's years
+        return value
     try:
         text = moment.strftime(str(fmt))
     except ValueError as error:

@@ -290,3 +290,15 @@ def test_a_loop_over_a_huge_range_fails_instead_of_exhausting_the_lambda() -> No
 def test_output_is_limited_even_without_a_loop_limit_being_hit() -> None:
     with pytest.raises(TemplateRenderError):
         render_content({"html": "{{ big }}{{ big }}{{ big }}"}, {"big": "x" * 2_000_000})
+
+
+@pytest.mark.parametrize(
+    ("value", "zone"),
+    [("9999-12-31T23:59:59Z", "Pacific/Kiritimati"), ("0001-01-01T00:00:00Z", "America/New_York")],
+)
+def test_a_far_date_shifted_past_the_calendar_by_its_zone_is_no_crash(value: str, zone: str) -> None:
+    # "9999-12-31" / "0001-01-01" are common "never" / "unset" sentinels in traits. Shifting them into
+    # a zone overflowed datetime: an OverflowError escaped the renderer (not a TemplateRenderError),
+    # so the deliver step failed and was retried until the journey execution failed.
+    text = render_content({"text": '{{ x | date: "%Y-%m-%d", z }}'}, {"x": value, "z": zone})["text"]
+    assert text == value  # like any value that is not a time it can show: unchanged
