@@ -67,7 +67,7 @@ def date(value: object, fmt: object, zone: object = None, *, environment: Enviro
     if zone is not None and not is_undefined(zone):
         try:
             target = ZoneInfo(str(zone))
-        except (ZoneInfoNotFoundError, ValueError) as error:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as error:
             # Not the zone itself in the message: it may be a trait's value.
             raise FilterArgumentError("date: unknown time zone", token=None) from error
     else:
@@ -157,6 +157,14 @@ def _render(source: str, context: Mapping[str, Any], field: str, partials: froze
         return template.render(**context)
     except LiquidError as error:
         raise _render_error(error, field, source, partials) from None
+    except (ArithmeticError, ValueError, TypeError, LookupError, OSError) as error:
+        # python-liquid's filters let Python's own errors through for some values a trait may hold
+        # ("inf" | ceil, "//79" | base64_decode, a 5000-character zone): a render error like any
+        # other (render_failed), not a crash the step retries; named by kind, the message may hold
+        # the value.
+        raise TemplateRenderError(
+            field, None, None, f"{type(error).__name__} (a filter given a value it cannot take)"
+        ) from None
 
 
 def render_content(

@@ -302,3 +302,22 @@ def test_a_far_date_shifted_past_the_calendar_by_its_zone_is_no_crash(value: str
     # so the deliver step failed and was retried until the journey execution failed.
     text = render_content({"text": '{{ x | date: "%Y-%m-%d", z }}'}, {"x": value, "z": zone})["text"]
     assert text == value  # like any value that is not a time it can show: unchanged
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ('{{ x | date: "%Y", z }}', "2026-01-01"),  # z: a 5000-character "zone" (OSError)
+        ("{{ x | ceil }}", "inf"),  # OverflowError
+        ("{{ x | floor }}", "nan"),  # ValueError
+        ("{{ x | base64_decode }}", "//79"),  # UnicodeDecodeError
+        ("{{ x | sum }}", ["a", {}]),  # decimal.InvalidOperation
+    ],
+)
+def test_a_trait_a_filter_cannot_take_is_a_render_error_naming_no_value(source: str, value: object) -> None:
+    # These escaped the renderer as Python errors (not TemplateRenderError): the deliver step failed
+    # and was retried until the execution failed, instead of a `render_failed` drop; the zone's
+    # OSError message also carried the trait's value.
+    with pytest.raises(TemplateRenderError) as raised:
+        render_content({"text": source}, {"x": value, "z": "a" * 5000})
+    assert "aaaa" not in str(raised.value) and raised.value.field == "text"
