@@ -26,7 +26,8 @@ FEEDBACK_JOURNEYS = Path(__file__).parent / "feedback_journeys"
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     journeys = tmp_path_factory.mktemp("journeys")
     for folder in [*(ROOT / "journeys").iterdir(), *FEEDBACK_JOURNEYS.iterdir()]:
-        if (folder / "journey.yaml").is_file():
+        # Journeys, and the shared layouts and partials (_layouts, _partials) their emails use.
+        if (folder / "journey.yaml").is_file() or folder.name in ("_layouts", "_partials"):
             shutil.copytree(folder, journeys / folder.name)
     yield from running(env={"CONTINUUM_JOURNEYS_DIR": str(journeys)})
 
