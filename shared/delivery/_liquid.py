@@ -63,19 +63,34 @@ def date(value: object, fmt: object, zone: object = None, *, environment: Enviro
     moment = _moment(value)
     if moment is None:
         return value
+    target: dt.tzinfo
     if zone is not None and not is_undefined(zone):
         try:
-            moment = moment.astimezone(ZoneInfo(str(zone)))
-        except (ZoneInfoNotFoundError, ValueError) as error:
+            target = ZoneInfo(str(zone))
+        except (ZoneInfoNotFoundError, ValueError, OSError) as error:
             # Not the zone itself in the message: it may be a trait's value.
             raise FilterArgumentError("date: unknown time zone", token=None) from error
     else:
-        moment = moment.astimezone(dt.UTC)
+        target = dt.UTC
+    try:
+        moment = moment.astimezone(target)
+    except OverflowError:  # 9999-12-31 shifted east (or 0001-01-01 west) leaves datetime's years
+        return value
     try:
         text = moment.strftime(str(fmt))
     except ValueError as error:
         raise FilterArgumentError("date: invalid format", token=None) from error
     return Markup(text) if environment.autoescape else text
+
+
+class _LimitedEnvironment(Environment):
+    """Bounded work per render: a loop's range can come from a trait any client may set (identify),
+    and python-liquid sets no limit by default. An email is a few kB; these limits are far above
+    any real message and far below what would stall the deliver Lambda until its timeout."""
+
+    loop_iteration_limit = 10_000
+    output_stream_limit = 1_000_000  # characters
+    local_namespace_limit = 100_000  # bytes of `assign` / `capture`
 
 
 @lru_cache(maxsize=64)
@@ -84,7 +99,7 @@ def _environment(partials: frozenset[tuple[str, str]], autoescape: bool) -> Envi
     # a loader gives by name, so two journeys' different `footer.html` must not share a cache.
     # Caching: a partial is parsed once per environment, not at every `{% render %}`.
     loader = CachingDictLoader(dict(partials), auto_reload=False)
-    environment = Environment(loader=loader, undefined=_Undefined, autoescape=autoescape)
+    environment = _LimitedEnvironment(loader=loader, undefined=_Undefined, autoescape=autoescape)
     environment.filters["date"] = date
     return environment
 
@@ -142,6 +157,14 @@ def _render(source: str, context: Mapping[str, Any], field: str, partials: froze
         return template.render(**context)
     except LiquidError as error:
         raise _render_error(error, field, source, partials) from None
+    except (ArithmeticError, ValueError, TypeError, LookupError, OSError) as error:
+        # python-liquid's filters let Python's own errors through for some values a trait may hold
+        # ("inf" | ceil, "//79" | base64_decode, a 5000-character zone): a render error like any
+        # other (render_failed), not a crash the step retries; named by kind, the message may hold
+        # the value.
+        raise TemplateRenderError(
+            field, None, None, f"{type(error).__name__} (a filter given a value it cannot take)"
+        ) from None
 
 
 def render_content(

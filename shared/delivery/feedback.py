@@ -87,6 +87,7 @@ class FeedbackOutcome:
     transient: int = 0  # recipients of a bounce that does not suppress
     unsubscribed: int = 0  # profiles unsubscribed from marketing email by a complaint
     unknown: int = 0  # complaining addresses no profile holds
+    not_spam: int = 0  # reports that a message is NOT spam (RFC 5965 `not-spam`): no unsubscribe
 
 
 def _iso(timestamp: str) -> str:
@@ -123,6 +124,10 @@ def handle_feedback(
                 outcome.suppressed += 1
             else:
                 outcome.already_suppressed += 1
+        return outcome
+    if complaint.complaintFeedbackType == "not-spam":
+        # A provider correcting an earlier spam tag, not a person complaining.
+        outcome.not_spam = len(complaint.complainedRecipients)
         return outcome
     choice = ConsentChanges(
         records={

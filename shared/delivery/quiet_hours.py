@@ -8,7 +8,7 @@ an end time that does not exist that day (spring forward) is the moment the cloc
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -52,5 +52,8 @@ def quiet_until(now: datetime, zone: ZoneInfo | None, hours: QuietHours | None) 
     if not inside:
         return None
     until = wall_time_utc(datetime.combine(end_day, end), zone)
-    # Around a fall-back hour the wall clock repeats: the first end after now is the next day's.
+    if until <= now:
+        # An end inside a fall-back hour that repeats, now in its second pass: the wall clock shows
+        # a quiet time again, so wait for the end's second occurrence (fold=1).
+        until = datetime.combine(end_day, end).replace(tzinfo=zone, fold=1).astimezone(UTC)
     return until if until > now else None

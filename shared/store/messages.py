@@ -9,6 +9,7 @@ from shared.delivery.caps import CapWrite
 from shared.models.message import MessageLogEntry, OutboundMessage
 from shared.store.aws import TableStore, client, error_code
 from shared.store.caps import cap_item
+from shared.store.profiles import profile_key
 
 
 def _attributes(entry: MessageLogEntry) -> dict[str, Any]:
@@ -68,6 +69,19 @@ class MessageLog(TableStore):
         items: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": _attributes(entry), **condition}}
         ]
+        if entry.status == "queued" and profiles_table is not None:
+            # The profile must still exist when the send commits: an erasure between the gate's read
+            # and this write would otherwise leave a queued entry (address, content) and cap items
+            # outliving the person, and mail them. Failing here, the caller reads again: not found.
+            items.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": profiles_table,
+                        "Key": profile_key(entry.profileId),
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
+            )
         for write in caps:
             assert profiles_table is not None
             items.append(

@@ -178,3 +178,62 @@ def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     deferred = [m for m in metrics if "SendDeferred" in m]
     assert deferred and deferred[0]["reason"] == "deferred_quiet_hours" and deferred[0]["channel"] == "email"
+
+
+@pytest.mark.parametrize("topic", ["marketing", "transactional"])
+def test_a_profile_erased_between_the_gates_read_and_its_commit_gets_nothing(
+    engine: LocalEngine, topic: str
+) -> None:
+    # The erasure (profiles API) deletes the profile's items, then its message log entries. A send
+    # whose gate read the profile just before must not commit afterwards: it used to write a queued
+    # entry holding the address and content (outliving the erasure), a cap item under the erased
+    # profile, and enqueue the mail to the erased person.
+    from shared.delivery.gate import GateFacts
+
+    profile_id = _seed_profile()
+    settings_ = config.load(config.DeliverSettings)
+    dynamodb = client("dynamodb")
+
+    class ErasedAfterRead(SendGateStore):
+        erased = False
+
+        def gate_facts(self, profile: Profile, channel: str, topic: str, policy: Policy) -> GateFacts:
+            facts = super().gate_facts(profile, channel, topic, policy)
+            if not self.erased:
+                self.erased = True
+                for item in dynamodb.query(
+                    TableName=settings_.profiles_table,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues={":pk": {"S": f"profile#{profile_id}"}},
+                )["Items"]:
+                    dynamodb.delete_item(
+                        TableName=settings_.profiles_table, Key={"pk": item["pk"], "sk": item["sk"]}
+                    )
+            return facts
+
+    queue = FakeQueue()
+    request = _request(profile_id, 0).model_copy(update={"topic": topic})
+    entry = handle_send(
+        request,
+        ErasedAfterRead(settings_.profiles_table),
+        MessageLog(settings_.messages_table),
+        queue,
+        FakeJourneyStats(),
+        FakeSegmentStates(),
+        _policy(1, "drop"),
+        profiles_table=settings_.profiles_table,
+    )
+
+    assert (entry.status, entry.reason, entry.to, entry.content) == (
+        "dropped",
+        "profile_not_found",
+        None,
+        None,
+    )
+    assert queue.messages == []
+    left = dynamodb.query(
+        TableName=settings_.profiles_table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"profile#{profile_id}"}},
+    )["Items"]
+    assert left == []

@@ -93,3 +93,13 @@ def test_a_journey_overrides_the_policys_quiet_hours() -> None:
     assert effective_quiet_hours(PERMISSIVE, {"start": "22:00", "end": "07:00"}) == QuietHours(
         start="22:00", end="07:00"
     )
+
+
+def test_an_end_inside_the_repeated_hour_waits_for_its_second_pass() -> None:
+    # Quiet 21:00-01:30 on the fall-back night (2026-11-01 02:00 EDT → 01:00 EST). At 01:15 EST (the
+    # second 01:15, 06:15Z) the wall clock is still inside the quiet hours: the send waits for the
+    # second 01:30 (06:30Z). It used to go out at once (the first 01:30 had passed).
+    short = QuietHours(start="21:00", end="01:30")
+    assert quiet_until(_at("2026-11-01T06:15:00Z"), NEW_YORK, short) == _at("2026-11-01T06:30:00Z")
+    # The first pass waits for the first 01:30.
+    assert quiet_until(_at("2026-11-01T05:15:00Z"), NEW_YORK, short) == _at("2026-11-01T05:30:00Z")

@@ -276,3 +276,48 @@ def test_a_template_is_parsed_once_then_served_from_the_cache() -> None:
 
     assert render(source) == "Cached Ada " + "x" * 17
     assert _liquid._parse.cache_info().misses == misses
+
+
+def test_a_loop_over_a_huge_range_fails_instead_of_exhausting_the_lambda() -> None:
+    # A range bound can come from a trait any client may set through identify: without limits this
+    # rendered 30 MB in 11 s for n = 3e6 (and n = 1e12 runs until the deliver Lambda times out, each
+    # retry again). A render error is dropped as render_failed.
+    with pytest.raises(TemplateRenderError) as raised:
+        render_content({"text": "{% for i in (1..n) %}xxxxxxxxxx{% endfor %}"}, {"n": 10**12})
+    assert "1000000000000" not in str(raised.value)
+
+
+def test_output_is_limited_even_without_a_loop_limit_being_hit() -> None:
+    with pytest.raises(TemplateRenderError):
+        render_content({"html": "{{ big }}{{ big }}{{ big }}"}, {"big": "x" * 2_000_000})
+
+
+@pytest.mark.parametrize(
+    ("value", "zone"),
+    [("9999-12-31T23:59:59Z", "Pacific/Kiritimati"), ("0001-01-01T00:00:00Z", "America/New_York")],
+)
+def test_a_far_date_shifted_past_the_calendar_by_its_zone_is_no_crash(value: str, zone: str) -> None:
+    # "9999-12-31" / "0001-01-01" are common "never" / "unset" sentinels in traits. Shifting them into
+    # a zone overflowed datetime: an OverflowError escaped the renderer (not a TemplateRenderError),
+    # so the deliver step failed and was retried until the journey execution failed.
+    text = render_content({"text": '{{ x | date: "%Y-%m-%d", z }}'}, {"x": value, "z": zone})["text"]
+    assert text == value  # like any value that is not a time it can show: unchanged
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ('{{ x | date: "%Y", z }}', "2026-01-01"),  # z: a 5000-character "zone" (OSError)
+        ("{{ x | ceil }}", "inf"),  # OverflowError
+        ("{{ x | floor }}", "nan"),  # ValueError
+        ("{{ x | base64_decode }}", "//79"),  # UnicodeDecodeError
+        ("{{ x | sum }}", ["a", {}]),  # decimal.InvalidOperation
+    ],
+)
+def test_a_trait_a_filter_cannot_take_is_a_render_error_naming_no_value(source: str, value: object) -> None:
+    # These escaped the renderer as Python errors (not TemplateRenderError): the deliver step failed
+    # and was retried until the execution failed, instead of a `render_failed` drop; the zone's
+    # OSError message also carried the trait's value.
+    with pytest.raises(TemplateRenderError) as raised:
+        render_content({"text": source}, {"x": value, "z": "a" * 5000})
+    assert "aaaa" not in str(raised.value) and raised.value.field == "text"
