@@ -163,7 +163,9 @@ def _consent(
 ) -> dict[str, Any]:
     """The person's effective consent, their merged profiles' choices included."""
     records = ConsentStore(settings.profiles_table).consent(profile)
-    return effective_consent(policy or load_policy(settings.policy_file), records, profile.traits)
+    return effective_consent(
+        policy or load_policy(settings.policy_file), records, profile.traits, profile.traitTimes
+    )
 
 
 def _show(store: ProfileAdmin, profile: Profile) -> dict[str, Any]:

@@ -82,6 +82,11 @@ def parse_consent_payload(
             refuse(f"{TRANSACTIONAL}: cannot be unsubscribed from (a person asked for these messages)")
             continue
         if isinstance(value, bool):
+            if category and value:
+                # Segment's consent object rides on every event (a site's consent banner): honouring
+                # its `true` would re-subscribe a person at their next page view after a one-click
+                # unsubscribe. It can withdraw consent, never give it.
+                continue
             for channel in CHANNELS:
                 _set(changes, topic, channel, value, source, at)
         elif isinstance(value, Mapping) and not category:
@@ -105,13 +110,21 @@ def consent_reason(
     channel: str,
     records: Mapping[str, ConsentRecord],
     traits: Mapping[str, Any],
+    trait_times: Mapping[str, str] | None = None,
 ) -> str | None:
-    """Why consent stops a send of `topic` on `channel` (`unsubscribed`, `not_opted_in`), or None."""
+    """Why consent stops a send of `topic` on `channel` (`unsubscribed`, `not_opted_in`), or None.
+
+    The `unsubscribed: true` trait opts out of every topic but transactional, except where the person
+    chose a topic and channel again after the trait was set (`trait_times`, the profile's traitTimes):
+    a re-subscription on the preference page must not be silently overruled by an older trait."""
     if topic == TRANSACTIONAL:
         return None
-    if traits.get(UNSUBSCRIBED_TRAIT) is True:
-        return "unsubscribed"
     record = records.get(consent_key(topic, channel))
+    if traits.get(UNSUBSCRIBED_TRAIT) is True:
+        # When the trait was set is unknown: the opt-out wins (the safe reading).
+        trait_set_at = (trait_times or {}).get(UNSUBSCRIBED_TRAIT)
+        if trait_set_at is None or record is None or not record.subscribed or record.at <= trait_set_at:
+            return "unsubscribed"
     if record is not None:
         return None if record.subscribed else "unsubscribed"
     declared = policy.topics.get(topic)
@@ -121,7 +134,10 @@ def consent_reason(
 
 
 def effective_consent(
-    policy: Policy, records: Mapping[str, ConsentRecord], traits: Mapping[str, Any]
+    policy: Policy,
+    records: Mapping[str, ConsentRecord],
+    traits: Mapping[str, Any],
+    trait_times: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per topic and channel, whether a send would pass consent, with the record behind it (source and
     time, None when the topic's default decides), the default, and whether a person may change it
@@ -132,7 +148,8 @@ def effective_consent(
         for channel in CHANNELS:
             record = records.get(consent_key(topic_id, channel))
             shown[topic_id][channel] = {
-                "subscribed": consent_reason(policy, topic_id, channel, records, traits) is None,
+                "subscribed": consent_reason(policy, topic_id, channel, records, traits, trait_times)
+                is None,
                 "source": record.source if record else None,
                 "at": record.at if record else None,
                 "default": topic.default_for(channel),

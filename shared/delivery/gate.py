@@ -103,7 +103,7 @@ class Renderer(Protocol):
 
 
 # (policy, topic, channel, records, traits) → the reason the person's consent stops the send, or None.
-ConsentRule = Callable[[Policy, str, str, Mapping[str, ConsentRecord], Mapping[str, Any]], "str | None"]
+ConsentRule = Callable[..., "str | None"]
 
 
 def topic_of(request: SendRequest, policy: Policy) -> str:
@@ -134,7 +134,7 @@ def decide(
     topic = topic_of(request, policy)
     if topic not in policy.topics:
         return Drop("unknown_topic")  # the policy changed under a running journey: no rules to apply
-    reason = consent(policy, topic, request.channel, facts.consent, profile.traits)
+    reason = consent(policy, topic, request.channel, facts.consent, profile.traits, profile.traitTimes)
     if reason is not None:
         return Drop(reason)
     addresses = profile.values_of(ADDRESS[request.channel])

@@ -122,7 +122,9 @@ class Pages:
         return self._preferences(profile, saved=True)
 
     def _preferences(self, profile: Profile, saved: bool) -> Page:
-        effective = effective_consent(self.policy, self.consents.consent(profile), profile.traits)
+        effective = effective_consent(
+            self.policy, self.consents.consent(profile), profile.traits, profile.traitTimes
+        )
         rows = []
         for topic_id, topic in self.policy.topics.items():
             cells = []

@@ -52,6 +52,17 @@ def test_segments_category_preferences_set_declared_topics_and_ignore_other_cate
     assert changes.ignored == 0  # another tool's category is not an error
 
 
+def test_segments_category_preferences_never_resubscribe() -> None:
+    # Segment's consent object rides on every event: a `true` there must not undo a one-click
+    # unsubscribe at the person's next page view.
+    changes = parse_consent_payload(
+        POLICY, {"categoryPreferences": {"marketing": True}}, source="identify", at=AT, strict=False
+    )
+    assert changes.records == {}
+    # The explicit form is a deliberate choice: it subscribes.
+    assert _parse({"marketing": True}) == {"marketing/email": True, "marketing/push": True}
+
+
 def test_an_events_unknown_topics_and_channels_are_left_out_and_counted() -> None:
     changes = parse_consent_payload(
         POLICY,
@@ -180,3 +191,21 @@ def test_the_fold_reads_a_tie_as_an_opt_out_in_any_order() -> None:
 
     assert fold_consent(items)["marketing/email"].subscribed is False
     assert fold_consent(list(reversed(items)))["marketing/email"].subscribed is False
+
+
+@pytest.mark.parametrize(
+    ("trait_set_at", "chosen_at", "reason"),
+    [
+        ("2026-01-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z", None),  # chose again later: sent
+        ("2026-02-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", "unsubscribed"),  # trait is newer
+        ("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z", "unsubscribed"),  # a tie: opt-out
+    ],
+)
+def test_the_unsubscribed_trait_yields_only_to_a_later_choice_of_the_topic(
+    trait_set_at: str, chosen_at: str, reason: str | None
+) -> None:
+    records = {"marketing/email": _record(True, chosen_at)}
+    traits, times = {"unsubscribed": True}, {"unsubscribed": trait_set_at}
+    assert consent_reason(POLICY, "marketing", "email", records, traits, times) == reason
+    # Only the topic and channel chosen again: the others stay unsubscribed.
+    assert consent_reason(POLICY, "marketing", "push", records, traits, times) == "unsubscribed"

@@ -169,17 +169,11 @@ def test_a_page_has_no_script_and_no_external_resource() -> None:
     assert "<title>T &lt;b&gt;</title>" in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a profile with the global `unsubscribed: true` trait (shipped opt-out, also set by "
-    "older integrations) cannot re-subscribe on the preference page: consent_reason checks the trait "
-    "before the records, so the page answers 'Saved' with every box ticked by the person shown "
-    "unticked again and the gate keeps dropping as `unsubscribed`. Needs a rule for which wins "
-    "(e.g. a record newer than the trait's traitTimes entry) or the page saying why.",
-)
 def test_a_person_with_the_unsubscribed_trait_can_resubscribe_on_the_page() -> None:
     store = Store("p1")
-    store.live["p1"] = store.live["p1"].model_copy(update={"traits": {"unsubscribed": True}})
+    # The trait was set (by an older integration) before the person comes to the page.
+    earlier = {"traits": {"unsubscribed": True}, "traitTimes": {"unsubscribed": "2020-01-01T00:00:00.000Z"}}
+    store.live["p1"] = store.live["p1"].model_copy(update=earlier)
     form = {"save": ["1"], "marketing/email": ["on"]}
     page = _pages(store).answer("POST", "preferences", _token("preferences"), form)
     assert page.status == 200 and "Saved" in page.body
