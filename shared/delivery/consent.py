@@ -148,8 +148,7 @@ def effective_consent(
         for channel in CHANNELS:
             record = records.get(consent_key(topic_id, channel))
             shown[topic_id][channel] = {
-                "subscribed": consent_reason(policy, topic_id, channel, records, traits, trait_times)
-                is None,
+                "subscribed": consent_reason(policy, topic_id, channel, records, traits, trait_times) is None,
                 "source": record.source if record else None,
                 "at": record.at if record else None,
                 "default": topic.default_for(channel),

@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from shared import clock
 from shared.delivery.service import Log, MessageLeasedError, handle_outbound
 from shared.models.message import OutboundMessage
+from shared.store.aws import error_code
 
 logger = Logger()
 
@@ -36,6 +37,19 @@ class UndeliverableError(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def _failed(record: dict[str, Any], error: BaseException) -> None:
+    """Log a failed message by its error's type and AWS code only: a provider's error text can name the
+    recipient (SES: "… identities failed the check …: ada@example.com"), and no address is logged."""
+    logger.error(
+        "message failed",
+        extra={
+            "sqsMessageId": record.get("messageId"),
+            "error": type(error).__name__,
+            "code": error_code(error) if isinstance(error, Exception) else "",
+        },
+    )
 
 
 def consume(
@@ -59,20 +73,20 @@ def consume(
             sent += handle_outbound(message, log, send, holder=uuid.uuid4().hex, lease_until=lease_until)
         except UndeliverableError as error:
             if undeliverable is None:
-                logger.exception("message failed", extra={"sqsMessageId": record.get("messageId")})
+                _failed(record, error)
                 failures.append({"itemIdentifier": record["messageId"]})
                 continue
             try:
                 undeliverable(message, error.reason)
                 dropped += 1
-            except Exception:  # retried: recording the drop again changes nothing
-                logger.exception("message failed", extra={"sqsMessageId": record.get("messageId")})
+            except Exception as failure:  # retried: recording the drop again changes nothing
+                _failed(record, failure)
                 failures.append({"itemIdentifier": record["messageId"]})
         except MessageLeasedError:  # another delivery is sending it: back to the queue, not sent here
             logger.info("message leased by another delivery", extra={"sqsMessageId": record.get("messageId")})
             failures.append({"itemIdentifier": record["messageId"]})
-        except Exception:  # reported back to SQS, never swallowed: the message is retried
-            logger.exception("message failed", extra={"sqsMessageId": record.get("messageId")})
+        except Exception as failure:  # reported back to SQS, never swallowed: the message is retried
+            _failed(record, failure)
             failures.append({"itemIdentifier": record["messageId"]})
     metrics.add_metric(name="MessagesSent", unit=MetricUnit.Count, value=sent)
     metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(failures))

@@ -516,3 +516,32 @@ def test_a_computed_trait_read_only_by_the_layout_is_fetched(
 
     assert entry.content == {"subject": "Hi", "text": "Body (4 orders)"}
     assert segments.reads == ["p-1"]
+
+
+def test_a_providers_failure_is_logged_without_the_address_it_names(
+    log: FakeMessageLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aws_lambda_powertools import Metrics
+    from botocore.exceptions import ClientError
+
+    from shared.delivery.consumer import consume
+
+    log.entries[KEY] = _entry("queued")
+
+    def provider(message: OutboundMessage) -> str:
+        # SES's sandbox refusal names the recipient in its message.
+        error = {"Code": "MessageRejected", "Message": f"identities failed the check: {message.to}"}
+        raise ClientError({"Error": error}, "SendEmail")
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000
+
+    record = {"messageId": "sqs-1", "body": _outbound().model_dump_json()}
+    answer = consume({"Records": [record]}, Context(), log, provider, Metrics(namespace="Test"))
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "sqs-1"}]}
+    [failed] = [r for r in caplog.records if r.getMessage() == "message failed"]
+    assert (failed.error, failed.code) == ("ClientError", "MessageRejected")  # type: ignore[attr-defined]
+    assert failed.exc_info is None  # no traceback: it would end in the error's text
+    assert "ada@example.com" not in caplog.text
