@@ -265,7 +265,7 @@ def test_the_pages_forbid_framing_referrers_and_scripts(local: LocalRuntime) -> 
 # ------------------------------------------------------------------ the gate's emails (after merge)
 
 
-def test_a_sent_marketing_email_carries_one_click_links_to_this_server(local: LocalRuntime) -> None:
+def test_one_click_on_a_sent_email_stops_marketing_but_not_transactional_mail(local: LocalRuntime) -> None:
     # Given a customer who signs up: the shipped welcome journey emails them at once (marketing)
     email = f"links-{uuid.uuid4().hex[:8]}@example.com"
     user = f"mail-{uuid.uuid4().hex[:8]}"
@@ -281,6 +281,29 @@ def test_a_sent_marketing_email_carries_one_click_links_to_this_server(local: Lo
     assert _page(local, "POST", urlsplit(url).path)[0] == 200
     status, profile = local.request("GET", f"/v1/profiles?userId={user}", headers=ADMIN)
     assert profile["consent"]["marketing"]["email"]["subscribed"] is False
+
+    # Then the next marketing email (the cart reminder, an hour after adding to cart) is dropped as
+    # unsubscribed, while a transactional one (the password reset) is still sent.
+    assert (
+        local.send("track", {"userId": user, "event": "Product Added", "properties": {"cart_id": "c"}})[0]
+        == 200
+    )
+    local.advance(3601)
+    [reminder] = local.message_log(journey="cart_abandonment", profileId=profile["profileId"])
+    assert (reminder["channel"], reminder["status"], reminder["reason"]) == (
+        "email",
+        "dropped",
+        "unsubscribed",
+    )
+    reset = {"reset_url": "https://shop.example/reset/abc", "expires_at": "2030-01-07T15:00:00Z"}
+    assert (
+        local.send("track", {"userId": user, "event": "Password Reset Requested", "properties": reset})[0]
+        == 200
+    )
+    local.advance(0)
+    [password] = [m for m in local.messages(journey="password_reset") if m.get("to") == email]
+    assert password["topic"] == "transactional"
+    assert "List-Unsubscribe" not in (password.get("headers") or {})  # nothing to unsubscribe from
 
 
 # ------------------------------------------------------------------ the browser
