@@ -22,6 +22,8 @@ from shared.journeys.router import (
 )
 from shared.models.events import (
     DETAIL_MERGED,
+    EXECUTION_FAILED_STATUSES,
+    EXECUTIONS_FAILED_METRIC,
     SOURCE_SEGMENTS,
     SOURCE_STATES,
     Envelope,
@@ -37,11 +39,6 @@ from shared.store.messages import MessageLog
 
 logger = Logger()
 metrics = Metrics()
-
-# An execution that ended like this is a failure an operator hears of (Step Functions reports every
-# end of this stack's journeys to the router: the `journey-executions` route).
-FAILED_STATUSES = ("FAILED", "TIMED_OUT")
-EXECUTIONS_FAILED_METRIC = "JourneyExecutionsFailed"
 
 # The catalogue as the router reads it, built once per catalogue loaded (load_catalogue caches the file).
 _routed: tuple[tuple[Catalogue, str, str], list[RoutedJourney]] | None = None
@@ -63,7 +60,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
         change = ExecutionStatusChange.model_validate(event["detail"])
         closed = close_execution(change.executionArn, change.status, change.output, ports, now)
         metrics.add_metric(name="JourneyRunsClosed", unit=MetricUnit.Count, value=len(closed))
-        if change.status in FAILED_STATUSES:
+        if change.status in EXECUTION_FAILED_STATUSES:
             # The one alarm on failed journeys, whatever their number (infra/constructs/monitoring.py).
             metrics.add_metric(name=EXECUTIONS_FAILED_METRIC, unit=MetricUnit.Count, value=1)
         return

@@ -18,6 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.function_factory import OBSERVABILITY_ENV
+from shared.models.events import EXECUTIONS_FAILED_METRIC
 
 # Short enough to hear of a failure within minutes, long enough not to alarm on each retry's blip.
 PERIOD = Duration.minutes(5)
@@ -109,7 +110,7 @@ class Monitoring(Construct):
         # No label: a labelled metric makes a metric-math alarm; this one is a plain metric alarm.
         metric = cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
-            metric_name="JourneyExecutionsFailed",
+            metric_name=EXECUTIONS_FAILED_METRIC,
             dimensions_map={"service": SERVICE},
             statistic=cloudwatch.Stats.SUM,
             period=PERIOD,

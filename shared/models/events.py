@@ -24,6 +24,10 @@ DETAIL_SEGMENT_EXITED = "segment.exited"
 # Step Functions' own event when an execution changes status (on the default bus in the cloud).
 SOURCE_STATES = "aws.states"
 DETAIL_EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+# A journey execution that ended like this is a failure an operator hears of: the journey router counts
+# it as this metric, which one alarm watches (infra/constructs/monitoring.py).
+EXECUTION_FAILED_STATUSES = ("FAILED", "TIMED_OUT")
+EXECUTIONS_FAILED_METRIC = "JourneyExecutionsFailed"
 
 
 class PublishError(Exception):

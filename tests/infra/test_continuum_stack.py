@@ -18,7 +18,6 @@ import pytest
 from aws_cdk.assertions import Match, Template
 from cfnlint.api import ManualArgs, lint
 
-from functions.journey_router.handler import EXECUTIONS_FAILED_METRIC, FAILED_STATUSES
 from infra.app import (
     PLACEHOLDERS,
     STACK_NAME,
@@ -73,6 +72,7 @@ from shared.ingest import docs
 from shared.journeys.catalogue import load_catalogue
 from shared.journeys.compiler import compile_journey
 from shared.journeys.loader import load_journeys
+from shared.models.events import EXECUTION_FAILED_STATUSES, EXECUTIONS_FAILED_METRIC
 from shared.models.policy import Policy
 
 JOURNEYS = load_journeys(TOPOLOGY.journeys_dir)
@@ -1040,7 +1040,7 @@ def test_one_alarm_hears_of_every_failed_or_timed_out_journey_execution(synth: S
     assert alarm["Statistic"] == "Sum"
     assert {"Name": "service", "Value": SERVICE} in alarm["Dimensions"]
     route = next(r for r in TOPOLOGY.routes if r.function == "journey-router" and r.bus == DEFAULT_BUS)
-    assert set(FAILED_STATUSES) <= set(route.pattern["detail"]["status"])
+    assert set(EXECUTION_FAILED_STATUSES) <= set(route.pattern["detail"]["status"])
     assert not alarms(synth, "AWS/States", "ExecutionsFailed")
 
 

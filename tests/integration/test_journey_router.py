@@ -464,7 +464,12 @@ def test_a_failed_or_timed_out_execution_is_counted_for_the_journeys_alarm(
     status: str,
     failed: int,
 ) -> None:
+    from functions.journey_router import handler as module
+
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # this test reads them
+    # The handler's Metrics took its namespace from the environment when first imported, perhaps by
+    # another test before this module's environment was set.
+    monkeypatch.setattr(module.metrics, "namespace", "Continuum")
     profile = _profile()
     _route("Product Added", profile, cart_id="c-1")
     [run] = _runs(env, profile)
