@@ -355,7 +355,9 @@ TOPOLOGY = Topology(
                 TableAccess(JOURNEY_RUNS, write=True),
                 TableAccess(JOURNEY_WAITS, write=True),  # deletes a wait it resumed
                 TableAccess(JOURNEY_STATS, write=True),
-                TableAccess(MESSAGES),  # the last step that sent, credited with a conversion
+                TableAccess(
+                    MESSAGES, write=True
+                ),  # credits the last step that sent; drops sends deferred past their run
             ),
             controls_journeys=True,
             resumes_journeys=True,

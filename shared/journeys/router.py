@@ -156,6 +156,10 @@ class Stats(Protocol):
 class Messages(Protocol):
     def get(self, message_key: str) -> MessageLogEntry | None: ...
 
+    def drop_deferred(self, profile_id: str, execution: str, reason: str) -> list[str]:
+        """Mark the execution's messages still `deferred` dropped with `reason`; their keys."""
+        ...
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -636,6 +640,10 @@ def ending(status: str, output: str | None) -> tuple[str, str] | None:
     return None
 
 
+# The reason a deferred send is dropped when its run ends before the deferral does.
+RUN_ENDED = "run_ended"
+
+
 def close_execution(execution: str, status: str, output: str | None, ports: Ports, now: str) -> list[str]:
     """An execution ended (Step Functions' `Execution Status Change`): close its active run(s), count
     the exit, free the slot. Returns the run keys closed here."""
@@ -646,12 +654,21 @@ def close_execution(execution: str, status: str, output: str | None, ports: Port
         wait = ports.waits.get(execution)
         if wait is not None:
             ports.waits.delete(execution, wait.token)
+    runs = ports.runs.by_execution(execution)
+    if status in _ENDED:
+        # A send deferred to the morning (quiet hours, a cap) whose run ended while it waited (a
+        # purchase at night, an exit, an erasure) is never sent: its log entry says so, instead of
+        # staying `deferred` past its time.
+        for run in runs:
+            journey_id = run["runKey"].split("#", 1)[0]
+            for key in ports.messages.drop_deferred(run["profileId"], execution, RUN_ENDED):
+                ports.stats.add(journey_id, {f"step#{key.rsplit('#', 1)[1]}#dropped#{RUN_ENDED}": 1})
     outcome = ending(status, output)
     if outcome is None:
         return []
     run_status, reason = outcome
     closed = []
-    for run in ports.runs.by_execution(execution):
+    for run in runs:
         if run["status"] != "active":
             continue
         journey_id = run["runKey"].split("#", 1)[0]

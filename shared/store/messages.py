@@ -178,6 +178,39 @@ class MessageLog(TableStore):
             raise
         return True
 
+    def drop_deferred(self, profile_id: str, execution: str, reason: str) -> list[str]:
+        """Mark the execution's `deferred` entries dropped with `reason` (its run ended while they
+        waited). Each update is conditional on the entry still being deferred, so a send the gate
+        decided meanwhile stays as it was. Returns the keys dropped here."""
+        dropped = []
+        for item in self._items(
+            "query",
+            IndexName="byProfile",
+            KeyConditionExpression="profileId = :p",
+            FilterExpression="begins_with(messageKey, :execution) AND #s = :deferred",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":p": {"S": profile_id},
+                ":execution": {"S": f"{execution}#"},
+                ":deferred": {"S": "deferred"},
+            },
+            ProjectionExpression="messageKey",
+        ):
+            key = item["messageKey"]["S"]
+            if self._conditional_update(
+                key,
+                UpdateExpression="SET #s = :dropped, reason = :reason REMOVE deferredUntil",
+                ConditionExpression="#s = :deferred",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":dropped": {"S": "dropped"},
+                    ":reason": {"S": reason},
+                    ":deferred": {"S": "deferred"},
+                },
+            ):
+                dropped.append(key)
+        return dropped
+
     def delete_for_profiles(self, profile_ids: list[str]) -> int:
         """Delete every entry of these profiles (erasure: the log holds addresses and content)."""
         deleted = 0

@@ -107,7 +107,8 @@ def test_a_purchase_during_the_quiet_night_cancels_the_deferred_message(local: L
     _advance_to(local, _next_local(local, time(9, 0), NEW_YORK))
 
     [entry] = customer.entries("night_offer")
-    assert entry["status"] == "deferred"  # the run ended while it waited: never sent
+    # The run ended while it waited: never sent, and the log says why.
+    assert (entry["status"], entry["reason"]) == ("dropped", "run_ended")
     assert not [m for m in local.messages() if m["to"] == customer.email]
 
 

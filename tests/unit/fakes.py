@@ -418,6 +418,20 @@ class FakeMessageLog:
             self.entries[entry.messageKey] = entry.model_copy(deep=True)
             return True
 
+    def drop_deferred(self, profile_id: str, execution: str, reason: str) -> list[str]:
+        with self._lock:
+            keys = [
+                key
+                for key, entry in self.entries.items()
+                if entry.profileId == profile_id
+                and key.startswith(f"{execution}#")
+                and entry.status == "deferred"
+            ]
+            for key in keys:
+                update = {"status": "dropped", "reason": reason, "deferredUntil": None}
+                self.entries[key] = self.entries[key].model_copy(update=update)
+            return keys
+
     def commit(
         self,
         entry: MessageLogEntry,

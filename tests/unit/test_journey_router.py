@@ -1012,6 +1012,28 @@ def test_a_stopped_execution_closes_nothing_more(ports: Ports, stats: FakeStats)
     assert "exited#completed" not in stats.get("cart_abandonment")
 
 
+@pytest.mark.parametrize("status", ["ABORTED", "SUCCEEDED", "FAILED"])
+def test_a_send_deferred_past_its_runs_end_is_dropped_as_run_ended(
+    ports: Ports, stats: FakeStats, messages: FakeMessageLog, status: str
+) -> None:
+    # Given a run whose email waits for the morning (quiet hours) and whose push was sent
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _sent(messages, arn, "send-email-cart-reminder", NOW, status="deferred")
+    _sent(messages, arn, "checkout.on_timeout.send-push-cart-reminder", NOW)
+    other = arn.replace(":execution:", ":other:")
+    _sent(messages, other, "send-email-cart-reminder", NOW, status="deferred")  # another run's
+
+    # When the run ends while it waits (stopped by a purchase at night, say)
+    close_execution(arn, status, "{}", ports, NOW)
+    close_execution(arn, status, "{}", ports, NOW)  # delivered twice
+
+    email = messages.entries[f"{arn}#send-email-cart-reminder"]
+    assert (email.status, email.reason, email.deferredUntil) == ("dropped", "run_ended", None)
+    assert messages.entries[f"{arn}#checkout.on_timeout.send-push-cart-reminder"].status == "sent"
+    assert messages.entries[f"{other}#send-email-cart-reminder"].status == "deferred"
+    assert stats.get("cart_abandonment")["step#send-email-cart-reminder#dropped#run_ended"] == 1
+
+
 def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports, runs: FakeRunStore) -> None:
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
     follow_merge(_merge(MERGED), [CART], ports, NOW)
