@@ -21,7 +21,7 @@ from typing import Any
 from shared.models.policy import ConsentRecord
 from shared.models.profile import Profile
 from shared.store.aws import TableStore, backoff_delay, error_code
-from shared.store.profiles import profile_key
+from shared.store.profiles import batch_get, profile_key
 
 CONSENT_SK = "consent"
 _ATTEMPTS = 8
@@ -115,14 +115,4 @@ class ConsentStore(TableStore):
 
     def consent(self, profile: Profile) -> dict[str, ConsentRecord]:
         """The person's consent: the profile's records and those of every profile merged into it."""
-        keys = consent_keys(profile)
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-        for attempt in itertools.count():
-            response = self._db.batch_get_item(RequestItems=request)
-            items.extend(response["Responses"].get(self._table, []))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(backoff_delay(attempt, _BACKOFF_BASE_SECONDS, _BACKOFF_MAX_SECONDS, random.random))
-        return fold_consent(items)
+        return fold_consent(batch_get(self._db, self._table, consent_keys(profile)))

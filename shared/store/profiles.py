@@ -91,6 +91,22 @@ def _backoff(attempt: int) -> None:
     time.sleep(backoff_delay(attempt, _BACKOFF_BASE_SECONDS, _BACKOFF_MAX_SECONDS, random.random))
 
 
+def batch_get(db: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of `keys` in `table` that exist (consistent reads), 100 keys per BatchGetItem, the
+    unprocessed ones asked again after a pause."""
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(keys), _BATCH_GET):
+        request: dict[str, Any] = {table: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}}
+        for attempt in itertools.count():
+            response = db.batch_get_item(RequestItems=request)
+            items.extend(response["Responses"].get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            _backoff(attempt)
+    return items
+
+
 def profile_key(profile_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"profile#{profile_id}"}, "sk": {"S": "profile"}}
 
@@ -184,19 +200,7 @@ def merge_item(record: MergeRecord) -> dict[str, Any]:
 class DynamoProfileStore(TableStore):
     # -- reads -----------------------------------------------------------------------------------
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        for start in range(0, len(keys), _BATCH_GET):
-            request: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}
-            }
-            for attempt in itertools.count():
-                response = self._db.batch_get_item(RequestItems=request)
-                items.extend(response["Responses"].get(self._table, []))
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                _backoff(attempt)
-        return items
+        return batch_get(self._db, self._table, keys)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         """Every put / delete request, 25 a call; unprocessed ones retried until none is left."""

@@ -9,18 +9,15 @@ that is erasure's record of an erased person's identifiers (shared/store/profile
 from __future__ import annotations
 
 import hashlib
-import itertools
-import random
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from shared.identity.identifiers import normalise_email
 from shared.models.policy import Suppression
-from shared.store.aws import TableStore, backoff_delay, error_code
+from shared.store.aws import TableStore, error_code
+from shared.store.profiles import batch_get
 
 SUPPRESSION_SK = "suppression"
-_BATCH_GET = 100
 
 
 def normalised_address(channel: str, address: str) -> str:
@@ -70,17 +67,7 @@ class SuppressionStore(TableStore):
             by_pk.setdefault(suppression_key(channel, address)["pk"]["S"], []).append(address)
         keys = [{"pk": {"S": pk}, "sk": {"S": SUPPRESSION_SK}} for pk in by_pk]
         found: dict[str, Suppression] = {}
-        for start in range(0, len(keys), _BATCH_GET):
-            request: dict[str, Any] = {
-                self._table: {"Keys": keys[start : start + _BATCH_GET], "ConsistentRead": True}
-            }
-            for attempt in itertools.count():
-                response = self._db.batch_get_item(RequestItems=request)
-                for item in response["Responses"].get(self._table, []):
-                    for address in by_pk[item["pk"]["S"]]:
-                        found[address] = suppression_from_item(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(backoff_delay(attempt, 0.02, 1.0, random.random))
+        for item in batch_get(self._db, self._table, keys):
+            for address in by_pk[item["pk"]["S"]]:
+                found[address] = suppression_from_item(item)
         return found
