@@ -16,6 +16,8 @@ provider call's worth of time, on a crash) cannot be closed on our side.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -31,7 +33,10 @@ from shared.models.segments import SegmentState
 
 # A cap item changed between the read and the commit: read and decide again, this many times at most
 # (each conflict means another send of the profile committed; a few in a row mean a burst).
-COMMIT_ATTEMPTS = 5
+COMMIT_ATTEMPTS = 8
+# The longest pause between two attempts: a burst of sends to one profile (several journeys at once)
+# spreads out instead of colliding again on the same cap items.
+_PAUSE_MAX_SECONDS = 0.2
 
 
 class Profiles(Protocol):
@@ -160,6 +165,12 @@ def _entry(
     return entry
 
 
+def _pause(attempt: int) -> None:
+    """Full jitter after failed attempt `attempt` (AWS Architecture Blog, "Exponential Backoff And
+    Jitter"), as shared/store/aws.py `backoff_delay` computes it for the stores."""
+    time.sleep(random.random() * min(_PAUSE_MAX_SECONDS, 0.01 * 2**attempt))
+
+
 def handle_send(
     request: SendRequest,
     profiles: GateReads,
@@ -171,6 +182,7 @@ def handle_send(
     *,
     profiles_table: str | None = None,
     links: LinkMaker | None = None,
+    pause: Callable[[int], None] | None = None,
 ) -> MessageLogEntry:
     """Run the send gate; log the outcome; enqueue what passes. Returns the log entry: `deferred`
     (with `deferredUntil`) tells the state machine to wait and run the step again.
@@ -180,12 +192,13 @@ def handle_send(
     its new outcome replaces the deferral only if no other invocation replaced it first. The outcome
     is counted in the journey's stats by the invocation that committed it (a message's first
     deferral, and its final outcome)."""
+    pause = pause or _pause
     previous = log.get(request.message_key)
     if previous is not None and previous.status != "deferred":
         _enqueue(previous, queue)
         return previous
     topic = topic_of(request, policy)
-    for _ in range(COMMIT_ATTEMPTS):
+    for attempt in range(COMMIT_ATTEMPTS):
         now = clock.now()
         profile = profiles.profile(request.profileId)
         facts = (
@@ -216,7 +229,9 @@ def handle_send(
         if current is not None and (previous is None or current != previous):
             _enqueue(current, queue)  # another invocation decided it
             return current
-        # A cap item changed under this send: read and decide again.
+        # A cap item changed under this send: read and decide again, after a jittered pause.
+        if attempt < COMMIT_ATTEMPTS - 1:
+            pause(attempt)
     raise CapContentionError(f"cap items kept changing after {COMMIT_ATTEMPTS} attempts")
 
 

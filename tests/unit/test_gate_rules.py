@@ -11,7 +11,7 @@ import pytest
 from shared import clock
 from shared.delivery.caps import CapCheck, CountedSend, allowed_at, cap_sort_key, check_caps
 from shared.delivery.gate import Defer, Drop, GateFacts, Send, decide
-from shared.delivery.service import handle_send
+from shared.delivery.service import COMMIT_ATTEMPTS, CapContentionError, handle_send
 from shared.delivery.templates import TemplateRenderError
 from shared.models.message import SendRequest
 from shared.models.policy import CapRule, ConsentRecord, Policy
@@ -272,3 +272,28 @@ def test_a_cap_taken_between_the_read_and_the_commit_is_decided_again(world: Any
 
     assert (entry.status, entry.reason) == ("deferred", "deferred_capped")
     assert log.commits == 3  # the concurrent one's, this one's refused, this one's again
+
+
+def test_a_send_that_keeps_losing_its_cap_items_pauses_between_attempts_then_gives_up(world: Any) -> None:
+    store, log, queue, stats = world
+    # A cap every send counts on and none reaches: each concurrent send changes the cap item.
+    roomy = CapRule(id="roomy", limit=1000, window="7d")
+    policy = SHIPPED.model_copy(update={"caps": [roomy], "quiet_hours": None})
+    pauses: list[int] = []
+    inside: list[bool] = []
+
+    def concurrent_send() -> None:  # before each of this send's reads, another send takes the item
+        if inside:
+            return
+        inside.append(True)
+        other = _request(executionId=f"{EXECUTION}other{len(log.entries)}")
+        handle_send(other, store, log, queue, stats, FakeSegmentStates(), policy)
+        inside.clear()
+
+    store.before_facts = concurrent_send
+    with pytest.raises(CapContentionError):
+        handle_send(_request(), store, log, queue, stats, FakeSegmentStates(), policy, pause=pauses.append)
+
+    # Each failed attempt but the last pauses (jittered, in the deliver function) before reading again.
+    assert pauses == list(range(COMMIT_ATTEMPTS - 1))
+    assert _request().message_key not in log.entries
