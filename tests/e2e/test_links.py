@@ -343,8 +343,17 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile_dir, ignore_errors=True)
 
 
+def _loaded(browser: Any, condition: Any) -> Any:
+    """What `condition` (selenium's expected_conditions) waits for, once the page the browser goes to
+    shows it: a click on submit may return before the answer to the form's POST is loaded."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 30).until(condition)
+
+
 def test_the_preference_page_in_a_headless_browser(local: LocalRuntime, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import presence_of_element_located
 
     # Given the preference link of an email (JavaScript plays no part: the page has none)
     profile = _person(local)
@@ -360,8 +369,8 @@ def test_the_preference_page_in_a_headless_browser(local: LocalRuntime, browser:
     updates.click()
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
-    # Then the answer says Saved and shows the new state
-    assert browser.find_element(By.ID, "saved").text == "Saved"
+    # Then the answer (once the browser has loaded it) says Saved and shows the new state
+    assert _loaded(browser, presence_of_element_located((By.ID, "saved"))).text == "Saved"
     assert not browser.find_element(By.NAME, "marketing/email").is_selected()
     assert browser.find_element(By.NAME, "product_updates/email").is_selected()
     # And it is stored: a fresh load of the page (a new GET) shows it
@@ -373,11 +382,12 @@ def test_the_preference_page_in_a_headless_browser(local: LocalRuntime, browser:
 
 def test_the_unsubscribe_button_in_a_headless_browser(local: LocalRuntime, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import title_is
 
     profile = _person(local)
     unsubscribe, preferences = _links(local, profile)
     browser.get(local.url + unsubscribe)
     assert _ticked(local, preferences, "marketing/email")  # loading the page changed nothing
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert browser.title == "Unsubscribed"
+    assert _loaded(browser, title_is("Unsubscribed"))
     assert not _ticked(local, preferences, "marketing/email")
