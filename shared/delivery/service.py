@@ -50,8 +50,6 @@ class GateReads(Profiles, Protocol):
 
 
 class Log(Protocol):
-    def record(self, entry: MessageLogEntry) -> bool: ...
-
     def commit(
         self,
         entry: MessageLogEntry,
