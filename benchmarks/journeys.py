@@ -60,6 +60,12 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
             (20 * DAY, "track", {"event": "Order Completed", "properties": {"total": 40}}),
         ],
     },
+    # vip_thanks starts on entering the `vip` segment (lifetime revenue ≥ 500): an order makes it so.
+    "vip_thanks": {
+        "one order of 1,200": [(0, "track", {"event": "Order Completed", "properties": {"revenue": 1200}})],
+        "one order of 600": [(0, "track", {"event": "Order Completed", "properties": {"revenue": 600}})],
+    },
+    "password_reset": {"asks once": [(0, "track", {"event": "Password Reset Requested"})]},
 }
 
 
