@@ -1,8 +1,15 @@
 """What a resolved event, a merge or an execution's end does to the journeys (the journey catalogue).
 
 Per `event.resolved` (a track call), in this order:
-1. resume: a run of the profile parked in a `wait_for` of this event (journey-waits) whose conditions
-   hold is resumed (SendTaskSuccess) and its wait deleted;
+1. resume: a run of the profile parked in a `wait_for` of this event whose conditions hold is resumed
+   (SendTaskSuccess) and its wait deleted. The waits are found from the data, not from the catalogue:
+   the waits filed under the profile for this event's name (journey-waits, index by profile and
+   event), one Query per event. So a run resumes on the event ITS definition awaits, even after a
+   reload or a redeploy changed what the journey awaits now, or removed the journey; and routing an
+   event costs the same with 5 journeys or 100. The index is read eventually consistently: wait_for
+   puts its wait, then reads the timeline; identity writes the event to the timeline, then publishes;
+   so only an index lagging the wait's put by more than EventBridge's delivery of the event (DynamoDB
+   propagates to global indexes within a fraction of a second) could let both sides miss each other;
 2. goals: the profile's latest run entered within the goal's window before the event, not yet
    converted, converts: its conversion and revenue (`properties.revenue`, else `total`) are credited to
    the journey (held-out runs to its held-out counters) and to the last step that sent the run a
@@ -29,7 +36,8 @@ execution starts: of concurrent triggers exactly one wins. The slot names the ex
 - a slot whose execution never started is being started by its own event (whose retry will start it
   if it crashed); only after `START_GRACE`, when that cannot be so any more, may another event take it.
 
-When profiles merge, their active runs move under the survivor (`follow_merge`). When an execution
+When profiles merge, their active runs move under the survivor, and so do their parked waits, of
+every journey, catalogued or not (`follow_merge`). When an execution
 ends, Step Functions says so (`Execution Status Change`): `close_execution` closes its run.
 """
 
@@ -144,6 +152,18 @@ class Executions(Protocol):
 class Waits(Protocol):
     def get(self, execution_arn: str) -> JourneyWait | None: ...
 
+    def awaiting(self, profile_id: str, event: str) -> list[JourneyWait]:
+        """The waits filed under the profile for this event name, whatever journey they belong to."""
+        ...
+
+    def parked(self, profile_id: str) -> list[JourneyWait]:
+        """Every wait filed under the profile."""
+        ...
+
+    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
+        """File the wait under `profile_id` if it still holds `token`."""
+        ...
+
     def delete(self, execution_arn: str, token: str) -> None:
         """Delete the wait if it still holds `token` (a later wait_for of the run puts a new one)."""
         ...
@@ -213,7 +233,6 @@ class RoutedJourney:
     holdout: float = 0  # percent
     re_entry: ReEntryRule = ReEntryRule()
     send_steps: tuple[str, ...] = ()  # ids of the send steps, to credit a conversion
-    awaited: frozenset[str] = frozenset()  # events its wait_for steps await
 
     @classmethod
     def of(cls, definition: JourneyDefinition, start_arn: str) -> RoutedJourney:
@@ -240,7 +259,6 @@ class RoutedJourney:
                 min_interval=None if re_entry.min_interval is None else _duration(re_entry.min_interval),
             ),
             send_steps=tuple(definition.send_step_ids()),
-            awaited=frozenset(definition.awaited_events()),
         )
 
 
@@ -330,9 +348,7 @@ def route(
         call=call,
     )
     journeys = list(journeys)
-    for journey in journeys:
-        if event.name in journey.awaited:
-            _resume(event, journey, ports, routing)
+    _resume(event, ports, routing)
     for journey in journeys:
         if journey.goal is not None and journey.goal.event == event.name:
             _reach_goal(event, journey, journey.goal, ports, routing)
@@ -407,13 +423,18 @@ def _trigger_of(run: dict[str, str]) -> dict[str, Any]:
     return trigger if isinstance(trigger, dict) else {}
 
 
-def _resume(event: _Event, journey: RoutedJourney, ports: Ports, routing: Routing) -> None:
-    for run in _own_runs_excluded(event, journey, ports.runs.active(event.profile_id, journey.id)):
-        if event.moment < clock.parse(run["enteredAt"]):
+def _resume(event: _Event, ports: Ports, routing: Routing) -> None:
+    """Resume the runs parked under the profile for this event: the waits say what each run's own
+    definition awaits, whatever the catalogue says now."""
+    for wait in ports.waits.awaiting(event.profile_id, event.name):
+        if wait.executionArn.rsplit(":", 1)[-1] == event.own_run:
+            continue  # the run this very event started (a retried event)
+        if event.moment < clock.parse(wait.since):
             continue  # an event from before the entry (a replay) does not count
-        wait = ports.waits.get(run["executionArn"])
-        if wait is None or wait.event != event.name:
-            continue
+        # The run, wherever it is filed (a moved run is active under the survivor only).
+        run = next((r for r in ports.runs.by_execution(wait.executionArn) if r["status"] == "active"), None)
+        if run is None or event.moment < clock.parse(run["enteredAt"]):
+            continue  # ended (its wait is deleted when its end is routed), or not entered yet
         if property_conditions_hold(wait.conditions(), event.properties, _trigger_of(run), event.moment):
             ports.executions.resume(
                 wait.token, {"event": event.name, "messageId": event.message_id, "timestamp": event.at}
@@ -584,10 +605,12 @@ def follow_merge(
     merged: ProfilesMerged, journeys: Iterable[RoutedJourney], ports: Ports, now: str
 ) -> list[str]:
     """Journeys in flight for merged profiles continue on the survivor: their runs move under it,
-    so that the survivor's exit events (under any of its identifiers) find and exit them, and its
-    awaited events resume them. A journey the survivor is already in keeps only the survivor's run:
-    one run per profile and journey. A moved run claims the survivor's slot, so a trigger racing the
-    merge cannot add a second run."""
+    so that the survivor's exit events (under any of its identifiers) find and exit them; and their
+    parked waits, of every journey whether catalogued or not, are filed under it, so that its awaited
+    events resume them. A journey the survivor is already in keeps only the survivor's run: one run
+    per profile and journey (the duplicate is stopped; its wait goes when its end is routed). A moved
+    run claims the survivor's slot, so a trigger racing the merge cannot add a second run. A wait
+    parked while the merge is followed is moved by wait_for itself (shared/journeys/steps.py)."""
     runs, executions = ports.runs, ports.executions
     moved = []
     for journey in journeys:
@@ -618,6 +641,9 @@ def follow_merge(
                     if runs.close(profile_id, run["runKey"], "merged_duplicate", now, "merged_duplicate"):
                         ports.stats.add(journey.id, {"exited#merged_duplicate": 1})
                 runs.release(profile_id, journey.id, arn)
+    for profile_id in merged.merged:
+        for wait in ports.waits.parked(profile_id):
+            ports.waits.move(wait.executionArn, wait.token, merged.survivor)
     return moved
 
 

@@ -242,7 +242,14 @@ def test_deleting_a_wait_keeps_a_newer_wait_of_the_same_execution(engine: LocalE
 
     waits = JourneyWaitStore(WAITS_TABLE)
     arn = f"arn:aws:states:us-east-1:123456789012:execution:x:{_tag()}"
-    fields = {"journey": "j", "step": "s", "event": "E", "where": {}, "since": "2020-01-01T00:00:00.000Z"}
+    fields = {
+        "profileId": "p",
+        "journey": "j",
+        "step": "s",
+        "event": "E",
+        "where": {},
+        "since": "2020-01-01T00:00:00.000Z",
+    }
     waits.put(JourneyWait(executionArn=arn, token="old", **fields))
     waits.put(JourneyWait(executionArn=arn, token="new", **fields))
 
@@ -250,6 +257,48 @@ def test_deleting_a_wait_keeps_a_newer_wait_of_the_same_execution(engine: LocalE
     assert (kept := waits.get(arn)) is not None and kept.token == "new"
     waits.delete(arn, "new")
     assert waits.get(arn) is None
+
+
+def test_waits_are_found_by_profile_and_event_and_move_with_their_token(engine: LocalEngine) -> None:
+    from shared.journeys.steps import JourneyWait
+
+    waits = JourneyWaitStore(WAITS_TABLE)
+    profile, survivor, other = f"p-{_tag()}", f"s-{_tag()}", f"o-{_tag()}"
+
+    def park(profile_id: str, event: str, token: str = "t") -> str:
+        arn = f"arn:aws:states:us-east-1:123456789012:execution:x:{_tag()}"
+        waits.put(
+            JourneyWait(
+                executionArn=arn,
+                profileId=profile_id,
+                journey="j",
+                step="s",
+                token=token,
+                event=event,
+                where={"cart_id": {"equals": "c-1"}},
+                since="2020-01-01T00:00:00.000Z",
+            )
+        )
+        return arn
+
+    opened, checkout, elsewhere = (
+        park(profile, "App Opened"),
+        park(profile, "Checkout Started"),
+        park(other, "App Opened"),
+    )
+
+    assert [w.executionArn for w in waits.awaiting(profile, "App Opened")] == [opened]
+    assert sorted(w.executionArn for w in waits.parked(profile)) == sorted([opened, checkout])
+    assert [w.executionArn for w in waits.awaiting(other, "App Opened")] == [elsewhere]
+    [found] = waits.awaiting(profile, "Checkout Started")
+    assert (found.profileId, found.where) == (profile, {"cart_id": {"equals": "c-1"}})
+
+    waits.move(opened, "another token", survivor)  # replaced or resumed meanwhile: stays
+    waits.move(checkout, "t", survivor)
+
+    assert [w.executionArn for w in waits.awaiting(survivor, "Checkout Started")] == [checkout]
+    assert waits.awaiting(survivor, "App Opened") == []
+    assert [w.executionArn for w in waits.parked(profile)] == [opened]
 
 
 # -- wait_until ------------------------------------------------------------------------------------

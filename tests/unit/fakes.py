@@ -540,8 +540,8 @@ class FakeQueue:
 
 class FakeJourneyWaits:
     """`shared.journeys.steps.Waits` and `shared.journeys.router.Waits` (JourneyWaitStore's contract):
-    one wait per execution; `delete`
-    only while the wait still holds the token given. `journal` records each call, in order."""
+    one wait per execution, filed under a profile (found by profile and event); `move` and `delete`
+    only while the wait still holds the token given. `journal` records each write, in order."""
 
     def __init__(self, journal: list[str] | None = None) -> None:
         self.items: dict[str, JourneyWait] = {}
@@ -553,6 +553,18 @@ class FakeJourneyWaits:
 
     def get(self, execution_arn: str) -> JourneyWait | None:
         return self.items.get(execution_arn)
+
+    def awaiting(self, profile_id: str, event: str) -> list[JourneyWait]:
+        return [w for w in self.items.values() if w.profileId == profile_id and w.event == event]
+
+    def parked(self, profile_id: str) -> list[JourneyWait]:
+        return [w for w in self.items.values() if w.profileId == profile_id]
+
+    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
+        self.journal.append("move wait")
+        wait = self.items.get(execution_arn)
+        if wait is not None and wait.token == token:
+            self.items[execution_arn] = wait.model_copy(update={"profileId": profile_id})
 
     def delete(self, execution_arn: str, token: str) -> None:
         self.journal.append("delete wait")

@@ -49,7 +49,6 @@ CART = RoutedJourney(
     exit_on=(Rule("Order Completed"),),
     goal=GoalRule("Order Completed", within=timedelta(days=7)),
     send_steps=("send-email-cart-reminder", "checkout.on_timeout.send-push-cart-reminder"),
-    awaited=frozenset({"Checkout Started"}),
 )
 WELCOME = RoutedJourney(
     id="welcome",
@@ -909,14 +908,22 @@ def test_re_entry_cap_limits_entries_and_their_interval(ports: Ports, executions
 # -- waits -----------------------------------------------------------------------------------------
 
 
-def _parked(waits: FakeJourneyWaits, arn: str, where: dict[str, Any] | None = None) -> JourneyWait:
-    """The execution parked in its wait_for, with these concrete conditions (as written)."""
+def _parked(
+    waits: FakeJourneyWaits,
+    arn: str,
+    where: dict[str, Any] | None = None,
+    profile_id: str = PROFILE,
+    event: str = "Checkout Started",
+    journey: str = "cart_abandonment",
+) -> JourneyWait:
+    """The execution parked in its wait_for under `profile_id`, with these concrete conditions."""
     wait = JourneyWait(
         executionArn=arn,
-        journey="cart_abandonment",
+        profileId=profile_id,
+        journey=journey,
         step="wait-for-checkout-started",
         token=f"token-{arn[-6:]}",
-        event="Checkout Started",
+        event=event,
         where=where or {},
         since="2024-05-01T11:00:00.000Z",
     )
@@ -958,7 +965,7 @@ def test_an_awaited_event_under_a_merged_profile_resumes_the_moved_execution(
 ) -> None:
     # Given the merged profile's run parked in its wait_for, then the merge
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
-    wait = _parked(waits, arn)
+    wait = _parked(waits, arn, profile_id=MERGED)
     follow_merge(_merge(MERGED), [CART], ports, NOW)
 
     # When the awaited event comes, resolved to the survivor
@@ -975,6 +982,121 @@ def test_an_execution_not_waiting_is_not_resumed(ports: Ports, executions: FakeE
     routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
 
     assert routing.resumed == [] and executions.resumed == []
+
+
+def test_a_run_is_resumed_by_the_event_its_own_definition_awaits_whatever_the_catalogue_awaits_now(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    # Given a run parked on `App Opened` (its definition's wait), and a catalogue whose cart journey
+    # (reloaded, redeployed) awaits nothing of the kind, or no journey at all (removed)
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    wait = _parked(waits, arn, event="App Opened")
+
+    # When the awaited event comes, routed with the catalogue as it is now
+    nothing = route(_with("App Opened", "m-2", "2024-05-01T15:00:00.000Z"), [], ports, NOW)
+
+    # Then the wait, not the catalogue, says what resumes the run
+    assert nothing.resumed == [arn]
+    assert [token for token, _ in executions.resumed] == [wait.token]
+    assert waits.get(arn) is None
+
+
+def test_an_event_the_wait_does_not_await_resumes_nothing_even_if_the_catalogue_awaits_it(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    # The run's own definition waits for `App Opened`; the catalogue's cart awaits `Checkout Started`.
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _parked(waits, arn, event="App Opened")
+
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    assert routing.resumed == [] and executions.resumed == []
+    assert waits.get(arn) is not None
+
+
+def test_another_profiles_wait_for_the_same_event_is_not_resumed(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    [arn] = route(_resolved(profileId=OTHER), [CART], ports, NOW).started
+    _parked(waits, arn, profile_id=OTHER)
+
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [], ports, NOW)
+
+    assert routing.resumed == [] and executions.resumed == []
+
+
+def test_the_wait_of_a_run_no_longer_active_is_not_resumed(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    # Given a run exited by its goal (its end not routed yet, so its wait is still there)
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _parked(waits, arn)
+    route(_with("Order Completed", "m-2", "2024-05-01T14:00:00.000Z"), [CART], ports, NOW)
+
+    routing = route(_with("Checkout Started", "m-3", "2024-05-01T15:00:00.000Z"), [], ports, NOW)
+
+    assert routing.resumed == [] and executions.resumed == []
+
+
+def test_an_awaited_event_from_before_the_entry_resumes_nothing(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started  # entered at 10:00
+    _parked(waits, arn)
+
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T09:00:00.000Z"), [CART], ports, NOW)
+
+    assert routing.resumed == [] and executions.resumed == []
+
+
+def test_an_awaited_event_routed_twice_resumes_once(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    _parked(waits, arn)
+    event = _with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z")
+
+    first, again = route(event, [CART], ports, NOW), route(event, [CART], ports, NOW)
+
+    assert (first.resumed, again.resumed) == ([arn], [])
+    assert len(executions.resumed) == 1
+
+
+def test_a_merge_after_the_wait_is_parked_moves_it_to_the_survivor_for_any_journey(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    # Given the merged profile's run parked in a journey the catalogue no longer lists
+    [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
+    wait = _parked(waits, arn, profile_id=MERGED, event="App Opened")
+
+    # When the merge is followed with a catalogue without that journey, then the event comes
+    follow_merge(_merge(MERGED), [WELCOME], ports, NOW)
+    before_the_event = waits.get(arn)
+    routing = route(_with("App Opened", "m-2", "2024-05-01T15:00:00.000Z"), [WELCOME], ports, NOW)
+
+    # Then the wait was filed under the survivor, and the survivor's event resumed the run
+    assert before_the_event is not None and before_the_event.profileId == PROFILE
+    assert routing.resumed == [arn]
+    assert [token for token, _ in executions.resumed] == [wait.token]
+
+
+def test_an_event_routed_to_a_profile_looks_its_waits_up_once_whatever_the_catalogue(
+    ports: Ports, waits: FakeJourneyWaits
+) -> None:
+    looked_up: list[tuple[str, str]] = []
+    original = waits.awaiting
+
+    def awaiting(profile_id: str, event: str) -> list[JourneyWait]:
+        looked_up.append((profile_id, event))
+        return original(profile_id, event)
+
+    waits.awaiting = awaiting  # type: ignore[method-assign]
+    many = [RoutedJourney(id=f"j{i}", start_arn=f"{MACHINE}{i}", trigger=Rule("Ping")) for i in range(100)]
+
+    route(_with("Page Viewed", "m-1"), many, ports, NOW)
+    route(_with("Page Viewed", "m-2"), many[:5], ports, NOW)
+
+    assert looked_up == [(PROFILE, "Page Viewed")] * 2
 
 
 # -- executions ending -----------------------------------------------------------------------------
@@ -1059,7 +1181,6 @@ def test_the_example_journeys_read_as_the_router_needs_them() -> None:
     cart, win_back, welcome = routed["cart_abandonment"], routed["win_back"], routed["welcome"]
     assert (cart.trigger.event, [r.event for r in cart.exit_on]) == ("Product Added", ["Order Completed"])
     assert cart.goal == GoalRule("Order Completed", within=timedelta(days=7))
-    assert cart.awaited == frozenset({"Checkout Started"})
     assert cart.send_steps == ("send-email-cart-reminder", "checkout.on_timeout.send-push-cart-reminder")
     assert cart.start_arn.endswith(":stateMachine:cart_abandonment:live")
     assert (win_back.holdout, win_back.re_entry.mode) == (10, "after_exit")
