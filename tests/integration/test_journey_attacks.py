@@ -5,6 +5,7 @@ a re-entry cap, split determinism, and a reload while runs wait for an event."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from infra.local.harness import JourneyHarness
 from infra.local.http import api_gateway_event
-from infra.topology import JOURNEY_WAITS, JOURNEYS_DIR, table_env
+from infra.topology import JOURNEY_WAITS, JOURNEYS_DIR, PROFILES, table_env
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
@@ -238,12 +239,6 @@ steps:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the router resumes waits only for events the CURRENT definition awaits (RoutedJourney.awaited"
-    " from the catalogue, shared/journeys/router.py route()); a run in flight on the old definition, parked"
-    " on another event, is never resumed after a reload and silently takes its timeout path",
-)
 def test_a_run_waiting_for_an_event_the_reloaded_journey_no_longer_awaits_is_still_resumed(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
@@ -259,6 +254,101 @@ def test_a_run_waiting_for_an_event_the_reloaded_journey_no_longer_awaits_is_sti
 
     assert _templates(h, "o") == ["a", "b"]
     assert h.path("o", "probe")[-1] == "opened.on_event.send-email-b"
+
+
+def test_a_run_waiting_in_a_journey_deleted_and_reloaded_is_still_resumed_by_its_event(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a run parked on `App Opened`, then its journey deleted from the folder and reloaded
+    h = make_journey_harness(_journey(tmp_path, RELOAD))
+    h.identify("d", email="d@example.com")
+    h.track("d", "Signed Up")
+    h.advance("1h")
+    shutil.rmtree(tmp_path / "probe")
+    h.reload()
+    assert list(h.engine._journeys) == []  # the catalogue the router reads has no journey left
+
+    # When the event its definition awaits comes
+    h.track("d", "App Opened")
+    h.advance("3d")
+
+    # Then the run took its on_event path, on the definition it started with
+    assert _templates(h, "d") == ["a", "b"]
+    assert h.path("d", "probe")[-1] == "opened.on_event.send-email-b"
+    assert _waits(h) == []
+
+
+def test_after_a_redeploy_old_runs_and_new_runs_each_resume_on_their_own_definitions_event(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given v1 (awaits `App Opened`) deployed, a customer in it, then v2 (awaits `App Launched`)
+    # deployed from another folder, as a release would: the catalogue only knows v2
+    h = make_journey_harness(_journey(tmp_path / "v1", RELOAD))
+    h.identify("old", email="old@example.com")
+    h.identify("new", email="new@example.com")
+    h.track("old", "Signed Up")
+    h.advance("1h")
+    assert h.reload(_journey(tmp_path / "v2", RELOADED_OTHER_EVENT)) == ["probe"]
+    h.track("new", "Signed Up")
+    h.advance("1h")
+
+    # When each sends both events, its own definition's first
+    h.track("old", "App Opened")
+    h.track("new", "App Opened")  # v1's event: nothing for a v2 run
+    h.advance("1h")
+    opened_only = _templates(h, "new")
+    h.track("new", "App Launched")
+    h.track("old", "App Launched")
+    h.advance("3d")
+
+    # Then each run was resumed by its own definition's event, once
+    assert opened_only == ["a"]
+    assert _templates(h, "old") == ["a", "b"] and _templates(h, "new") == ["a", "b"]
+    assert h.status("old", "probe") == h.status("new", "probe") == "SUCCEEDED"
+    assert h.path("old", "probe")[-1] == h.path("new", "probe")[-1] == "opened.on_event.send-email-b"
+    assert _waits(h) == []
+
+
+def test_a_merge_after_the_wait_is_parked_files_it_under_the_survivor_whose_event_resumes_it(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a known user's profile (the older one: it survives a merge), and an anonymous visitor's
+    # run parked on `App Opened`
+    h = make_journey_harness(_journey(tmp_path, RELOAD))
+    h.identify("m-user", name="M")
+    h.advance("1m")
+    h.send("identify", {"anonymousId": "anon-m", "traits": {"email": "m@example.com"}})
+    h.send("track", {"anonymousId": "anon-m", "event": "Signed Up", "properties": {}})
+    h.advance("1h")
+    [parked] = _waits(h)
+    # When the visitor logs in (the two profiles merge), before the event
+    h.send("identify", {"anonymousId": "anon-m", "userId": "m-user"})
+    h.advance("1m")
+    [moved] = _waits(h)
+    # and the awaited event comes under the user id
+    h.track("m-user", "App Opened")
+    h.advance("3d")
+
+    # Then the wait had moved to the profile the user's events resolve to, which resumed the run
+    profiles = h.profile_ids("m-user")
+    assert len(profiles) == 2 and parked["profileId"]["S"] in profiles
+    assert moved["executionArn"] == parked["executionArn"]
+    assert moved["profileId"] != parked["profileId"]  # the visitor's profile was merged away
+    assert moved["profileId"]["S"] == _live_profile(h, "m-user")
+    assert _templates(h, "m-user") == ["a", "b"]
+    assert _waits(h) == []
+
+
+def _live_profile(h: JourneyHarness, user_id: str) -> str:
+    from shared.models.profile import Identifier
+    from shared.store.profiles import DynamoProfileStore
+
+    store = DynamoProfileStore(h.engine._env[table_env(PROFILES)])
+    user = Identifier(type="user_id", value=user_id)
+    owner = store.lookup([user]).owners[user]
+    profile = store.profile(owner)
+    assert profile is not None
+    return profile.profileId
 
 
 @pytest.mark.journeys(str(JOURNEYS_DIR))
