@@ -98,6 +98,10 @@ class RunStore(Protocol):
         """Every run of the profile in the journey, whatever its status."""
         ...
 
+    def active_runs(self, profile_id: str) -> list[dict[str, str]]:
+        """The profile's active runs in every journey (one Query, whatever the number of journeys)."""
+        ...
+
     def add(
         self,
         profile_id: str,
@@ -352,15 +356,23 @@ def route(
     for journey in journeys:
         if journey.goal is not None and journey.goal.event == event.name:
             _reach_goal(event, journey, journey.goal, ports, routing)
-    for journey in journeys:
-        for rule in journey.exit_on:
-            if rule.event == event.name:
-                for run in _own_runs_excluded(
-                    event, journey, ports.runs.active(event.profile_id, journey.id)
+    exiting = [
+        (journey, rule) for journey in journeys for rule in journey.exit_on if rule.event == event.name
+    ]
+    if exiting:
+        # One Query of the profile's active runs serves every journey exited by this event (read after
+        # the goals above, which may have closed some), instead of one Query per journey.
+        active: dict[str, list[dict[str, str]]] = {}
+        for run in ports.runs.active_runs(event.profile_id):
+            active.setdefault(run["runKey"].split("#", 1)[0], []).append(run)
+        for journey, rule in exiting:
+            for run in _own_runs_excluded(event, journey, active.get(journey.id, [])):
+                if run["status"] == "active" and property_conditions_hold(
+                    rule.where, event.properties, _trigger_of(run), event.moment
                 ):
-                    if property_conditions_hold(rule.where, event.properties, _trigger_of(run), event.moment):
-                        _exit(event.profile_id, journey.id, run, "exit_event", f"'{event.name}'", ports, now)
-                        routing.exited.append(run["executionArn"])
+                    _exit(event.profile_id, journey.id, run, "exit_event", f"'{event.name}'", ports, now)
+                    run["status"] = "exited"  # another rule of the journey naming the event: once
+                    routing.exited.append(run["executionArn"])
     for journey in journeys if start else ():
         if journey.trigger.event == event.name and property_conditions_hold(
             journey.trigger.where, event.properties, event.properties, event.moment

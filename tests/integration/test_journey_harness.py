@@ -3,14 +3,18 @@ while customers are in them: runs in flight finish on the definition they starte
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.local.harness import JourneyHarness
 from infra.topology import JOURNEYS_DIR
+from shared.store import aws
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
@@ -170,8 +174,8 @@ def test_reloading_unchanged_journeys_changes_nothing(
     assert h.reload() == []
 
 
-def _hundred_journeys(root: Path) -> Path:
-    for i in range(100):
+def _hundred_journeys(root: Path, count: int = 100) -> Path:
+    for i in range(count):
         folder = root / f"journey_{i:03d}"
         (folder / "templates").mkdir(parents=True)
         (folder / "templates" / "note.yaml").write_text(
@@ -211,3 +215,75 @@ def test_a_hundred_journeys_route_each_event_to_the_journey_it_triggers(
     assert h.messages("b") == []
     assert h.stats("journey_003")["exited#exit_event"] == 1
     assert sum(h.stats(f"journey_{i:03d}").get("entered", 0) for i in range(100)) == 3
+
+
+# The engine runs each function on its own threads, `continuum-<function>_<n>` (infra/local/engine.py).
+ROUTER_THREAD = "continuum-journey-router_"
+
+
+@contextmanager
+def _router_requests() -> Iterator[list[str]]:
+    """Every DynamoDB and Step Functions request the journey router makes meanwhile, as
+    `<service>.<operation>`: a botocore hook on the shared clients (shared/store/aws.py), counting
+    the calls made on the router's threads."""
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def before(model: Any, **_: Any) -> None:
+        if threading.current_thread().name.startswith(ROUTER_THREAD):
+            with lock:
+                calls.append(f"{model.service_model.service_name}.{model.name}")
+
+    clients = [aws.client("dynamodb"), aws.client("stepfunctions")]
+    for client in clients:
+        client.meta.events.register("before-call", before, unique_id="count-router-requests")
+    try:
+        yield calls
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-call", unique_id="count-router-requests")
+
+
+def _requests_to_route(h: JourneyHarness, user: str, event: str) -> list[str]:
+    with _router_requests() as calls:
+        h.track(user, event)
+    return sorted(calls)
+
+
+def test_routing_an_event_no_journey_names_costs_the_same_with_five_or_a_hundred_journeys(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a customer in one of 5, then of 100, journeys (all triggered by `Ping`, exited by `Stop`)
+    counts = {}
+    for count in (5, 100):
+        h = make_journey_harness(
+            _hundred_journeys(tmp_path / str(count), count), policy_file=PERMISSIVE_POLICY_FILE
+        )
+        h.identify("c", email="c@example.com")
+        h.track("c", "Ping", n=3)
+        # When the customer sends an event no journey names
+        counts[count] = _requests_to_route(h, "c", "Page Scrolled")
+
+    # Then the router made the same requests: one lookup of the profile's waits for that event
+    assert counts[5] == counts[100] == ["dynamodb.Query"], counts
+
+
+def test_routing_an_exit_every_journey_names_costs_the_same_with_five_or_a_hundred_journeys(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a customer in one of 5, then of 100, journeys that all exit on `Stop`
+    counts = {}
+    for count in (5, 100):
+        h = make_journey_harness(
+            _hundred_journeys(tmp_path / str(count), count), policy_file=PERMISSIVE_POLICY_FILE
+        )
+        h.identify("c", email="c@example.com")
+        h.track("c", "Ping", n=3)
+        # When the customer sends it
+        counts[count] = _requests_to_route(h, "c", "Stop")
+        assert h.stats("journey_003")["exited#exit_event"] == 1
+
+    # Then the router read the profile's runs once, not once per journey naming the event: the same
+    # requests (the exit itself and its end routed included)
+    assert counts[5] == counts[100], counts
+    assert counts[5].count("dynamodb.Query") <= 4, counts

@@ -251,6 +251,14 @@ class FakeRunStore:
         with self._lock:
             return [dict(item) for item in self.items.values() if item.get("executionArn") == execution_arn]
 
+    def active_runs(self, profile_id: str) -> list[dict[str, str]]:
+        with self._lock:
+            return [
+                dict(item)
+                for (owner, _), item in self.items.items()
+                if owner == profile_id and item["status"] == "active"
+            ]
+
     def add(
         self,
         profile_id: str,
