@@ -1099,6 +1099,16 @@ def test_an_event_routed_to_a_profile_looks_its_waits_up_once_whatever_the_catal
     assert looked_up == [(PROFILE, "Page Viewed")] * 2
 
 
+def test_journey_waits_declare_the_index_the_router_looks_waits_up_by() -> None:
+    # The stack and the local engine both build their tables from the topology.
+    from infra.topology import JOURNEY_WAITS
+    from shared.store.journey_waits import WAITS_BY_PROFILE_EVENT
+
+    [table] = [t for t in TOPOLOGY.tables if t.name == JOURNEY_WAITS]
+    [index] = [i for i in table.indexes if i.name == WAITS_BY_PROFILE_EVENT]
+    assert (index.partition_key, index.sort_key) == ("profileId", "event")
+
+
 # -- executions ending -----------------------------------------------------------------------------
 
 
