@@ -4,14 +4,13 @@ size, and the computed traits; one segment by id."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
-from shared.admin import ApiError, NotFoundError, authorize, error_response, json_response
+from shared.admin import ApiError, NotFoundError, admin_call, error_response, json_response, no_route
 from shared.models.segments import SegmentDefinition
 from shared.segments.catalogue import load_segment_catalogue
 from shared.store.admin_token import admin_token_sha256
@@ -33,17 +32,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _answer(event: dict[str, Any]) -> dict[str, Any]:
     settings = config.load(config.SegmentsApiSettings)
-    method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]
     try:
-        authorize(
-            (event.get("headers") or {}).get("authorization"),
-            admin_token_sha256(settings),
-            "the Segments API",
-        )
+        call = admin_call(event, admin_token_sha256(settings), "the Segments API")
         catalogue = load_segment_catalogue(settings.segment_catalogue)
         members = SegmentMembers(settings.segment_members_table)
-        match (method, parts[2:]):
+        match call:
             case ("GET", []):
                 return json_response(
                     200,
@@ -60,7 +53,7 @@ def _answer(event: dict[str, Any]) -> dict[str, Any]:
                 if segment is None:
                     raise NotFoundError("no such segment")
                 return json_response(200, _shown(segment, members))
-        return json_response(404, {"error": f"no such route for {method}"})
+        return no_route(call.method)
     except ApiError as error:
         return error_response(error, REALM)
 
