@@ -321,9 +321,12 @@ def _profile_paths() -> dict[str, Any]:
 
 
 def _journey_and_segment_paths() -> dict[str, Any]:
-    """The Journeys and Segments APIs (admin token only). Each serves GET alone: another method on
-    their paths is answered by API Gateway (404 `{"message": "Not Found"}`), or, for POST under /v1,
-    by the ingest route (`POST /v1/{proxy+}`), which knows no such call."""
+    """The Journeys and Segments APIs (admin token only)."""
+    # Each serves GET alone; another method never reaches it (it is not an operation here).
+    other_methods = (
+        'GET only. Another method is answered 404: by API Gateway (`{"message": "Not Found"}`), or, '
+        "for POST, by the ingest route (`POST /v1/{proxy+}`), which knows no such call."
+    )
     unauthorized = _json_response(
         "missing or wrong admin token", "Error", {"WWW-Authenticate": {"schema": {"type": "string"}}}
     )
@@ -354,11 +357,13 @@ def _journey_and_segment_paths() -> dict[str, Any]:
 
     return {
         "/v1/journeys": {
+            "description": other_methods,
             "get": operation(
                 "listJourneys", "journeys", "Every journey of the catalogue, with its entries", "JourneyList"
-            )
+            ),
         },
         "/v1/journeys/{journeyId}": {
+            "description": other_methods,
             "get": operation(
                 "getJourney",
                 "journeys",
@@ -366,17 +371,19 @@ def _journey_and_segment_paths() -> dict[str, Any]:
                 "JourneyDetail",
                 "no such journey",
                 parameters=[path_id("journeyId", "the journey's id (its folder's name)")],
-            )
+            ),
         },
         "/v1/segments": {
+            "description": other_methods,
             "get": operation(
                 "listSegments",
                 "segments",
                 "Every segment (definition and size) and the computed traits",
                 "SegmentList",
-            )
+            ),
         },
         "/v1/segments/{segmentId}": {
+            "description": other_methods,
             "get": operation(
                 "getSegment",
                 "segments",
@@ -384,6 +391,6 @@ def _journey_and_segment_paths() -> dict[str, Any]:
                 "SegmentView",
                 "no such segment",
                 parameters=[path_id("segmentId", "the segment's id (its file's name)")],
-            )
+            ),
         },
     }

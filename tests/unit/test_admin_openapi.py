@@ -34,7 +34,7 @@ def test_every_documented_operation_is_served_by_a_route_of_the_api() -> None:
     unserved = []
     for path, operations in document()["paths"].items():
         concrete = path.replace("{", "x-").replace("}", "")  # a value for each path parameter
-        for method in operations:
+        for method in operations.keys() - {"description", "summary", "parameters"}:
             found = TOPOLOGY.route_for(method.upper(), concrete)
             if found is None or found[0].public:
                 unserved.append(f"{method.upper()} {path}")
