@@ -4,14 +4,13 @@ journey with its exits, conversions and each step's outcomes."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
-from shared.admin import ApiError, NotFoundError, authorize, error_response, json_response
+from shared.admin import ApiError, NotFoundError, admin_call, error_response, json_response, no_route
 from shared.journeys.catalogue import load_catalogue
 from shared.journeys.report import detail, summary
 from shared.store.admin_token import admin_token_sha256
@@ -34,19 +33,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _answer(event: dict[str, Any]) -> dict[str, Any]:
     settings = config.load(config.JourneysApiSettings)
-    method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]
     try:
-        authorize(
-            (event.get("headers") or {}).get("authorization"),
-            admin_token_sha256(settings),
-            "the Journeys API",
-        )
+        call = admin_call(event, admin_token_sha256(settings), "the Journeys API")
         catalogue, stats = (
             load_catalogue(settings.journey_catalogue),
             JourneyStats(settings.journey_stats_table),
         )
-        match (method, parts[2:]):
+        match call:
             case ("GET", []):
                 journeys = [entry.definition for entry in catalogue.journeys]
                 return json_response(200, {"journeys": [summary(j, stats.get(j.id)) for j in journeys]})
@@ -55,6 +48,6 @@ def _answer(event: dict[str, Any]) -> dict[str, Any]:
                 if entry is None:
                     raise NotFoundError("no such journey")
                 return json_response(200, detail(entry.definition, stats.get(journey_id)))
-        return json_response(404, {"error": f"no such route for {method}"})
+        return no_route(call.method)
     except ApiError as error:
         return error_response(error, REALM)

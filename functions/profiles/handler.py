@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
@@ -17,9 +16,10 @@ from shared.admin import (
     BadRequestError,
     ConflictError,
     NotFoundError,
-    authorize,
+    admin_call,
     error_response,
     json_response,
+    no_route,
 )
 from shared.delivery.consent import ConsentPayloadError, effective_consent, parse_consent_payload
 from shared.delivery.policy import load_policy
@@ -68,12 +68,10 @@ metrics = Metrics()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = config.load(config.ProfilesApiSettings)
-    method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]
     try:
-        authorize((event.get("headers") or {}).get("authorization"), admin_token_sha256(settings))
+        call = admin_call(event, admin_token_sha256(settings), "the Profile API")
         store = ProfileAdmin(settings.profiles_table)
-        match (method, parts[2:]):
+        match call:
             case ("GET", []):
                 parameters = event.get("queryStringParameters") or {}
                 identifier = identifier_from_query(parameters, load_rules(), identifier_max_bytes)
@@ -142,7 +140,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     raise NotFoundError(f"{profile.profileId} has no such {identifier.type}")
                 remove_identifier(store, EventPublisher(settings.event_bus_name), profile, identifier)
                 return json_response(200, _show(store, profile))
-        return json_response(404, {"error": f"no such route for {method}"})  # the path may hold an address
+        return no_route(call.method)
     except ConcurrentChangeError:
         return error_response(ConflictError("the profile changed meanwhile; retry"), REALM)
     except ApiError as error:

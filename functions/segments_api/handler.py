@@ -4,16 +4,15 @@ size, and the computed traits; one segment by id."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
-from shared.admin import ApiError, NotFoundError, authorize, error_response, json_response
-from shared.models.segments import SegmentDefinition
+from shared.admin import ApiError, NotFoundError, admin_call, error_response, json_response, no_route
 from shared.segments.catalogue import load_segment_catalogue
+from shared.segments.report import computed_trait_view, segment_view
 from shared.store.admin_token import admin_token_sha256
 from shared.store.segment_members import SegmentMembers
 
@@ -33,45 +32,24 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _answer(event: dict[str, Any]) -> dict[str, Any]:
     settings = config.load(config.SegmentsApiSettings)
-    method = event.get("requestContext", {}).get("http", {}).get("method", "")
-    parts = [unquote(p) for p in event.get("rawPath", "").strip("/").split("/")]
     try:
-        authorize(
-            (event.get("headers") or {}).get("authorization"),
-            admin_token_sha256(settings),
-            "the Segments API",
-        )
+        call = admin_call(event, admin_token_sha256(settings), "the Segments API")
         catalogue = load_segment_catalogue(settings.segment_catalogue)
         members = SegmentMembers(settings.segment_members_table)
-        match (method, parts[2:]):
+        match call:
             case ("GET", []):
                 return json_response(
                     200,
                     {
-                        "segments": [_shown(segment, members) for segment in catalogue.segments],
-                        "computedTraits": [
-                            trait.model_dump(mode="json", by_alias=True, exclude_none=True)
-                            for trait in catalogue.computed
-                        ],
+                        "segments": [segment_view(s, members.size(s.id)) for s in catalogue.segments],
+                        "computedTraits": [computed_trait_view(trait) for trait in catalogue.computed],
                     },
                 )
             case ("GET", [segment_id]):
                 segment = catalogue.get(segment_id)
                 if segment is None:
                     raise NotFoundError("no such segment")
-                return json_response(200, _shown(segment, members))
-        return json_response(404, {"error": f"no such route for {method}"})
+                return json_response(200, segment_view(segment, members.size(segment.id)))
+        return no_route(call.method)
     except ApiError as error:
         return error_response(error, REALM)
-
-
-def _shown(segment: SegmentDefinition, members: SegmentMembers) -> dict[str, Any]:
-    shown = segment.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {
-        "id": shown["id"],
-        "name": shown["name"],
-        "description": shown.get("description"),
-        "when": shown["when"],
-        "audiences": shown.get("audiences", []),
-        "size": members.size(segment.id),
-    }

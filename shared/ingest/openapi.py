@@ -1,10 +1,11 @@
-"""The ingest API's OpenAPI document, generated from the same pydantic models that validate requests.
-Imported only when /openapi.json is asked for: it costs the ingest function nothing at cold start."""
+"""The HTTP API's OpenAPI document (ingest, and the admin APIs: profiles, journeys, segments),
+generated from the same pydantic models that validate requests. Imported only when /openapi.json is
+asked for: it costs the ingest function nothing at cold start."""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 from pydantic.json_schema import models_json_schema
@@ -18,6 +19,7 @@ from shared.ingest.calls import (
     MAX_CALL_BYTES,
 )
 from shared.models.base import Model
+from shared.models.journey import EventRule, JourneyId, StepId, StepType
 from shared.models.segment import (
     MAX_IDENTIFIER_BYTES,
     MAX_MESSAGE_ID_BYTES,
@@ -25,6 +27,7 @@ from shared.models.segment import (
     SINGLE_CALLS,
     Batch,
 )
+from shared.models.segments import AudienceSync, ComputedTrait, Node, SegmentId
 
 
 class Accepted(Model):
@@ -46,6 +49,72 @@ class Error(Model):
     )
     index: int | None = Field(default=None, description="the offending call's index in the batch")
 
+
+# What the Journeys API (shared/journeys/report.py) and the Segments API (functions/segments_api)
+# answer. They build their answers as dicts; these models only describe them, and tests validate real
+# answers against the document (tests/unit/test_admin_openapi.py, tests/e2e/test_admin_openapi.py).
+Count = Annotated[float, Field(ge=0)]  # a counter: a whole number, or a sum of revenue
+ByReason = dict[str, Count]
+
+
+class JourneySummary(Model):
+    """One journey of the catalogue, with its entries."""
+
+    id: JourneyId
+    name: str
+    trigger: EventRule
+    entered: Count = Field(description="profiles that entered (held out included)")
+    active: Count = Field(description="runs in progress: entered minus every exit")
+
+
+class JourneyList(Model):
+    journeys: list[JourneySummary]
+
+
+class StepOutcome(Model):
+    """One step of a journey (depth first, as written) and what it did."""
+
+    id: StepId
+    type: StepType
+    sent: Count = Field(description="messages queued by this step")
+    dropped: ByReason = Field(description="messages the send gate dropped, by reason")
+    deferred: ByReason = Field(description="messages the send gate deferred (once each), by reason")
+    conversions: Count = Field(description="conversions credited to this step (the last that sent)")
+    revenue: Count
+
+
+class JourneyDetail(JourneySummary):
+    """One journey with every counter, and each of its steps."""
+
+    exited: ByReason = Field(
+        description="runs ended, by reason: exit_event, goal, exit_step, completed, failed, "
+        "merged_duplicate, erased, never_started"
+    )
+    heldOut: Count = Field(description="entries held out (no message from this journey)")
+    conversions: Count
+    revenue: Count
+    heldOutConversions: Count
+    heldOutRevenue: Count
+    steps: list[StepOutcome]
+
+
+class SegmentView(Model):
+    """One segment of the catalogue: its definition and its current size."""
+
+    id: SegmentId
+    name: str
+    description: str | None
+    when: Node
+    audiences: list[AudienceSync]
+    size: int = Field(ge=0, description="the current number of members")
+
+
+class SegmentList(Model):
+    segments: list[SegmentView]
+    computedTraits: list[ComputedTrait]
+
+
+ADMIN_RESPONSES: list[type[Model]] = [JourneyList, JourneyDetail, SegmentList, SegmentView]
 
 _REF = "#/components/schemas/{model}"
 
@@ -103,9 +172,19 @@ def document() -> dict[str, Any]:
             }
         }
     paths.update(_profile_paths())
+    paths.update(_journey_and_segment_paths())
     _, profile_definitions = models_json_schema(
         [(ProfileView, "serialization"), (Error, "serialization")], ref_template=_REF
     )
+    _, admin_definitions = models_json_schema(
+        [(m, "serialization") for m in ADMIN_RESPONSES], ref_template=_REF
+    )
+    schemas: dict[str, Any] = {}
+    for part in (admin_definitions["$defs"], profile_definitions["$defs"], definitions["$defs"]):
+        # Each generation names its own components: one name must not mean two schemas.
+        clash = [name for name in part.keys() & schemas.keys() if part[name] != schemas[name]]
+        assert not clash, f"components generated twice with different schemas: {clash}"
+        schemas.update(part)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -123,13 +202,13 @@ def document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {**profile_definitions["$defs"], **definitions["$defs"]},
+            "schemas": schemas,
             "securitySchemes": {
                 "writeKey": {"type": "http", "scheme": "basic", "description": "the write key as username"},
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "the Profile API's admin token",
+                    "description": "the admin token (Profile, Journeys and Segments APIs)",
                 },
             },
         },
@@ -237,5 +316,81 @@ def _profile_paths() -> dict[str, Any]:
                     {"name": "value", "in": "path", "required": True, "schema": {"type": "string"}},
                 ],
             )
+        },
+    }
+
+
+def _journey_and_segment_paths() -> dict[str, Any]:
+    """The Journeys and Segments APIs (admin token only)."""
+    # Each serves GET alone; another method never reaches it (it is not an operation here).
+    other_methods = (
+        'GET only. Another method is answered 404: by API Gateway (`{"message": "Not Found"}`), or, '
+        "for POST, by the ingest route (`POST /v1/{proxy+}`), which knows no such call."
+    )
+    unauthorized = _json_response(
+        "missing or wrong admin token", "Error", {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    )
+
+    def operation(
+        operation_id: str, tag: str, summary: str, ok: str, unknown: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        responses = {"200": _json_response(summary, ok), "401": unauthorized}
+        if unknown:
+            responses["404"] = _json_response(unknown, "Error")
+        return {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": [tag],
+            "security": [{"adminToken": []}],
+            "responses": responses,
+            **extra,
+        }
+
+    def path_id(name: str, description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": description,
+            "schema": {"type": "string"},
+        }
+
+    return {
+        "/v1/journeys": {
+            "description": other_methods,
+            "get": operation(
+                "listJourneys", "journeys", "Every journey of the catalogue, with its entries", "JourneyList"
+            ),
+        },
+        "/v1/journeys/{journeyId}": {
+            "description": other_methods,
+            "get": operation(
+                "getJourney",
+                "journeys",
+                "One journey: entries, exits by reason, holdout, conversions, revenue, each step's outcomes",
+                "JourneyDetail",
+                "no such journey",
+                parameters=[path_id("journeyId", "the journey's id (its folder's name)")],
+            ),
+        },
+        "/v1/segments": {
+            "description": other_methods,
+            "get": operation(
+                "listSegments",
+                "segments",
+                "Every segment (definition and size) and the computed traits",
+                "SegmentList",
+            ),
+        },
+        "/v1/segments/{segmentId}": {
+            "description": other_methods,
+            "get": operation(
+                "getSegment",
+                "segments",
+                "One segment: its definition and size",
+                "SegmentView",
+                "no such segment",
+                parameters=[path_id("segmentId", "the segment's id (its file's name)")],
+            ),
         },
     }
