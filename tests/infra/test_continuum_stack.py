@@ -100,8 +100,9 @@ UNSCOPABLE_ACTIONS = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
-    # The task token names the one execution step it resumes.
+    # The task token names the one execution step it resumes (or fails: a send's deferral).
     "states:SendTaskSuccess",
+    "states:SendTaskFailure",
 }
 
 
