@@ -92,8 +92,12 @@ class Function:
     controls_journeys: bool = False  # StartExecution / StopExecution / DescribeExecution
     # Reads the journey catalogue: gets JOURNEY_CATALOGUE_ENV, JOURNEY_ARN_PREFIX_ENV and JOURNEY_ALIAS_ENV.
     reads_journeys: bool = False
-    # Resumes executions parked on a task token (states:SendTaskSuccess): the wait_for steps.
+    # Resumes executions parked on a task token (states:SendTaskSuccess): the wait_for steps, and the
+    # send steps (their send gate answers its own token).
     resumes_journeys: bool = False
+    # Fails a task token with an error its state machine catches (states:SendTaskFailure): the send
+    # gate's deferral (Continuum.Deferred), which the send step turns into a Wait.
+    fails_journey_tasks: bool = False
     settings: tuple[str, ...] = ()  # deployment settings it reads (see SETTINGS)
     # Checks the admin credential: the cloud hands it the Secrets Manager secret holding the admin
     # token (ADMIN_TOKEN_SECRET_ENV), the local runtime the token's SHA-256 (ADMIN_TOKEN_SHA256_ENV).
@@ -389,6 +393,9 @@ TOPOLOGY = Topology(
             queues=(QueueAccess("email"), QueueAccess("push")),
             signs_links=True,  # every email's List-Unsubscribe and preference links
             reads_policy=True,
+            # It answers its send step's task token: the outcome resumes the run, a deferral fails it.
+            resumes_journeys=True,
+            fails_journey_tasks=True,
         ),
         Function(
             "journey-steps",

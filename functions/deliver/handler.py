@@ -1,7 +1,10 @@
 """A journey's send step (invoked by its state machine): the send gate, then the channel queue.
 
-Answers `{status, reason, until, messageKey}`: `deferred` with `until` (ISO-8601) makes the state
-machine wait until then and run the step again (compiler: `<id>.sent` → `<id>.defer`)."""
+The state machine waits on the step's task token (`token`), answered here once the outcome is logged:
+sent, queued or dropped resume the run; `deferred` fails the token with `Continuum.Deferred` and the
+instant (ISO-8601) to run the gate again, which the state machine waits for (compiler: `<id>` →
+`<id>.defer` → `<id>`). A deferral is not an error of the function. Also returns `{status, reason,
+until, messageKey}` (what a caller without a token reads; the state machine discards it)."""
 
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from shared import config
 from shared.delivery.policy import load_policy
-from shared.delivery.service import handle_send
+from shared.delivery.service import answer_step, handle_send
 from shared.models.message import SendRequest
 from shared.store.caps import SendGateStore
 from shared.store.journey_stats import JourneyStats
 from shared.store.link_key import link_maker
 from shared.store.messages import ChannelQueue, MessageLog
 from shared.store.segments import SegmentStore
+from shared.store.task_tokens import TaskTokens
 
 logger = Logger()
 metrics = Metrics()
@@ -63,10 +67,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "topic": entry.topic,
         },
     )
+    # After the commit: a retried invocation (this answer failed) finds the outcome logged.
+    if request.token is not None and not answer_step(request.token, entry, TaskTokens()):
+        # Answered already (a retried invocation), or the run ended meanwhile (an exit): nothing to do.
+        logger.info("send step's task token was answered already", extra={"status": entry.status})
     return {
         "status": entry.status,
         "reason": entry.reason,
-        # Always present: the state machine's ResultSelector reads it (null unless deferred).
-        "until": entry.deferredUntil,
+        "until": entry.deferredUntil,  # null unless deferred
         "messageKey": entry.messageKey,
     }

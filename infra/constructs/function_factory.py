@@ -41,6 +41,11 @@ _RESUMES_JOURNEYS_REASON = (
     " So has states:SendTaskSuccess (the Service Authorization Reference lists no resource type for "
     "it): the task token it is called with names the one execution step it may resume."
 )
+# See JourneyStateMachines.grant_fail.
+_FAILS_JOURNEY_TASKS_REASON = (
+    " So has states:SendTaskFailure (no resource type either): the task token names the one execution "
+    "step it may fail."
+)
 
 
 class FunctionFactory(Construct):
@@ -77,7 +82,8 @@ class FunctionFactory(Construct):
                 id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
                 reason="X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords) has no "
                 "resource-level permissions, so the tracing statement CDK adds must use '*'."
-                + (_RESUMES_JOURNEYS_REASON if spec.resumes_journeys else ""),
+                + (_RESUMES_JOURNEYS_REASON if spec.resumes_journeys else "")
+                + (_FAILS_JOURNEY_TASKS_REASON if spec.fails_journey_tasks else ""),
             )
         )
         function = lambda_.Function(

@@ -269,3 +269,8 @@ class JourneyStateMachines(Construct):
         permissions (Service Authorization Reference): '*' is the only resource it takes; the
         function's role acknowledges it (infra/constructs/function_factory.py)."""
         function.add_to_role_policy(iam.PolicyStatement(actions=["states:SendTaskSuccess"], resources=["*"]))
+
+    def grant_fail(self, function: lambda_.Function) -> None:
+        """Fail a task with an error the state machine catches (a send's deferral). Like
+        SendTaskSuccess, SendTaskFailure takes no resource but '*' (acknowledged on the role)."""
+        function.add_to_role_policy(iam.PolicyStatement(actions=["states:SendTaskFailure"], resources=["*"]))

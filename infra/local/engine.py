@@ -400,6 +400,7 @@ class LocalEngine:
         )
         from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeTimedOut
         from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+        from moto.stepfunctions.responses import StepFunctionResponse
 
         engine = self
 
@@ -533,6 +534,18 @@ class LocalEngine:
             engine.clock.interrupt(execution_arn)  # the waits of a stopped execution end now
             return stopped
 
+        def send_task_failure(response: Any) -> Any:
+            # moto's SendTaskFailure drops the request's `cause` (AWS hands it on: a Catch's
+            # ResultPath gets {Error, Cause}; a send step's deferral waits until its Cause).
+            from moto.core.responses import EmptyResult
+
+            response.stepfunction_backend.send_task_failure(
+                response._get_param("taskToken"),
+                error=response._get_param("error"),
+                cause=response._get_param("cause"),
+            )
+            return EmptyResult()
+
         class _RetrySleep:
             # Retry back-off of a failed task passes no real time locally.
             def __getattr__(self, name: str) -> Any:
@@ -585,6 +598,7 @@ class LocalEngine:
         patch(StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_task_token)
         patch(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
         patch(StepFunctionBackend, "stop_execution", stop_execution)
+        patch(StepFunctionResponse, "send_task_failure", send_task_failure)
         patch(BaseExecutionWorkerCommunication, "terminated", terminated)
         patch(Execution, "start", start_execution)
         patch(retrier_decl, "time", _RetrySleep())

@@ -191,6 +191,8 @@ class ContinuumStack(Stack):
                 journeys.grant_control(functions[spec.name])
             if spec.resumes_journeys:
                 journeys.grant_resume(functions[spec.name])
+            if spec.fails_journey_tasks:
+                journeys.grant_fail(functions[spec.name])
 
         for route in topology.routes:
             target = functions[route.function]

@@ -26,7 +26,7 @@ from shared import clock
 from shared.delivery.caps import CapWrite
 from shared.delivery.gate import Decision, Defer, Drop, GateFacts, LinkMaker, Send, decide, topic_of
 from shared.delivery.templates import roots
-from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
+from shared.models.message import DEFERRED_ERROR, MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.policy import Policy
 from shared.models.profile import Profile
 from shared.models.segments import SegmentState
@@ -116,6 +116,15 @@ class Stats(Protocol):
     def add(self, journey_id: str, counters: dict[str, float]) -> None: ...
 
 
+class StepAnswers(Protocol):
+    """The send step's task token (shared/store/task_tokens.py): each call is False when the token
+    was answered already (a retried invocation answers again; a run stopped meanwhile)."""
+
+    def resume(self, token: str) -> bool: ...
+
+    def fail(self, token: str, error: str, cause: str) -> bool: ...
+
+
 class CapContentionError(Exception):
     """The profile's cap items kept changing under this send: the step is retried (Step Functions)."""
 
@@ -182,8 +191,9 @@ def handle_send(
     links: LinkMaker | None = None,
     pause: Callable[[int], None] | None = None,
 ) -> MessageLogEntry:
-    """Run the send gate; log the outcome; enqueue what passes. Returns the log entry: `deferred`
-    (with `deferredUntil`) tells the state machine to wait and run the step again.
+    """Run the send gate; log the outcome; enqueue what passes. Returns the log entry, which
+    `answer_step` then reports to the state machine: `deferred` (with `deferredUntil`) makes it wait
+    and run the step again.
 
     Idempotent on the message key: a decided message (queued, sent, dropped) is answered from the
     log (a queued one is enqueued again: the channel dedupes). A deferred one is decided again, and
@@ -231,6 +241,21 @@ def handle_send(
         if attempt < COMMIT_ATTEMPTS - 1:
             pause(attempt)
     raise CapContentionError(f"cap items kept changing after {COMMIT_ATTEMPTS} attempts")
+
+
+def answer_step(token: str, entry: MessageLogEntry, answers: StepAnswers) -> bool:
+    """Answer the send step's task token with the outcome `handle_send` logged (only once it is
+    logged: a retried invocation finds it there and answers again). A deferral fails the token with
+    DEFERRED_ERROR, its cause the instant the gate named (the state machine waits until then and runs
+    the step again); any other outcome resumes the run. False when the token was answered already.
+
+    A deferral is not an error of the function: it returns normally, so the deliver function's
+    error alarm does not count it."""
+    if entry.status != "deferred":
+        return answers.resume(token)
+    if entry.deferredUntil is None:  # MessageLogEntry allows it; the gate never logs one without
+        raise ValueError("a deferred send without the instant it waits for")
+    return answers.fail(token, DEFERRED_ERROR, entry.deferredUntil)
 
 
 def _enqueue(entry: MessageLogEntry, queue: Queue) -> None:

@@ -3,6 +3,7 @@
 State names are step ids, so they are stable across edits and feed the message keys
 (`executionId#stepId`). Each step costs one or two state transitions (at $25 per million, the
 whole cost of a journey): a Wait, a Task, or a Task and the Wait / Choice that acts on its answer.
+A send is one Task (its deferral's Wait and second run of the gate only when the gate defers it).
 Exits on events are not states: the journey router stops the execution, and the send gate
 re-checks the exit event before every send.
 """
@@ -24,6 +25,7 @@ from shared.models.journey import (
     WaitForStep,
     WaitStep,
 )
+from shared.models.message import DEFERRED_ERROR
 
 # Function ARNs substituted at deploy time (CDK definition substitutions) or by the local runtime,
 # so the compiled definition is the same artifact for both backends.
@@ -46,6 +48,9 @@ RETRY: list[dict[str, Any]] = [
     {"ErrorEquals": _LAMBDA_TRANSIENT, "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2},
     {"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 5, "MaxAttempts": 2},
 ]
+# A send step's token is answered by the invocation it is handed to (deliver's run, with its own
+# retries, takes seconds): far longer without an answer is a bug, failed rather than left hanging.
+SEND_TIMEOUT_SECONDS = 3600
 # The execution's context, as every Task payload carries it (the execution input is the state:
 # every Task's result goes to a path of its own or nowhere).
 _CONTEXT = {
@@ -206,12 +211,14 @@ def gate_event(definition: JourneyDefinition) -> str | None:
 
 
 def emit_send(node: Node, context: EmitContext) -> States:
-    """The send gate (deliver), then a Choice on its answer: `deferred` (quiet hours, a cap) waits
-    until the moment it names, on a Wait (no polling), and runs the gate again against the live
-    profile; the router's StopExecution ends the wait when the run exits (a purchase at night)."""
+    """The send gate (deliver), parked on a task token that deliver answers itself once the outcome
+    is logged: success (sent, queued, dropped) goes straight on, one state transition. A deferral
+    (quiet hours, a cap) fails the token with DEFERRED_ERROR, its cause the instant it named: the
+    Catch waits on a Wait until then (no polling) and runs the gate again against the live profile;
+    the router's StopExecution ends the wait when the run exits (a purchase at night)."""
     step = node.step
     assert isinstance(step, SendStep)
-    sent, defer = helper_state(node.id, "sent"), helper_state(node.id, "defer")
+    defer = helper_state(node.id, "defer")
     payload: dict[str, Any] = {
         "journey": context.definition.id,
         "goal": gate_event(context.definition),
@@ -221,6 +228,7 @@ def emit_send(node: Node, context: EmitContext) -> States:
         # content, and the layout and partials it renders (inlined: see Journey.send_content)
         **context.journey.send_content(step.send.template, step.send.channel),
         **_CONTEXT,
+        "token.$": "$$.Task.Token",
     }
     if step.send.topic is not None:
         payload["topic"] = step.send.topic
@@ -229,21 +237,20 @@ def emit_send(node: Node, context: EmitContext) -> States:
         payload["quietHours"] = False if quiet_hours is False else quiet_hours.model_dump()
     task = {
         "Type": "Task",
-        "Resource": LAMBDA_INVOKE,
+        "Resource": LAMBDA_INVOKE_WAIT_FOR_TOKEN,
         "Parameters": {"FunctionName": context.deliver_arn, "Payload": payload},
-        # The outcome is recorded in the message log; only what the Choice needs is carried.
-        "ResultSelector": {"status.$": "$.Payload.status", "until.$": "$.Payload.until"},
-        "ResultPath": "$.send",
-        "Retry": RETRY,
-        "Next": sent,
+        # The outcome is recorded in the message log: the state's input goes on unchanged.
+        "ResultPath": None,
+        # States.TaskFailed matches every error but States.Timeout, a deferral too: the first
+        # retrier that matches applies, so the deferral's own, never retried, goes first.
+        "Retry": [{"ErrorEquals": [DEFERRED_ERROR], "MaxAttempts": 0}, *RETRY],
+        # A token never answered is a bug: the run fails (and is counted failed) instead of hanging.
+        "TimeoutSeconds": SEND_TIMEOUT_SECONDS,
+        "Catch": [{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.defer", "Next": defer}],
     }
-    choice = {
-        "Type": "Choice",
-        "Choices": [{"Variable": "$.send.status", "StringEquals": "deferred", "Next": defer}],
-        "Default": _target(node.next),
-    }
-    wait = {"Type": "Wait", "TimestampPath": "$.send.until", "Next": node.id}
-    return {node.id: task, sent: choice, defer: wait}
+    # The caught error's Cause is the instant the gate named.
+    wait = {"Type": "Wait", "TimestampPath": "$.defer.Cause", "Next": node.id}
+    return {node.id: _then(task, node.next), defer: wait}
 
 
 def emit_update(node: Node, context: EmitContext) -> States:
@@ -279,7 +286,7 @@ def compile_graph(graph: Graph, context: EmitContext) -> dict[str, Any]:
         if clash:
             raise ValueError(
                 f"journey {context.definition.id!r}: step id(s) {clash} clash with another step's"
-                " state name (ids ending in .choice, .at, .sent or .defer are taken by branch, split,"
+                " state name (ids ending in .choice, .at or .defer are taken by branch, split,"
                 " wait_until and send)"
             )
         states.update(emitted)

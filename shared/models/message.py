@@ -9,6 +9,11 @@ from pydantic import Field
 from shared.models.base import Model
 from shared.models.types import Channel, ProfileId
 
+# The error a send step's task token is failed with when the send gate defers the message (quiet
+# hours, a cap); its cause is the ISO-8601 UTC instant to run the gate again. The state machine
+# catches it into a Wait until then (shared/journeys/compiler.py `emit_send`).
+DEFERRED_ERROR = "Continuum.Deferred"
+
 
 class SendRequest(Model):
     """What a journey's send state hands the send gate (see shared/journeys/compiler.py)."""
@@ -31,6 +36,9 @@ class SendRequest(Model):
     # (None: the policy's; {"start": "21:00", "end": "08:00"}; False: none).
     topic: str | None = None
     quietHours: dict[str, str] | Literal[False] | None = None
+    # The send step's task token: the gate answers it (success, or DEFERRED_ERROR) once the outcome
+    # is logged. None when the gate is called without one (tests; nothing else calls it).
+    token: str | None = None
 
     @property
     def message_key(self) -> str:

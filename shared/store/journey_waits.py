@@ -15,14 +15,15 @@ import json
 from typing import Any
 
 from shared.journeys.steps import JourneyWait
-from shared.store.aws import TableStore, client, error_code
+from shared.store.aws import TableStore, error_code
+
+# Resuming a wait: TaskTokens lives with the send steps' answers (deliver answers every send's token).
+from shared.store.task_tokens import SPENT_TOKEN_ERRORS, TaskTokens
 
 # The global index of journey-waits by (profileId, event) (infra/topology.py declares it).
 WAITS_BY_PROFILE_EVENT = "byProfileEvent"
 
-# SendTaskSuccess's answers for a token that can no longer be completed: resumed already (the other
-# side of the race got there first), timed out (on_timeout runs), or its execution has ended.
-SPENT_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+__all__ = ["SPENT_TOKEN_ERRORS", "JourneyWaitStore", "TaskTokens"]
 
 
 class JourneyWaitStore(TableStore):
@@ -114,23 +115,3 @@ def _wait(item: dict[str, Any]) -> JourneyWait:
         where=json.loads(item["where"]["S"]),
         since=item["since"]["S"],
     )
-
-
-class TaskTokens:
-    """Resuming an execution parked on a task token (Step Functions SendTaskSuccess)."""
-
-    def __init__(self, sfn: Any = None):
-        self._client = sfn
-
-    def resume(self, token: str, output: dict[str, Any] | None = None) -> bool:
-        """True when this call resumed it; False when the token was spent already (ignored: the
-        router and journey-steps may both see the awaited event)."""
-        try:
-            (self._client or client("stepfunctions")).send_task_success(
-                taskToken=token, output=json.dumps(output or {})
-            )
-        except Exception as error:
-            if error_code(error) in SPENT_TOKEN_ERRORS:
-                return False
-            raise
-        return True

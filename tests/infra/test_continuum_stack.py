@@ -100,8 +100,9 @@ UNSCOPABLE_ACTIONS = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
-    # The task token names the one execution step it resumes.
+    # The task token names the one execution step it resumes (or fails: a send's deferral).
     "states:SendTaskSuccess",
+    "states:SendTaskFailure",
 }
 
 
@@ -643,8 +644,10 @@ def test_journey_controllers_may_start_on_the_alias_and_stop_or_describe_executi
         assert starts == stops == describes == spec.controls_journeys, spec.name
         # Nothing else on Step Functions.
         expected = {"states:StartExecution", "states:StopExecution", "states:DescribeExecution"}
-        expected = (expected if spec.controls_journeys else set()) | (
-            {"states:SendTaskSuccess"} if spec.resumes_journeys else set()
+        expected = (
+            (expected if spec.controls_journeys else set())
+            | ({"states:SendTaskSuccess"} if spec.resumes_journeys else set())
+            | ({"states:SendTaskFailure"} if spec.fails_journey_tasks else set())
         )
         assert {a for a, _ in allowed if a.startswith("states:")} == expected, spec.name
 
@@ -654,6 +657,18 @@ def test_functions_that_resume_journeys_may_send_task_success_and_no_other(synth
     for spec in TOPOLOGY.functions:
         allowed = granted(synth, spec)
         assert (("states:SendTaskSuccess", json.dumps("*")) in allowed) == spec.resumes_journeys, spec.name
+
+
+def test_the_send_gate_answers_its_send_steps_token_and_only_it_may_fail_a_task(synth: Synth) -> None:
+    # A send step parks on a task token that deliver answers: the outcome resumes the run
+    # (SendTaskSuccess), a deferral fails it with the error the step catches (SendTaskFailure).
+    deliver = TOPOLOGY.function(TOPOLOGY.journey_task_function)
+    assert {("states:SendTaskSuccess", json.dumps("*")), ("states:SendTaskFailure", json.dumps("*"))} <= (
+        granted(synth, deliver)
+    )
+    for spec in TOPOLOGY.functions:
+        fails = ("states:SendTaskFailure", json.dumps("*")) in granted(synth, spec)
+        assert fails == (spec.name == deliver.name) == spec.fails_journey_tasks, spec.name
 
 
 def test_execution_status_changes_of_our_journeys_reach_the_router_from_the_default_bus(synth: Synth) -> None:

@@ -75,8 +75,13 @@ def test_the_wait_passes_in_virtual_time_and_the_send_step_invokes_the_send_gate
     engine.advance(1)
     assert _sent_to(engine, customer["email"], customer["token"]) == ["email"]
     entered = [e["type"] for e in _history(execution) if e["type"].endswith("StateEntered")]
-    # The wait, then the send and the Choice on its answer (sent: no deferral), then the wait for checkout.
-    assert entered[:4] == ["WaitStateEntered", "TaskStateEntered", "ChoiceStateEntered", "TaskStateEntered"]
+    # The wait, then the send (one state: the gate answered its token, no deferral), then the wait for
+    # checkout.
+    assert entered[:3] == ["WaitStateEntered", "TaskStateEntered", "TaskStateEntered"]
+    steps = [
+        e["stateEnteredEventDetails"]["name"] for e in _history(execution) if "stateEnteredEventDetails" in e
+    ]
+    assert steps[:3] == ["wait-1h", "send-email-cart-reminder", "checkout"]
     keys = [e["messageKey"] for e in engine.message_log() if e.get("to") == customer["email"]]
     # The message key names the step by its id, which no edit of another step changes.
     assert keys == [f"{execution}#send-email-cart-reminder"]

@@ -6,17 +6,22 @@ every execution that ends puts AWS's `Step Functions Execution Status Change` ev
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from infra.local.engine import LocalEngine
 from infra.topology import TOPOLOGY, Function, Route
+from shared import clock
+from shared.journeys.compiler import compile_journey
 from shared.models.events import DETAIL_EXECUTION_STATUS_CHANGE, SOURCE_STATES
+from shared.models.journey import Journey, JourneyDefinition, Template
+from shared.models.message import DEFERRED_ERROR
 from tests.integration import concurrency_probe
 from tests.integration.conftest import WRITE_KEY, client
 
@@ -190,6 +195,139 @@ def test_stop_execution_interrupts_a_token_wait(engine: LocalEngine, probe: Prob
     types = [e["type"] for e in _history(execution)]
     assert types[-1] == "ExecutionAborted"
     assert not {"TaskTimedOut", "TaskFailed", "TaskSucceeded"} & set(types)  # the task had no outcome
+
+
+# -- a journey's send step: one Task on a token its function answers ---------------------------------
+
+HELLO = Template.model_validate({"name": "hello", "email": {"subject": "Hi", "text": "Hello"}})
+
+
+class SendGate:
+    """Stands in for deliver behind the compiled send steps: answers each invocation's task token
+    from inside the invocation, before it returns, as deliver does: `defer[step]` instants first (a
+    deferral each), then success. Records (step, virtual time) of every invocation."""
+
+    def __init__(self, engine: LocalEngine, defer: dict[str, list[datetime]] | None = None) -> None:
+        self.engine = engine
+        self.defer = defer or {}
+        self.calls: list[tuple[str, datetime]] = []
+        self.busy_while_running: list[bool] = []
+        self.hold: threading.Event | None = None  # set by a test: the invocation waits for it
+        self.holding = threading.Event()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        if "token" not in event:  # a status change
+            return None
+        step = event["step"]
+        self.calls.append((step, self.engine.clock.now()))
+        if self.hold is not None:
+            self.holding.set()
+            self.hold.wait(SETTLE_SECONDS)
+        sfn = client("stepfunctions")
+        pending = self.defer.get(step, [])
+        if pending:
+            until = pending.pop(0)
+            sfn.send_task_failure(taskToken=event["token"], error=DEFERRED_ERROR, cause=clock.iso(until))
+        else:
+            sfn.send_task_success(taskToken=event["token"], output="{}")
+        # Answered, and still running: the engine must not count it idle (its clock would move on).
+        self.busy_while_running.append(not self.engine.is_idle())
+        return {"status": "answered"}
+
+
+@pytest.fixture
+def gate(engine: LocalEngine) -> Iterator[SendGate]:
+    stand_in = SendGate(engine)
+    concurrency_probe.behaviour = stand_in
+    yield stand_in
+    concurrency_probe.behaviour = concurrency_probe._nothing
+
+
+def _send_journey_machine() -> str:
+    """Two sends two hours apart, compiled as every journey is, deliver's ARN being the probe's."""
+    definition = JourneyDefinition.model_validate(
+        {
+            "id": "sends",
+            "name": "Sends",
+            "trigger": "Signed Up",
+            "steps": [
+                {"id": "first", "send": {"channel": "email", "template": "hello"}},
+                {"wait": "2h"},
+                {"id": "second", "send": {"channel": "email", "template": "hello"}},
+            ],
+        }
+    )
+    journey = Journey(definition=definition, templates={"hello": HELLO})
+    return _machine(compile_journey(journey, deliver_arn=_probe_arn(), steps_arn=_probe_arn()))
+
+
+def _start_run(machine: str, engine: LocalEngine) -> str:
+    entered = clock.iso(engine.clock.now())
+    return _start(machine, {"profileId": "p-1", "enteredAt": entered, "trigger": {"event": "Signed Up"}})
+
+
+def test_a_send_answered_from_inside_its_invocation_goes_on_at_once(
+    engine: LocalEngine, gate: SendGate
+) -> None:
+    start = engine.clock.now()
+    execution = _start_run(_send_journey_machine(), engine)
+    engine.wait_idle(SETTLE_SECONDS)
+    assert _status(execution) == "RUNNING"  # in the two hours' Wait, not on the send's token
+
+    engine.advance(2 * HOUR)
+
+    assert _status(execution) == "SUCCEEDED"
+    assert gate.calls == [("first", start), ("second", start + timedelta(hours=2))]
+    assert _entered(execution) == ["first", "wait-2h", "second"]  # one state per step
+    assert gate.busy_while_running == [True, True]
+    assert engine.clock.next_due() is None  # no send timeout left waiting on the clock
+
+
+def test_a_deferred_send_waits_until_the_instant_its_answer_names_then_runs_again(
+    engine: LocalEngine, gate: SendGate
+) -> None:
+    # Given a gate that defers the first send to an instant 3 h 17 min after entry
+    start = engine.clock.now()
+    until = start + timedelta(hours=3, minutes=17)
+    gate.defer = {"first": [until]}
+    execution = _start_run(_send_journey_machine(), engine)
+    engine.wait_idle(SETTLE_SECONDS)
+
+    # Then the run waits for that instant on the virtual clock (the Catch's $.defer.Cause)
+    assert engine.clock.next_due() == until
+    engine.advance((until - start).total_seconds() - 1)
+    assert [step for step, _ in gate.calls] == ["first"]  # a deferral is not retried
+
+    # And runs the gate again at that instant, then goes on
+    engine.advance(1)
+    engine.advance(2 * HOUR)
+    assert _status(execution) == "SUCCEEDED"
+    assert gate.calls == [("first", start), ("first", until), ("second", until + timedelta(hours=2))]
+    assert _entered(execution) == ["first", "first.defer", "first", "wait-2h", "second"]
+    types = {e["type"] for e in _history(execution)}
+    assert "TaskTimedOut" not in types and "ExecutionFailed" not in types
+
+
+def test_time_asked_to_move_while_the_gate_runs_moves_only_once_it_has_answered(
+    engine: LocalEngine, gate: SendGate
+) -> None:
+    # An advance called while deliver runs waits for it: a send's token wait (and its timeout) runs on
+    # the virtual clock only once deliver answered, and the run is not idle before.
+    start = engine.clock.now()
+    gate.hold = threading.Event()
+    execution = _start_run(_send_journey_machine(), engine)
+    assert gate.holding.wait(SETTLE_SECONDS)
+    mover = threading.Thread(target=engine.advance, args=(2 * HOUR,), daemon=True)
+    mover.start()
+
+    mover.join(0.5)  # (given time to move the clock, if it wrongly would)
+    moved_while_held = not mover.is_alive() or engine.clock.now() != start
+    gate.hold.set()
+    mover.join(SETTLE_SECONDS)
+
+    assert not moved_while_held
+    assert _status(execution) == "SUCCEEDED"
+    assert gate.calls == [("first", start), ("second", start + timedelta(hours=2))]
 
 
 def _timestamp_machine() -> str:

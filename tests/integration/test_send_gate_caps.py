@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -149,12 +149,10 @@ def test_a_send_to_a_merged_profile_counts_the_merged_profiles_sends(engine: Loc
     assert (second.status, second.reason) == ("dropped", "capped")
 
 
-def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
-    engine: LocalEngine, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from functions.deliver.handler import handler
+def _deferred_event(**extra: object) -> tuple[dict[str, object], datetime]:
+    """A send request deferred by quiet hours around the engine's now (the journey's override, in the
+    recipient's zone, UTC), and the instant the deferral ends."""
     from shared import clock
-    from tests.integration.conftest import LambdaContext
 
     profile_id = _seed_profile()
     client("dynamodb").update_item(
@@ -165,19 +163,77 @@ def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
         ExpressionAttributeValues={":z": {"S": "UTC"}},
     )
     now = clock.now()
-    # Quiet hours around the engine's now, in the recipient's zone (UTC): the journey's override.
     quiet = {"start": f"{(now.hour - 1) % 24:02d}:00", "end": f"{(now.hour + 1) % 24:02d}:00"}
-    event = _request(profile_id, 0).model_dump(mode="json") | {"quietHours": quiet}
+    event = _request(profile_id, 0).model_dump(mode="json") | {"quietHours": quiet} | extra
+    return event, now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
+    engine: LocalEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.deliver.handler import handler
+    from shared import clock
+    from tests.integration.conftest import LambdaContext
+
+    event, until = _deferred_event()  # no token: a direct call still gets the outcome back
     capsys.readouterr()
 
     answer = handler(event, LambdaContext("deliver"))
 
-    until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     assert answer["status"] == "deferred" and answer["reason"] == "deferred_quiet_hours"
     assert clock.parse(answer["until"]) == until
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     deferred = [m for m in metrics if "SendDeferred" in m]
     assert deferred and deferred[0]["reason"] == "deferred_quiet_hours" and deferred[0]["channel"] == "email"
+
+
+def test_a_deferral_on_a_token_answered_already_returns_normally_and_logs_no_token(
+    engine: LocalEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A retried invocation answers again; a run stopped meanwhile has no task left to answer. Step
+    # Functions refuses the answer (InvalidToken here): nothing to do, and not an error of the function.
+    from functions.deliver.handler import handler, logger
+    from tests.integration.conftest import LambdaContext
+
+    token = f"secret-token-{uuid.uuid4().hex}"
+    event, _ = _deferred_event(token=token)
+    level = logger.log_level
+    logger.setLevel("INFO")  # the local runtime logs warnings only
+    try:
+        answer = handler(event, LambdaContext("deliver"))
+    finally:
+        logger.setLevel(level)
+
+    assert answer["status"] == "deferred"
+    logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "answered already" in logged
+    assert token not in logged
+
+
+def test_a_token_answer_that_fails_raises_after_the_outcome_is_logged(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Step Functions retries the invocation; the retry finds the outcome in the log and answers it.
+    import functions.deliver.handler as deliver
+    from tests.integration.conftest import LambdaContext
+
+    class Unreachable:
+        def resume(self, token: str) -> bool:
+            raise ConnectionError("Step Functions unreachable")
+
+        def fail(self, token: str, error: str, cause: str) -> bool:
+            raise ConnectionError("Step Functions unreachable")
+
+    monkeypatch.setattr(deliver, "TaskTokens", Unreachable)
+    event, until = _deferred_event(token="t")
+
+    with pytest.raises(ConnectionError):
+        deliver.handler(event, LambdaContext("deliver"))
+
+    logged = MessageLog(config.load(config.DeliverSettings).messages_table).get(
+        SendRequest.model_validate(event).message_key
+    )
+    assert logged is not None and logged.status == "deferred"
 
 
 @pytest.mark.parametrize("topic", ["marketing", "transactional"])

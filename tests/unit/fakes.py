@@ -581,13 +581,23 @@ class FakeJourneyWaits:
 
 
 class FakeTaskTokens:
-    """`shared.journeys.steps.Tasks` (Step Functions' contract): a token completes once; completing
-    it again (or a timed-out one) is refused, which `resume` reports as False, as TaskTokens does."""
+    """`shared.journeys.steps.Tasks` and `shared.delivery.service.StepAnswers` (Step Functions'
+    contract): a token is answered once; answering it again (or a timed-out one) is refused, which
+    `resume` and `fail` report as False, as TaskTokens does."""
 
     def __init__(self, journal: list[str] | None = None) -> None:
         self.spent: set[str] = set()
         self.resumed: list[str] = []  # tokens this fake resumed, in order
+        self.failed: list[tuple[str, str, str]] = []  # (token, error, cause) this fake failed, in order
         self.journal = journal if journal is not None else []
+
+    def fail(self, token: str, error: str, cause: str) -> bool:
+        self.journal.append("fail")
+        if token in self.spent:
+            return False
+        self.spent.add(token)
+        self.failed.append((token, error, cause))
+        return True
 
     def resume(self, token: str) -> bool:
         self.journal.append("resume")

@@ -16,13 +16,21 @@ from shared.delivery.service import (
     LeaseLostError,
     MessageLeasedError,
     UnknownMessageError,
+    answer_step,
     handle_outbound,
     handle_send,
 )
 from shared.models.message import MessageLogEntry, OutboundMessage, SendRequest
 from shared.models.profile import Identifier
 from tests.policies import PERMISSIVE
-from tests.unit.fakes import FakeGateStore, FakeJourneyStats, FakeMessageLog, FakeQueue, FakeSegmentStates
+from tests.unit.fakes import (
+    FakeGateStore,
+    FakeJourneyStats,
+    FakeMessageLog,
+    FakeQueue,
+    FakeSegmentStates,
+    FakeTaskTokens,
+)
 
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:cart_abandonment:run-1"
 STEP = "02 send email cart-reminder"
@@ -93,6 +101,48 @@ def _entry(status: str, **overrides: Any) -> MessageLogEntry:
         "content": {"subject": "Red shoes is waiting", "text": "Hi"},
     }
     return MessageLogEntry.model_validate({**fields, **overrides})
+
+
+# -- answer_step: the send step's task token ------------------------------------------------------
+
+TOKEN = "token-1"
+
+
+@pytest.mark.parametrize("status", ["queued", "sent", "dropped"])
+def test_every_outcome_but_a_deferral_resumes_the_run(status: str) -> None:
+    tokens = FakeTaskTokens()
+
+    assert answer_step(TOKEN, _entry(status), tokens) is True
+
+    assert tokens.resumed == [TOKEN] and tokens.failed == []
+
+
+def test_a_deferral_fails_the_token_with_the_deferred_error_and_the_instant_it_names() -> None:
+    tokens = FakeTaskTokens()
+    deferred = _entry("deferred", to=None, content=None, deferredUntil="2024-05-02T06:00:00.000Z")
+
+    assert answer_step(TOKEN, deferred, tokens) is True
+
+    assert tokens.failed == [(TOKEN, "Continuum.Deferred", "2024-05-02T06:00:00.000Z")]
+    assert tokens.resumed == []
+
+
+def test_a_token_answered_already_is_reported_not_raised() -> None:
+    # A retried invocation answers again; a run stopped meanwhile (an exit) has no task to answer.
+    tokens = FakeTaskTokens()
+    answer_step(TOKEN, _entry("queued"), tokens)
+
+    assert answer_step(TOKEN, _entry("queued"), tokens) is False
+    assert answer_step(TOKEN, _entry("deferred", deferredUntil="2024-05-02T06:00:00.000Z"), tokens) is False
+
+
+def test_an_answer_that_fails_otherwise_raises_so_the_step_is_retried() -> None:
+    class Unreachable(FakeTaskTokens):
+        def resume(self, token: str) -> bool:
+            raise ConnectionError("Step Functions unreachable")
+
+    with pytest.raises(ConnectionError):
+        answer_step(TOKEN, _entry("queued"), Unreachable())
 
 
 # -- handle_send -----------------------------------------------------------------------------------

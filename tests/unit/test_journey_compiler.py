@@ -16,7 +16,8 @@ from shared.journeys.compiler import (
     gate_event,
 )
 from shared.journeys.loader import load_journey, load_journeys
-from shared.models.journey import STEP_TYPES, Journey, JourneyDefinition, SendStep, Template
+from shared.models.journey import STEP_TYPES, Journey, JourneyDefinition, Template
+from shared.models.message import DEFERRED_ERROR
 
 JOURNEYS = Path(__file__).resolve().parents[2] / "journeys"
 HELLO = Template.model_validate(
@@ -61,8 +62,7 @@ def test_cart_abandonment_waits_emails_then_waits_for_checkout_of_the_same_cart(
 
     assert machine["StartAt"] == "wait-1h"
     assert states["wait-1h"] == {"Type": "Wait", "Seconds": 3600, "Next": "send-email-cart-reminder"}
-    assert states["send-email-cart-reminder"]["Next"] == "send-email-cart-reminder.sent"
-    assert states["send-email-cart-reminder.sent"]["Default"] == "checkout"
+    assert states["send-email-cart-reminder"]["Next"] == "checkout"
     checkout = states["checkout"]
     assert checkout["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
     assert checkout["TimeoutSeconds"] == 23 * 3600
@@ -70,7 +70,7 @@ def test_cart_abandonment_waits_emails_then_waits_for_checkout_of_the_same_cart(
     assert checkout["Next"] == "checkout.on_event.exit"
     assert checkout["Catch"][0]["Next"] == "checkout.on_timeout.send-push-cart-reminder"
     assert states["checkout.on_timeout.send-push-cart-reminder"]["Parameters"]["Payload"]["channel"] == "push"
-    assert states["checkout.on_timeout.send-push-cart-reminder.sent"]["Default"] == "End"
+    assert states["checkout.on_timeout.send-push-cart-reminder"]["End"] is True
 
 
 @pytest.mark.parametrize("journey", load_journeys(JOURNEYS), ids=lambda j: j.definition.id)
@@ -88,12 +88,11 @@ def test_every_transition_of_the_example_journeys_names_a_state(journey: Journey
 
 @pytest.mark.parametrize("journey", load_journeys(JOURNEYS), ids=lambda j: j.definition.id)
 def test_example_journeys_cost_at_most_two_states_per_step(journey: Journey) -> None:
-    # A send has a third state, the Wait of a deferral, visited only when the gate defers it.
+    # A send has a second state, the Wait of a deferral, visited only when the gate defers it.
     steps = list(journey.definition.walk())
-    sends = [step for step in steps if isinstance(step, SendStep)]
     states = compile_journey(journey)["States"]
 
-    assert len(states) <= 2 * len(steps) + len(sends) + 1
+    assert len(states) <= 2 * len(steps) + 1
 
 
 # -- one emitter per step type ---------------------------------------------------------------------
@@ -227,7 +226,6 @@ def test_send_invokes_the_deliver_placeholder_with_the_step_id_and_template_cont
     states = compile_journey(cart)["States"]
 
     task = states["send-email-cart-reminder"]
-    assert task["Resource"] == "arn:aws:states:::lambda:invoke"
     assert task["Parameters"]["FunctionName"] == DELIVER_ARN_PLACEHOLDER == "${DeliverFunctionArn}"
     payload = task["Parameters"]["Payload"]
     assert payload["step"] == "send-email-cart-reminder"
@@ -242,24 +240,53 @@ def test_send_invokes_the_deliver_placeholder_with_the_step_id_and_template_cont
     assert payload["partials"]["footer.txt"] == cart.partials["footer.txt"]
     assert payload["executionId.$"] == "$$.Execution.Id"
     assert "topic" not in payload and "quietHours" not in payload  # the policy's defaults apply
-    assert task["ResultSelector"] == {"status.$": "$.Payload.status", "until.$": "$.Payload.until"}
-    assert task["ResultPath"] == "$.send"
 
 
-def test_a_deferred_send_waits_until_the_gate_says_then_runs_the_gate_again(cart: Journey) -> None:
+def test_send_is_one_task_on_a_token_deliver_answers_then_the_next_step(cart: Journey) -> None:
+    # One state transition per send on its normal path: no Choice on the gate's answer, and no
+    # Succeed after a send that ends the run.
     states = compile_journey(cart)["States"]
 
-    choice = states["send-email-cart-reminder.sent"]
-    assert choice["Type"] == "Choice"
-    assert choice["Choices"] == [
-        {"Variable": "$.send.status", "StringEquals": "deferred", "Next": "send-email-cart-reminder.defer"}
+    task = states["send-email-cart-reminder"]
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert task["Parameters"]["Payload"]["token.$"] == "$$.Task.Token"
+    assert task["ResultPath"] is None  # the outcome is in the message log; the input goes on
+    assert task["Next"] == "checkout"
+    # A token never answered fails the run (counted failed) rather than waiting for ever.
+    assert 0 < task["TimeoutSeconds"] <= 3600
+    last = states["checkout.on_timeout.send-push-cart-reminder"]
+    assert last["End"] is True and "Next" not in last
+    assert not [name for name in states if name.endswith(".sent")]
+    assert END_STATE not in states  # nothing ends on a Choice or Catch in this journey
+
+
+def test_a_deferred_send_waits_until_the_instant_the_gate_names_then_runs_the_gate_again(
+    cart: Journey,
+) -> None:
+    states = compile_journey(cart)["States"]
+
+    task = states["send-email-cart-reminder"]
+    assert task["Catch"] == [
+        {"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.defer", "Next": "send-email-cart-reminder.defer"}
     ]
-    assert choice["Default"] == "checkout"
+    assert DEFERRED_ERROR == "Continuum.Deferred"
     assert states["send-email-cart-reminder.defer"] == {
         "Type": "Wait",
-        "TimestampPath": "$.send.until",
+        "TimestampPath": "$.defer.Cause",
         "Next": "send-email-cart-reminder",
     }
+
+
+def test_a_deferral_is_never_retried_though_states_task_failed_matches_it(cart: Journey) -> None:
+    # States.TaskFailed matches every error but States.Timeout, Continuum.Deferred too; the first
+    # retrier that matches an error applies, so the deferral's (MaxAttempts 0) must come first, or a
+    # deferral would run the gate again at once, twice, before the Catch.
+    retry = compile_journey(cart)["States"]["send-email-cart-reminder"]["Retry"]
+
+    first = next(i for i, rule in enumerate(retry) if DEFERRED_ERROR in rule["ErrorEquals"])
+    assert retry[first] == {"ErrorEquals": [DEFERRED_ERROR], "MaxAttempts": 0}
+    task_failed = next(i for i, rule in enumerate(retry) if "States.TaskFailed" in rule["ErrorEquals"])
+    assert first < task_failed
 
 
 def test_the_send_payload_carries_the_topic_and_the_journeys_quiet_hours() -> None:
