@@ -92,6 +92,15 @@ _EVERY_PARTITION = object()  # an index query's items: every partition's, in no 
 ARCHIVE_RULE_PREFIX = "Events-Archive-"  # moto names the rule that feeds an archive this way
 
 
+def _print_unless_metrics_disabled(*args: Any, **kwargs: Any) -> None:
+    """`print` for Powertools' metrics module: drops the output while POWERTOOLS_METRICS_DISABLED
+    says so (read at each call, as Powertools reads it), else prints."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if not is_metrics_disabled():
+        print(*args, **kwargs)
+
+
 def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
@@ -380,6 +389,7 @@ class LocalEngine:
     # ---------------------------------------------------------------- moto patches
 
     def _patch_moto(self) -> None:
+        from aws_lambda_powertools.metrics import base as metrics_base
         from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
             AmazonCloudWatchEMFProvider,
         )
@@ -594,6 +604,11 @@ class LocalEngine:
         # (and nothing is flushed, which would warn that there is nothing to flush).
         patch(AmazonCloudWatchEMFProvider, "add_metric", lambda provider, *args, **kwargs: None)
         patch(AmazonCloudWatchEMFProvider, "flush_metrics", lambda provider, *args, **kwargs: None)
+        # `single_metric` (a metric with its own dimensions, e.g. the send gate's outcome by reason)
+        # prints its EMF blob whatever POWERTOOLS_METRICS_DISABLED says (Powertools 3.x checks the
+        # setting only in the provider). Handlers import the function by name, so it cannot be
+        # swapped; its module's `print` is, and prints only while metrics are enabled.
+        patch(metrics_base, "print", _print_unless_metrics_disabled)
 
     @staticmethod
     def _patch_request_lock(patch: Callable[[Any, str, Any], None]) -> _RequestLock:

@@ -293,3 +293,27 @@ def test_disabled_metrics_are_never_printed_nor_shared_between_concurrent_invoca
     assert '"_aws"' not in capfd.readouterr().out
     assert metrics.metric_set == {}
     assert [str(w.message) for w in warned] == []  # nor "No application metrics to publish"
+
+
+def test_a_single_metric_is_not_printed_while_metrics_are_disabled(
+    engine: LocalEngine, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Powertools' `single_metric` (a metric with its own dimensions: the send gate's outcome by reason)
+    # prints its EMF blob whatever POWERTOOLS_METRICS_DISABLED says: the benchmarks' and `make local`'s
+    # output filled with `{"_aws": ...}` lines. Enabled again, it prints as in Lambda.
+    from aws_lambda_powertools import single_metric
+
+    def one_metric(event: dict[str, Any], context: Any) -> None:
+        with single_metric(name="Probed", unit="Count", value=1) as metric:
+            metric.add_dimension(name="reason", value=str(event["reason"]))
+
+    concurrency_probe.behaviour = one_metric
+    capfd.readouterr()
+    engine.invoke(PROBE, {"reason": "disabled"})
+    assert '"_aws"' not in capfd.readouterr().out
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    engine.invoke(PROBE, {"reason": "enabled"})
+    printed = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["reason"] for m in printed] == ["enabled"]
+

@@ -150,7 +150,7 @@ def test_a_send_to_a_merged_profile_counts_the_merged_profiles_sends(engine: Loc
 
 
 def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
-    engine: LocalEngine, capsys: pytest.CaptureFixture[str]
+    engine: LocalEngine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions.deliver.handler import handler
     from shared import clock
@@ -168,6 +168,7 @@ def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
     # Quiet hours around the engine's now, in the recipient's zone (UTC): the journey's override.
     quiet = {"start": f"{(now.hour - 1) % 24:02d}:00", "end": f"{(now.hour + 1) % 24:02d}:00"}
     event = _request(profile_id, 0).model_dump(mode="json") | {"quietHours": quiet}
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # the local engine drops them; read here
     capsys.readouterr()
 
     answer = handler(event, LambdaContext("deliver"))
