@@ -276,6 +276,7 @@ class LocalEngine:
         self._activity = threading.Lock()
         self._in_flight = 0
         self._started = 0
+        self._finished = 0  # and every piece ended: with `_started`, what `wait_idle` sees progress by
         self._stopped = threading.Event()
         self._instances = {f.name: threading.BoundedSemaphore(concurrency) for f in topology.functions}
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -1191,6 +1192,7 @@ class LocalEngine:
     def _end(self) -> None:
         with self._activity:
             self._in_flight -= 1
+            self._finished += 1
 
     def _end_if_cancelled(self, future: Future[None]) -> None:
         if future.cancelled():  # `stop` cancelled it before it ran, so it never ends itself
@@ -1355,11 +1357,27 @@ class LocalEngine:
         with self._activity:
             return self._in_flight == 0 and self._started == started
 
+    def _progress(self) -> tuple[int, int, int]:
+        """What changes while work advances: invocations (and batches, asynchronous invocations)
+        begun, those finished, and the executions parked on the clock."""
+        with self._activity:
+            begun, finished = self._started, self._finished
+        return begun, finished, len(self.clock.waiting())
+
     def wait_idle(self, timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
+        """Wait until idle; give up when nothing has progressed for `timeout` seconds of real time.
+        Counted from the last progress, not from the start: a settling that keeps working (1,000
+        sends due at one instant take minutes) finishes, one that is stuck fails."""
+        progress = self._progress()
         deadline = time.monotonic() + timeout
         while not self.is_idle():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the local engine did not settle within {timeout:.0f}s")
+            now, current = time.monotonic(), self._progress()
+            if current != progress:
+                progress, deadline = current, now + timeout
+            elif now > deadline:
+                raise TimeoutError(
+                    f"the local engine did not settle within {timeout:.0f}s (nothing progressed meanwhile)"
+                )
             time.sleep(0.005)
 
     def advance(self, seconds: float) -> datetime:
