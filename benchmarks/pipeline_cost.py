@@ -182,12 +182,12 @@ def run() -> None:
         print(f"    {service:<14} {operation:<26} {n:>8}  ({n / events:.2f} per event)")
     print("  Lambda invocations (handler wall time in-process, on a shared machine):")
     for name, durations in sorted(usage.durations.items()):
-        cpu = usage.cpu[name]
+        cpu_times = usage.cpu[name]
         print(
             f"    {name:<16} {len(durations):>6}  wall median {statistics.median(durations) * 1000:7.1f} ms"
             f"  mean {statistics.mean(durations) * 1000:7.1f} ms"
-            f"  | CPU median {statistics.median(cpu) * 1000:6.1f} ms"
-            f"  mean {statistics.mean(cpu) * 1000:6.1f} ms"
+            f"  | CPU median {statistics.median(cpu_times) * 1000:6.1f} ms"
+            f"  mean {statistics.mean(cpu_times) * 1000:6.1f} ms"
         )
     print(
         f"  state transitions: {counted.transitions} in {counted.executions} executions"
