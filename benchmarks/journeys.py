@@ -12,9 +12,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter, defaultdict
+from datetime import timedelta
 from typing import Any
 
-from benchmarks.local_run import DAY, Driver, call, count_transitions, journey_step_ids, running_engine
+from benchmarks.local_run import (
+    DAY,
+    START,
+    Driver,
+    call,
+    count_transitions,
+    deferred,
+    journey_counters,
+    journey_step_ids,
+    running_engine,
+    send_outcomes,
+)
+from shared import clock
 
 HOUR = 3600
 SIMULATED_DAYS = 7
@@ -32,6 +45,12 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
         "checks out another cart at 5 h": [
             (0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}}),
             (5 * HOUR, "track", {"event": "Checkout Started", "properties": {"cart_id": "other"}}),
+        ],
+        # Welcomed (an email at once) and then reminded of the cart an hour later, the same day:
+        # the daily marketing email cap (policy.yaml) defers the reminder to the next day.
+        "signs up, then leaves a cart": [
+            (0, "track", {"event": "Signed Up"}),
+            (0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}}),
         ],
         "buys at 3 h": [
             (0, "track", {"event": "Product Added", "properties": {"cart_id": "{cart}"}}),
@@ -52,6 +71,8 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
             (0, "track", {"event": "Signed Up"}),
         ],
         "free, never opens the app": [(0, "track", {"event": "Signed Up"})],
+        # 13 h after the start (09:00 UTC) is 23:00 in Paris: quiet hours defer the welcome to 08:00.
+        "signs up at 23:00 in Paris": [(13 * HOUR, "track", {"event": "Signed Up"})],
     },
     "win_back": {
         "one order": [(0, "track", {"event": "Order Completed", "properties": {"total": 30}})],
@@ -65,7 +86,23 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
         "one order of 1,200": [(0, "track", {"event": "Order Completed", "properties": {"revenue": 1200}})],
         "one order of 600": [(0, "track", {"event": "Order Completed", "properties": {"revenue": 600}})],
     },
-    "password_reset": {"asks once": [(0, "track", {"event": "Password Reset Requested"})]},
+    # What the template needs (events/track-password-reset-requested.json): the one-time link, and
+    # when it stops working.
+    "password_reset": {
+        "asks once": [
+            (
+                0,
+                "track",
+                {
+                    "event": "Password Reset Requested",
+                    "properties": {
+                        "reset_url": "https://shop.example.com/reset?token=bench-one-time-token",
+                        "expires_at": clock.iso(START + timedelta(hours=1)),
+                    },
+                },
+            )
+        ]
+    },
 }
 
 
@@ -140,32 +177,52 @@ def transitions_per_step() -> None:
         if engine.failures:  # reported, not hidden: the counts below then include failed runs
             print(f"  functions failed: {Counter(f.function for f in engine.failures)}")
         executions = engine.executions()
-        print("\nJourneys: Step Functions state transitions per step executed (from execution histories)")
+        print(
+            "\nJourneys: Step Functions state transitions per step executed (from execution histories),"
+            f" virtual clock from {clock.iso(START)}"
+        )
         print(
             f"  {'journey':<20} {'executions':>10} {'transitions':>12} {'retries':>8}"
-            f" {'steps':>6} {'per step':>9}"
+            f" {'steps':>6} {'per step':>9} {'sends':>6} {'deferred':>9} {'deferral tr.':>13}"
+            f" {'per step undeferred':>20}"
         )
-        total_transitions = total_steps = 0
+        total_transitions = total_steps = total_deferral = 0
+        outcomes: dict[str, Counter[str]] = {}
         for journey_id in plans:
             mine = [e for e in executions if e["journey"] == journey_id]
             counted = count_transitions(mine, step_ids[journey_id])
+            outcomes[journey_id] = send_outcomes(engine, journey_id)
             total_transitions += counted.transitions
             total_steps += counted.steps
+            total_deferral += counted.deferral
             verdict = "ok" if counted.per_step <= 1.5 else "ABOVE TARGET"
             statuses = ", ".join(
                 f"{n} {s.lower()}" for s, n in sorted(Counter(e["status"] for e in mine).items())
             )
+            decided = sum(n for o, n in outcomes[journey_id].items() if not o.startswith("deferred"))
             print(
                 f"  {journey_id:<20} {counted.executions:>10} {counted.transitions:>12} {counted.retries:>8}"
-                f" {counted.steps:>6}"
-                f" {counted.per_step:>9.2f}  {verdict}  ({statuses})"
+                f" {counted.steps:>6} {counted.per_step:>9.2f} {decided:>6}"
+                f" {deferred(outcomes[journey_id]):>9} {counted.deferral:>13}"
+                f" {counted.per_step_undeferred:>20.2f}  {verdict}  ({statuses})"
             )
         average = total_transitions / total_steps if total_steps else float("nan")
+        undeferred = (total_transitions - total_deferral) / total_steps if total_steps else float("nan")
         print(
             f"  {'all journeys':<20} {'':>10} {total_transitions:>12} {'':>8}"
-            f" {total_steps:>6} {average:>9.2f}"
+            f" {total_steps:>6} {average:>9.2f} {'':>6} {'':>9} {total_deferral:>13} {undeferred:>20.2f}"
             f"  (target ≤ 1.50)"
         )
+        print(
+            "  sends: the send gate's decisions (journey counters); deferred: sends deferred at least once"
+            " (each then decided again);\n  deferral tr.: the transitions those deferrals cost (the"
+            " deferral Wait, the send entered again)"
+        )
+        print("  Send outcomes by journey (sent, dropped / deferred by reason; entries held out):")
+        for journey_id, counted_outcomes in outcomes.items():
+            shown = ", ".join(f"{o} {n}" for o, n in sorted(counted_outcomes.items())) or "no send"
+            held_out = int(journey_counters(engine, journey_id).get("heldOut", 0))
+            print(f"    {journey_id:<20} {shown}; held out {held_out}")
 
 
 def simulated_days_per_second() -> None:

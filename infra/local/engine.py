@@ -92,6 +92,15 @@ _EVERY_PARTITION = object()  # an index query's items: every partition's, in no 
 ARCHIVE_RULE_PREFIX = "Events-Archive-"  # moto names the rule that feeds an archive this way
 
 
+def _print_unless_metrics_disabled(*args: Any, **kwargs: Any) -> None:
+    """`print` for Powertools' metrics module: drops the output while POWERTOOLS_METRICS_DISABLED
+    says so (read at each call, as Powertools reads it), else prints."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if not is_metrics_disabled():
+        print(*args, **kwargs)
+
+
 def _epoch_millis(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1000)
 
@@ -267,6 +276,7 @@ class LocalEngine:
         self._activity = threading.Lock()
         self._in_flight = 0
         self._started = 0
+        self._finished = 0  # and every piece ended: with `_started`, what `wait_idle` sees progress by
         self._stopped = threading.Event()
         self._instances = {f.name: threading.BoundedSemaphore(concurrency) for f in topology.functions}
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -380,6 +390,7 @@ class LocalEngine:
     # ---------------------------------------------------------------- moto patches
 
     def _patch_moto(self) -> None:
+        from aws_lambda_powertools.metrics import base as metrics_base
         from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
             AmazonCloudWatchEMFProvider,
         )
@@ -608,6 +619,11 @@ class LocalEngine:
         # (and nothing is flushed, which would warn that there is nothing to flush).
         patch(AmazonCloudWatchEMFProvider, "add_metric", lambda provider, *args, **kwargs: None)
         patch(AmazonCloudWatchEMFProvider, "flush_metrics", lambda provider, *args, **kwargs: None)
+        # `single_metric` (a metric with its own dimensions, e.g. the send gate's outcome by reason)
+        # prints its EMF blob whatever POWERTOOLS_METRICS_DISABLED says (Powertools 3.x checks the
+        # setting only in the provider). Handlers import the function by name, so it cannot be
+        # swapped; its module's `print` is, and prints only while metrics are enabled.
+        patch(metrics_base, "print", _print_unless_metrics_disabled)
 
     @staticmethod
     def _patch_request_lock(patch: Callable[[Any, str, Any], None]) -> _RequestLock:
@@ -1190,6 +1206,7 @@ class LocalEngine:
     def _end(self) -> None:
         with self._activity:
             self._in_flight -= 1
+            self._finished += 1
 
     def _end_if_cancelled(self, future: Future[None]) -> None:
         if future.cancelled():  # `stop` cancelled it before it ran, so it never ends itself
@@ -1354,11 +1371,27 @@ class LocalEngine:
         with self._activity:
             return self._in_flight == 0 and self._started == started
 
+    def _progress(self) -> tuple[int, int, int]:
+        """What changes while work advances: invocations (and batches, asynchronous invocations)
+        begun, those finished, and the executions parked on the clock."""
+        with self._activity:
+            begun, finished = self._started, self._finished
+        return begun, finished, len(self.clock.waiting())
+
     def wait_idle(self, timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
+        """Wait until idle; give up when nothing has progressed for `timeout` seconds of real time.
+        Counted from the last progress, not from the start: a settling that keeps working (1,000
+        sends due at one instant take minutes) finishes, one that is stuck fails."""
+        progress = self._progress()
         deadline = time.monotonic() + timeout
         while not self.is_idle():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the local engine did not settle within {timeout:.0f}s")
+            now, current = time.monotonic(), self._progress()
+            if current != progress:
+                progress, deadline = current, now + timeout
+            elif now > deadline:
+                raise TimeoutError(
+                    f"the local engine did not settle within {timeout:.0f}s (nothing progressed meanwhile)"
+                )
             time.sleep(0.005)
 
     def advance(self, seconds: float) -> datetime:

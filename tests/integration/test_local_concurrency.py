@@ -293,3 +293,64 @@ def test_disabled_metrics_are_never_printed_nor_shared_between_concurrent_invoca
     assert '"_aws"' not in capfd.readouterr().out
     assert metrics.metric_set == {}
     assert [str(w.message) for w in warned] == []  # nor "No application metrics to publish"
+
+
+def test_a_single_metric_is_not_printed_while_metrics_are_disabled(
+    engine: LocalEngine, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Powertools' `single_metric` (a metric with its own dimensions: the send gate's outcome by reason)
+    # prints its EMF blob whatever POWERTOOLS_METRICS_DISABLED says: the benchmarks' and `make local`'s
+    # output filled with `{"_aws": ...}` lines. Enabled again, it prints as in Lambda.
+    from aws_lambda_powertools import single_metric
+
+    def one_metric(event: dict[str, Any], context: Any) -> None:
+        with single_metric(name="Probed", unit="Count", value=1) as metric:
+            metric.add_dimension(name="reason", value=str(event["reason"]))
+
+    concurrency_probe.behaviour = one_metric
+    capfd.readouterr()
+    engine.invoke(PROBE, {"reason": "disabled"})
+    assert '"_aws"' not in capfd.readouterr().out
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    engine.invoke(PROBE, {"reason": "enabled"})
+    printed = [json.loads(line) for line in capfd.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["reason"] for m in printed] == ["enabled"]
+
+
+def test_a_settling_longer_than_the_idle_limit_succeeds_while_it_keeps_progressing(
+    engine: LocalEngine,
+) -> None:
+    # 1,000 sends due at one virtual instant take longer to settle than the idle limit in all, while
+    # work finishes and begins all along: the limit counts from the last progress, not the start.
+    # Here a chain of invocations, each starting the next, lasts about twice the limit.
+    limit, links, each = 2.0, 12, 0.3
+    done: list[int] = []
+
+    def link(event: dict[str, Any], context: Any) -> None:
+        threading.Event().wait(each)  # work that takes a while (a handler's requests)
+        done.append(event["left"])
+        if event["left"]:
+            engine.enqueue(PROBE, {"left": event["left"] - 1})
+
+    concurrency_probe.behaviour = link
+    engine.enqueue(PROBE, {"left": links - 1})
+    engine.wait_idle(timeout=limit)
+
+    assert done == list(reversed(range(links)))
+
+
+def test_a_settling_that_makes_no_progress_still_fails_after_the_idle_limit(engine: LocalEngine) -> None:
+    stuck = threading.Event()
+
+    def hang(event: dict[str, Any], context: Any) -> None:
+        stuck.wait(GUARD_SECONDS)
+
+    concurrency_probe.behaviour = hang
+    engine.enqueue(PROBE, {})
+    try:
+        with pytest.raises(TimeoutError, match="did not settle"):
+            engine.wait_idle(timeout=1.0)
+    finally:
+        stuck.set()
+    engine.wait_idle()

@@ -169,13 +169,14 @@ def _deferred_event(**extra: object) -> tuple[dict[str, object], datetime]:
 
 
 def test_the_deliver_function_answers_a_deferral_and_counts_it_by_reason(
-    engine: LocalEngine, capsys: pytest.CaptureFixture[str]
+    engine: LocalEngine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions.deliver.handler import handler
     from shared import clock
     from tests.integration.conftest import LambdaContext
 
     event, until = _deferred_event()  # no token: a direct call still gets the outcome back
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # the local engine drops them; read here
     capsys.readouterr()
 
     answer = handler(event, LambdaContext("deliver"))
