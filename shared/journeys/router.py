@@ -156,16 +156,9 @@ class Executions(Protocol):
 class Waits(Protocol):
     def get(self, execution_arn: str) -> JourneyWait | None: ...
 
-    def awaiting(self, profile_id: str, event: str) -> list[JourneyWait]:
-        """The waits filed under the profile for this event name, whatever journey they belong to."""
-        ...
-
-    def parked(self, profile_id: str) -> list[JourneyWait]:
-        """Every wait filed under the profile."""
-        ...
-
-    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
-        """File the wait under `profile_id` if it still holds `token`."""
+    def waits_of(self, execution_arns: Iterable[str]) -> list[JourneyWait]:
+        """The waits of these executions that exist, read strongly consistent (one BatchGetItem per
+        100 executions; none for none)."""
         ...
 
     def delete(self, execution_arn: str, token: str) -> None:
@@ -352,7 +345,10 @@ def route(
         call=call,
     )
     journeys = list(journeys)
-    _resume(event, ports, routing)
+    # One strongly consistent Query of the profile's active runs, whatever the number of journeys:
+    # it serves the resume (their waits) and the exits (every journey this event exits).
+    active_runs = ports.runs.active_runs(event.profile_id)
+    _resume(event, active_runs, ports, routing)
     for journey in journeys:
         if journey.goal is not None and journey.goal.event == event.name:
             _reach_goal(event, journey, journey.goal, ports, routing)
@@ -360,11 +356,10 @@ def route(
         (journey, rule) for journey in journeys for rule in journey.exit_on if rule.event == event.name
     ]
     if exiting:
-        # One Query of the profile's active runs serves every journey exited by this event (read after
-        # the goals above, which may have closed some), instead of one Query per journey.
         active: dict[str, list[dict[str, str]]] = {}
-        for run in ports.runs.active_runs(event.profile_id):
-            active.setdefault(run["runKey"].split("#", 1)[0], []).append(run)
+        for run in active_runs:
+            if run["executionArn"] not in routing.exited:  # a goal above exited it already
+                active.setdefault(run["runKey"].split("#", 1)[0], []).append(run)
         for journey, rule in exiting:
             for run in _own_runs_excluded(event, journey, active.get(journey.id, [])):
                 if run["status"] == "active" and property_conditions_hold(
@@ -421,6 +416,10 @@ def _name_of(run: dict[str, str]) -> str:
     return run["runKey"].split("#", 1)[1]
 
 
+def _journey_of(run: dict[str, str]) -> str:
+    return run["runKey"].split("#", 1)[0]
+
+
 def _own_runs_excluded(
     event: _Event, journey: RoutedJourney, runs: list[dict[str, str]]
 ) -> list[dict[str, str]]:
@@ -435,18 +434,22 @@ def _trigger_of(run: dict[str, str]) -> dict[str, Any]:
     return trigger if isinstance(trigger, dict) else {}
 
 
-def _resume(event: _Event, ports: Ports, routing: Routing) -> None:
-    """Resume the runs parked under the profile for this event: the waits say what each run's own
-    definition awaits, whatever the catalogue says now."""
-    for wait in ports.waits.awaiting(event.profile_id, event.name):
-        if wait.executionArn.rsplit(":", 1)[-1] == event.own_run:
-            continue  # the run this very event started (a retried event)
-        if event.moment < clock.parse(wait.since):
+def _resume(event: _Event, active_runs: list[dict[str, str]], ports: Ports, routing: Routing) -> None:
+    """Resume the profile's active runs parked for this event: their waits (read by execution, strongly
+    consistent) say what each run's own definition awaits, whatever the catalogue says now."""
+    runs = {
+        run["executionArn"]: run
+        for run in active_runs
+        if run.get("executionArn") and _name_of(run) != event.own_run  # not the run this event started
+    }
+    if not runs:
+        return
+    for wait in ports.waits.waits_of(runs):
+        run = runs.get(wait.executionArn)
+        if run is None or wait.event != event.name:
+            continue
+        if event.moment < clock.parse(wait.since) or event.moment < clock.parse(run["enteredAt"]):
             continue  # an event from before the entry (a replay) does not count
-        # The run, wherever it is filed (a moved run is active under the survivor only).
-        run = next((r for r in ports.runs.by_execution(wait.executionArn) if r["status"] == "active"), None)
-        if run is None or event.moment < clock.parse(run["enteredAt"]):
-            continue  # ended (its wait is deleted when its end is routed), or not entered yet
         if property_conditions_hold(wait.conditions(), event.properties, _trigger_of(run), event.moment):
             ports.executions.resume(
                 wait.token, {"event": event.name, "messageId": event.message_id, "timestamp": event.at}
@@ -613,49 +616,45 @@ def _close_run_of(profile_id: str, journey_id: str, holder: Slot, ports: Ports, 
                 ports.stats.add(journey_id, {f"exited#{reason}": 1})
 
 
-def follow_merge(
-    merged: ProfilesMerged, journeys: Iterable[RoutedJourney], ports: Ports, now: str
-) -> list[str]:
-    """Journeys in flight for merged profiles continue on the survivor: their runs move under it,
-    so that the survivor's exit events (under any of its identifiers) find and exit them; and their
-    parked waits, of every journey whether catalogued or not, are filed under it, so that its awaited
-    events resume them. A journey the survivor is already in keeps only the survivor's run: one run
-    per profile and journey (the duplicate is stopped; its wait goes when its end is routed). A moved
-    run claims the survivor's slot, so a trigger racing the merge cannot add a second run. A wait
-    parked while the merge is followed is moved by wait_for itself (shared/journeys/steps.py)."""
+def follow_merge(merged: ProfilesMerged, ports: Ports, now: str) -> list[str]:
+    """Journeys in flight for merged profiles continue on the survivor: their active runs, of every
+    journey whether catalogued or not, move under it, so that the survivor's events (under any of its
+    identifiers) find them, to exit or to resume them (a run's wait is keyed by its execution: it does
+    not move). A journey the survivor is already in keeps only the survivor's run: one run per profile
+    and journey (the duplicate is stopped; its wait goes when its end is routed). A moved run claims
+    the survivor's slot, so a trigger racing the merge cannot add a second run."""
     runs, executions = ports.runs, ports.executions
+    survivors_runs: dict[str, set[str]] = {}  # running executions of the survivor, by journey
+    for run in runs.active_runs(merged.survivor):
+        if run.get("executionArn") and executions.state(run["executionArn"]) == "running":
+            survivors_runs.setdefault(_journey_of(run), set()).add(run["executionArn"])
     moved = []
-    for journey in journeys:
-        survivors_runs = {
-            run["executionArn"]
-            for run in runs.active(merged.survivor, journey.id)
-            if executions.state(run["executionArn"]) == "running"
-        }
-        for profile_id in merged.merged:
-            for run in runs.active(profile_id, journey.id):
-                arn = run["executionArn"]
-                # The survivor is in the journey if another of its runs is running (runs recorded
-                # before slots existed hold none) or its slot is held; this run itself may already
-                # be under it (moved, then the router died before closing it here: a retry).
-                if not survivors_runs - {arn} and _claim(merged.survivor, journey.id, arn, ports, now):
-                    runs.add(
-                        merged.survivor,
-                        journey.id,
-                        _name_of(run),
-                        arn,
-                        run["enteredAt"],
-                        run.get("trigger") or "{}",
-                    )
-                    runs.close(profile_id, run["runKey"], "merged", now, "merged")
-                    moved.append(arn)
-                else:
-                    executions.stop(arn, cause=f"merged into {merged.survivor}, already in the journey")
-                    if runs.close(profile_id, run["runKey"], "merged_duplicate", now, "merged_duplicate"):
-                        ports.stats.add(journey.id, {"exited#merged_duplicate": 1})
-                runs.release(profile_id, journey.id, arn)
     for profile_id in merged.merged:
-        for wait in ports.waits.parked(profile_id):
-            ports.waits.move(wait.executionArn, wait.token, merged.survivor)
+        for run in runs.active_runs(profile_id):
+            arn, journey_id = run.get("executionArn"), _journey_of(run)
+            if not arn:
+                continue
+            # The survivor is in the journey if another of its runs is running (runs recorded before
+            # slots existed hold none) or its slot is held; this run itself may already be under it
+            # (moved, then the router died before closing it here: a retry).
+            if not survivors_runs.get(journey_id, set()) - {arn} and _claim(
+                merged.survivor, journey_id, arn, ports, now
+            ):
+                runs.add(
+                    merged.survivor,
+                    journey_id,
+                    _name_of(run),
+                    arn,
+                    run["enteredAt"],
+                    run.get("trigger") or "{}",
+                )
+                runs.close(profile_id, run["runKey"], "merged", now, "merged")
+                moved.append(arn)
+            else:
+                executions.stop(arn, cause=f"merged into {merged.survivor}, already in the journey")
+                if runs.close(profile_id, run["runKey"], "merged_duplicate", now, "merged_duplicate"):
+                    ports.stats.add(journey_id, {"exited#merged_duplicate": 1})
+            runs.release(profile_id, journey_id, arn)
     return moved
 
 
