@@ -3,13 +3,14 @@
 Per `event.resolved` (a track call), in this order:
 1. resume: a run of the profile parked in a `wait_for` of this event whose conditions hold is resumed
    (SendTaskSuccess) and its wait deleted. The waits are found from the data, not from the catalogue:
-   the waits filed under the profile for this event's name (journey-waits, index by profile and
-   event), one Query per event. So a run resumes on the event ITS definition awaits, even after a
-   reload or a redeploy changed what the journey awaits now, or removed the journey; and routing an
-   event costs the same with 5 journeys or 100. The index is read eventually consistently: wait_for
-   puts its wait, then reads the timeline; identity writes the event to the timeline, then publishes;
-   so only an index lagging the wait's put by more than EventBridge's delivery of the event (DynamoDB
-   propagates to global indexes within a fraction of a second) could let both sides miss each other;
+   the profile's active runs (one Query, `active_runs`, shared with the exits below), then their
+   waits by execution (one BatchGetItem, none without an active run), kept when they await this
+   event's name. So a run resumes on the event ITS definition awaits, even after a reload or a
+   redeploy changed what the journey awaits now, or removed the journey; and routing an event costs
+   the same with 5 journeys or 100. Both reads are strongly consistent, which the handshake with
+   wait_for needs: wait_for puts its wait, then reads the timeline; identity writes the event to the
+   timeline, then publishes; so one of the two sees the other (a global index, read eventually
+   consistently, could miss a wait just put, and the run would take its timeout path);
 2. goals: the profile's latest run entered within the goal's window before the event, not yet
    converted, converts: its conversion and revenue (`properties.revenue`, else `total`) are credited to
    the journey (held-out runs to its held-out counters) and to the last step that sent the run a
@@ -36,9 +37,9 @@ execution starts: of concurrent triggers exactly one wins. The slot names the ex
 - a slot whose execution never started is being started by its own event (whose retry will start it
   if it crashed); only after `START_GRACE`, when that cannot be so any more, may another event take it.
 
-When profiles merge, their active runs move under the survivor, and so do their parked waits, of
-every journey, catalogued or not (`follow_merge`). When an execution
-ends, Step Functions says so (`Execution Status Change`): `close_execution` closes its run.
+When profiles merge, their active runs, of every journey, catalogued or not, move under the survivor
+(`follow_merge`), whose events then find them and their waits (keyed by execution, they stay). When an
+execution ends, Step Functions says so (`Execution Status Change`): `close_execution` closes its run.
 """
 
 from __future__ import annotations
