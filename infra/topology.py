@@ -354,7 +354,7 @@ TOPOLOGY = Topology(
             "Journeys react: resume waits, record goals, exit, start; close runs whose execution ended",
             tables=(
                 TableAccess(JOURNEY_RUNS, write=True),
-                TableAccess(JOURNEY_WAITS, write=True),  # deletes a wait it resumed, moves one on a merge
+                TableAccess(JOURNEY_WAITS, write=True),  # reads waits by execution, deletes a wait it resumed
                 TableAccess(JOURNEY_STATS, write=True),
                 TableAccess(
                     MESSAGES, write=True
