@@ -1126,6 +1126,21 @@ def test_the_only_active_run_being_the_one_this_event_started_makes_no_wait_read
     assert waits.reads == [] and routing.resumed == []
 
 
+def test_a_run_its_goal_exits_is_not_exited_again_by_the_exit_rule_naming_the_same_event(
+    ports: Ports, executions: FakeExecutions, stats: FakeStats
+) -> None:
+    # The cart journey's goal and its exit_on both name `Order Completed`; the profile's active runs
+    # are read once, before the goal closes the run.
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+
+    routing = route(_with("Order Completed", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    assert routing.exited == [arn]
+    assert [entry for entry in executions.journal if entry[0] == "stop"] == [("stop", arn)]
+    assert stats.counters["cart_abandonment"].get("exited#goal") == 1
+    assert "exited#exit_event" not in stats.counters["cart_abandonment"]
+
+
 def test_journey_waits_have_no_index_the_router_would_read_eventually_consistently() -> None:
     # The router reads waits by key (strongly consistent); a global index is read eventually
     # consistently and could miss a wait just put. The stack and the local engine build from this.
