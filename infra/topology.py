@@ -296,14 +296,9 @@ TOPOLOGY = Topology(
             sort_key="runKey",
             indexes=(Index("byExecution", partition_key="executionArn"),),
         ),
-        # One item per execution parked in a wait_for step: its task token and what it waits for; found
-        # by the profile it waits under and the event it awaits (the router: one Query per track
-        # event, however many journeys there are and whatever they await now).
-        Table(
-            JOURNEY_WAITS,
-            partition_key="executionArn",
-            indexes=(Index("byProfileEvent", partition_key="profileId", sort_key="event"),),
-        ),
+        # One item per execution parked in a wait_for step: its task token and what it waits for. The
+        # router reads those of the profile's active runs by key (strongly consistent: no index).
+        Table(JOURNEY_WAITS, partition_key="executionArn"),
         # One item per journey: its counters (entered, exited by reason, conversions, per-step outcomes).
         Table(JOURNEY_STATS, partition_key="journeyId"),
         # Sources by the SHA-256 of their write key (the key itself is never stored).
@@ -363,7 +358,7 @@ TOPOLOGY = Topology(
             "Journeys react: resume waits, record goals, exit, start; close runs whose execution ended",
             tables=(
                 TableAccess(JOURNEY_RUNS, write=True),
-                TableAccess(JOURNEY_WAITS, write=True),  # deletes a wait it resumed, moves one on a merge
+                TableAccess(JOURNEY_WAITS, write=True),  # reads waits by execution, deletes a wait it resumed
                 TableAccess(JOURNEY_STATS, write=True),
                 TableAccess(
                     MESSAGES, write=True

@@ -67,11 +67,12 @@ def handler(event: dict[str, Any], context: Any) -> None:
 
     incoming = Envelope.model_validate(event["detail"])
     logger.set_correlation_id(incoming.correlationId)
-    journeys = _journeys(settings)
     if incoming.name == DETAIL_MERGED:
-        moved = follow_merge(ProfilesMerged.model_validate(incoming.data), journeys, ports, now)
+        moved = follow_merge(ProfilesMerged.model_validate(incoming.data), ports, now)
         metrics.add_metric(name="JourneysMovedOnMerge", unit=MetricUnit.Count, value=len(moved))
         return
+
+    journeys = _journeys(settings)
 
     if event.get("source") == SOURCE_SEGMENTS:
         routing = route_segment_change(SegmentChange.model_validate(incoming.data), journeys, ports, now)

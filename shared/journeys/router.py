@@ -3,13 +3,14 @@
 Per `event.resolved` (a track call), in this order:
 1. resume: a run of the profile parked in a `wait_for` of this event whose conditions hold is resumed
    (SendTaskSuccess) and its wait deleted. The waits are found from the data, not from the catalogue:
-   the waits filed under the profile for this event's name (journey-waits, index by profile and
-   event), one Query per event. So a run resumes on the event ITS definition awaits, even after a
-   reload or a redeploy changed what the journey awaits now, or removed the journey; and routing an
-   event costs the same with 5 journeys or 100. The index is read eventually consistently: wait_for
-   puts its wait, then reads the timeline; identity writes the event to the timeline, then publishes;
-   so only an index lagging the wait's put by more than EventBridge's delivery of the event (DynamoDB
-   propagates to global indexes within a fraction of a second) could let both sides miss each other;
+   the profile's active runs (one Query, `active_runs`, shared with the exits below), then their
+   waits by execution (one BatchGetItem, none without an active run), kept when they await this
+   event's name. So a run resumes on the event ITS definition awaits, even after a reload or a
+   redeploy changed what the journey awaits now, or removed the journey; and routing an event costs
+   the same with 5 journeys or 100. Both reads are strongly consistent, which the handshake with
+   wait_for needs: wait_for puts its wait, then reads the timeline; identity writes the event to the
+   timeline, then publishes; so one of the two sees the other (a global index, read eventually
+   consistently, could miss a wait just put, and the run would take its timeout path);
 2. goals: the profile's latest run entered within the goal's window before the event, not yet
    converted, converts: its conversion and revenue (`properties.revenue`, else `total`) are credited to
    the journey (held-out runs to its held-out counters) and to the last step that sent the run a
@@ -36,9 +37,9 @@ execution starts: of concurrent triggers exactly one wins. The slot names the ex
 - a slot whose execution never started is being started by its own event (whose retry will start it
   if it crashed); only after `START_GRACE`, when that cannot be so any more, may another event take it.
 
-When profiles merge, their active runs move under the survivor, and so do their parked waits, of
-every journey, catalogued or not (`follow_merge`). When an execution
-ends, Step Functions says so (`Execution Status Change`): `close_execution` closes its run.
+When profiles merge, their active runs, of every journey, catalogued or not, move under the survivor
+(`follow_merge`), whose events then find them and their waits (keyed by execution, they stay). When an
+execution ends, Step Functions says so (`Execution Status Change`): `close_execution` closes its run.
 """
 
 from __future__ import annotations
@@ -156,16 +157,9 @@ class Executions(Protocol):
 class Waits(Protocol):
     def get(self, execution_arn: str) -> JourneyWait | None: ...
 
-    def awaiting(self, profile_id: str, event: str) -> list[JourneyWait]:
-        """The waits filed under the profile for this event name, whatever journey they belong to."""
-        ...
-
-    def parked(self, profile_id: str) -> list[JourneyWait]:
-        """Every wait filed under the profile."""
-        ...
-
-    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
-        """File the wait under `profile_id` if it still holds `token`."""
+    def waits_of(self, execution_arns: Iterable[str]) -> list[JourneyWait]:
+        """The waits of these executions that exist, read strongly consistent (one BatchGetItem per
+        100 executions; none for none)."""
         ...
 
     def delete(self, execution_arn: str, token: str) -> None:
@@ -352,7 +346,10 @@ def route(
         call=call,
     )
     journeys = list(journeys)
-    _resume(event, ports, routing)
+    # One strongly consistent Query of the profile's active runs, whatever the number of journeys:
+    # it serves the resume (their waits) and the exits (every journey this event exits).
+    active_runs = ports.runs.active_runs(event.profile_id)
+    _resume(event, active_runs, ports, routing)
     for journey in journeys:
         if journey.goal is not None and journey.goal.event == event.name:
             _reach_goal(event, journey, journey.goal, ports, routing)
@@ -360,11 +357,10 @@ def route(
         (journey, rule) for journey in journeys for rule in journey.exit_on if rule.event == event.name
     ]
     if exiting:
-        # One Query of the profile's active runs serves every journey exited by this event (read after
-        # the goals above, which may have closed some), instead of one Query per journey.
         active: dict[str, list[dict[str, str]]] = {}
-        for run in ports.runs.active_runs(event.profile_id):
-            active.setdefault(run["runKey"].split("#", 1)[0], []).append(run)
+        for run in active_runs:
+            if run["executionArn"] not in routing.exited:  # a goal above exited it already
+                active.setdefault(run["runKey"].split("#", 1)[0], []).append(run)
         for journey, rule in exiting:
             for run in _own_runs_excluded(event, journey, active.get(journey.id, [])):
                 if run["status"] == "active" and property_conditions_hold(
@@ -421,6 +417,10 @@ def _name_of(run: dict[str, str]) -> str:
     return run["runKey"].split("#", 1)[1]
 
 
+def _journey_of(run: dict[str, str]) -> str:
+    return run["runKey"].split("#", 1)[0]
+
+
 def _own_runs_excluded(
     event: _Event, journey: RoutedJourney, runs: list[dict[str, str]]
 ) -> list[dict[str, str]]:
@@ -435,18 +435,22 @@ def _trigger_of(run: dict[str, str]) -> dict[str, Any]:
     return trigger if isinstance(trigger, dict) else {}
 
 
-def _resume(event: _Event, ports: Ports, routing: Routing) -> None:
-    """Resume the runs parked under the profile for this event: the waits say what each run's own
-    definition awaits, whatever the catalogue says now."""
-    for wait in ports.waits.awaiting(event.profile_id, event.name):
-        if wait.executionArn.rsplit(":", 1)[-1] == event.own_run:
-            continue  # the run this very event started (a retried event)
-        if event.moment < clock.parse(wait.since):
+def _resume(event: _Event, active_runs: list[dict[str, str]], ports: Ports, routing: Routing) -> None:
+    """Resume the profile's active runs parked for this event: their waits (read by execution, strongly
+    consistent) say what each run's own definition awaits, whatever the catalogue says now."""
+    runs = {
+        run["executionArn"]: run
+        for run in active_runs
+        if run.get("executionArn") and _name_of(run) != event.own_run  # not the run this event started
+    }
+    if not runs:
+        return
+    for wait in ports.waits.waits_of(runs):
+        run = runs.get(wait.executionArn)
+        if run is None or wait.event != event.name:
+            continue
+        if event.moment < clock.parse(wait.since) or event.moment < clock.parse(run["enteredAt"]):
             continue  # an event from before the entry (a replay) does not count
-        # The run, wherever it is filed (a moved run is active under the survivor only).
-        run = next((r for r in ports.runs.by_execution(wait.executionArn) if r["status"] == "active"), None)
-        if run is None or event.moment < clock.parse(run["enteredAt"]):
-            continue  # ended (its wait is deleted when its end is routed), or not entered yet
         if property_conditions_hold(wait.conditions(), event.properties, _trigger_of(run), event.moment):
             ports.executions.resume(
                 wait.token, {"event": event.name, "messageId": event.message_id, "timestamp": event.at}
@@ -613,49 +617,45 @@ def _close_run_of(profile_id: str, journey_id: str, holder: Slot, ports: Ports, 
                 ports.stats.add(journey_id, {f"exited#{reason}": 1})
 
 
-def follow_merge(
-    merged: ProfilesMerged, journeys: Iterable[RoutedJourney], ports: Ports, now: str
-) -> list[str]:
-    """Journeys in flight for merged profiles continue on the survivor: their runs move under it,
-    so that the survivor's exit events (under any of its identifiers) find and exit them; and their
-    parked waits, of every journey whether catalogued or not, are filed under it, so that its awaited
-    events resume them. A journey the survivor is already in keeps only the survivor's run: one run
-    per profile and journey (the duplicate is stopped; its wait goes when its end is routed). A moved
-    run claims the survivor's slot, so a trigger racing the merge cannot add a second run. A wait
-    parked while the merge is followed is moved by wait_for itself (shared/journeys/steps.py)."""
+def follow_merge(merged: ProfilesMerged, ports: Ports, now: str) -> list[str]:
+    """Journeys in flight for merged profiles continue on the survivor: their active runs, of every
+    journey whether catalogued or not, move under it, so that the survivor's events (under any of its
+    identifiers) find them, to exit or to resume them (a run's wait is keyed by its execution: it does
+    not move). A journey the survivor is already in keeps only the survivor's run: one run per profile
+    and journey (the duplicate is stopped; its wait goes when its end is routed). A moved run claims
+    the survivor's slot, so a trigger racing the merge cannot add a second run."""
     runs, executions = ports.runs, ports.executions
+    survivors_runs: dict[str, set[str]] = {}  # running executions of the survivor, by journey
+    for run in runs.active_runs(merged.survivor):
+        if run.get("executionArn") and executions.state(run["executionArn"]) == "running":
+            survivors_runs.setdefault(_journey_of(run), set()).add(run["executionArn"])
     moved = []
-    for journey in journeys:
-        survivors_runs = {
-            run["executionArn"]
-            for run in runs.active(merged.survivor, journey.id)
-            if executions.state(run["executionArn"]) == "running"
-        }
-        for profile_id in merged.merged:
-            for run in runs.active(profile_id, journey.id):
-                arn = run["executionArn"]
-                # The survivor is in the journey if another of its runs is running (runs recorded
-                # before slots existed hold none) or its slot is held; this run itself may already
-                # be under it (moved, then the router died before closing it here: a retry).
-                if not survivors_runs - {arn} and _claim(merged.survivor, journey.id, arn, ports, now):
-                    runs.add(
-                        merged.survivor,
-                        journey.id,
-                        _name_of(run),
-                        arn,
-                        run["enteredAt"],
-                        run.get("trigger") or "{}",
-                    )
-                    runs.close(profile_id, run["runKey"], "merged", now, "merged")
-                    moved.append(arn)
-                else:
-                    executions.stop(arn, cause=f"merged into {merged.survivor}, already in the journey")
-                    if runs.close(profile_id, run["runKey"], "merged_duplicate", now, "merged_duplicate"):
-                        ports.stats.add(journey.id, {"exited#merged_duplicate": 1})
-                runs.release(profile_id, journey.id, arn)
     for profile_id in merged.merged:
-        for wait in ports.waits.parked(profile_id):
-            ports.waits.move(wait.executionArn, wait.token, merged.survivor)
+        for run in runs.active_runs(profile_id):
+            arn, journey_id = run.get("executionArn"), _journey_of(run)
+            if not arn:
+                continue
+            # The survivor is in the journey if another of its runs is running (runs recorded before
+            # slots existed hold none) or its slot is held; this run itself may already be under it
+            # (moved, then the router died before closing it here: a retry).
+            if not survivors_runs.get(journey_id, set()) - {arn} and _claim(
+                merged.survivor, journey_id, arn, ports, now
+            ):
+                runs.add(
+                    merged.survivor,
+                    journey_id,
+                    _name_of(run),
+                    arn,
+                    run["enteredAt"],
+                    run.get("trigger") or "{}",
+                )
+                runs.close(profile_id, run["runKey"], "merged", now, "merged")
+                moved.append(arn)
+            else:
+                executions.stop(arn, cause=f"merged into {merged.survivor}, already in the journey")
+                if runs.close(profile_id, run["runKey"], "merged_duplicate", now, "merged_duplicate"):
+                    ports.stats.add(journey_id, {"exited#merged_duplicate": 1})
+            runs.release(profile_id, journey_id, arn)
     return moved
 
 

@@ -9,15 +9,13 @@ One action per step type (`ACTIONS`), each given the Task payload the compiler e
   (`Profile.timezone`, recorded by identity), else the deployment's DEFAULT_TIMEZONE. zoneinfo makes
   it DST-correct: "10:00" is 10:00 on the wall clock whether that day is CET or CEST.
 - `wait_for` parks the execution on its task token and must never miss the awaited event: it puts the
-  wait (token, concrete conditions, and the profile it waits under) FIRST, then looks for a matching
-  event since entry in the live profile's timeline (merged-from profiles included), read strongly
+  wait (keyed by the execution: token and concrete conditions) FIRST, then looks for a matching event
+  since entry in the live profile's timeline (merged-from profiles included), read strongly
   consistent. The router does the mirror image: identity writes the event to the timeline before it
-  publishes `event.resolved`, and the router looks the profile's waits for that event up after that.
-  Whichever order the two run in, one of them sees the other; both may, and then the second
-  SendTaskSuccess fails harmlessly (the token is spent). A wait is filed under the profile the run
-  started for; when that profile has been merged meanwhile, wait_for moves it under the live one (the
-  router's `follow_merge` moves the waits already parked when it follows the merge: between the two,
-  a wait parked around a merge ends up under the survivor whichever runs first).
+  publishes `event.resolved`, and the router then reads the waits of the profile's active runs, by
+  key and strongly consistent too (no index, which would be read eventually consistently and could
+  miss a wait just put). Whichever order the two run in, one of them sees the other; both may, and
+  then the second SendTaskSuccess fails harmlessly (the token is spent).
 - `branch` → `{"path": "case-<i>" | "else"}`: the first case whose conditions hold on the live
   profile's traits, the trigger's properties, this run's messages, and the profile's segments and
   computed traits (its segment state, read only when a case names them).
@@ -92,7 +90,6 @@ class JourneyWait(Model):
     trigger's value), so that the router matches without the run's trigger."""
 
     executionArn: str
-    profileId: ProfileId  # the profile it waits under (the router looks waits up by profile and event)
     journey: str
     step: str
     token: str
@@ -119,10 +116,6 @@ class Profiles(Protocol):
 
 class Waits(Protocol):
     def put(self, wait: JourneyWait) -> None: ...
-
-    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
-        """File the wait under `profile_id` if it still holds `token` (resumed meanwhile: nothing)."""
-        ...
 
     def delete(self, execution_arn: str, token: str) -> None:
         """Forget the wait if it still holds `token` (a later wait_for of the run may have replaced it)."""
@@ -282,7 +275,6 @@ def wait_for(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
     spec = WaitForSpec.model_validate(request.spec)
     wait = JourneyWait(
         executionArn=request.executionId,
-        profileId=request.profileId,
         journey=request.journey,
         step=request.step,
         token=request.token,
@@ -297,10 +289,6 @@ def wait_for(request: StepRequest, ports: StepPorts) -> dict[str, Any]:
     profile = ports.profiles.profile(request.profileId)
     if profile is None:  # erased meanwhile: the router stops the run; the timeout ends it otherwise
         return {"resumed": False}
-    if profile.profileId != wait.profileId:
-        # The run's profile was merged: its events now resolve to the live one, under which the
-        # router looks the wait up.
-        ports.waits.move(wait.executionArn, wait.token, profile.profileId)
     trigger_message_id = request.trigger.get("messageId")
     entries = ports.profiles.timeline_since(live_profile_ids(profile), request.enteredAt)
     if not any(awaited(wait, entry, trigger_message_id) for entry in entries):

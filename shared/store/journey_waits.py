@@ -4,24 +4,23 @@ One item per execution (`executionArn`): a run waits in at most one wait_for ste
 later wait_for of the run replaces the item. The journey-steps function puts it; whoever sees the
 awaited event first (journey-steps itself, or the router) resumes the execution and deletes it.
 
-The router finds the waits an event resumes by the profile and the event's name (index
-`byProfileEvent`, `WAITS_BY_PROFILE_EVENT`): one Query per track event, whatever the journeys in the
-catalogue are and whatever they await now (a run keeps the definition it started with).
+The router reads the waits of the profile's active runs by their executions (`waits_of`: one
+BatchGetItem, strongly consistent), whatever the journeys in the catalogue are and whatever they await
+now (a run keeps the definition it started with).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from shared.journeys.steps import JourneyWait
 from shared.store.aws import TableStore, error_code
+from shared.store.profiles import batch_get
 
 # Resuming a wait: TaskTokens lives with the send steps' answers (deliver answers every send's token).
 from shared.store.task_tokens import SPENT_TOKEN_ERRORS, TaskTokens
-
-# The global index of journey-waits by (profileId, event) (infra/topology.py declares it).
-WAITS_BY_PROFILE_EVENT = "byProfileEvent"
 
 __all__ = ["SPENT_TOKEN_ERRORS", "JourneyWaitStore", "TaskTokens"]
 
@@ -32,7 +31,6 @@ class JourneyWaitStore(TableStore):
             TableName=self._table,
             Item={
                 "executionArn": {"S": wait.executionArn},
-                "profileId": {"S": wait.profileId},
                 "journey": {"S": wait.journey},
                 "step": {"S": wait.step},
                 "token": {"S": wait.token},
@@ -48,46 +46,11 @@ class JourneyWaitStore(TableStore):
         ).get("Item")
         return None if item is None else _wait(item)
 
-    def awaiting(self, profile_id: str, event: str) -> list[JourneyWait]:
-        """The waits filed under the profile for this event. A global index reads eventually
-        consistently: see `shared.journeys.router` for why the router may rely on it."""
-        return [
-            _wait(item)
-            for item in self._items(
-                "query",
-                IndexName=WAITS_BY_PROFILE_EVENT,
-                KeyConditionExpression="profileId = :p AND #e = :e",
-                ExpressionAttributeNames={"#e": "event"},
-                ExpressionAttributeValues={":p": {"S": profile_id}, ":e": {"S": event}},
-            )
-        ]
-
-    def parked(self, profile_id: str) -> list[JourneyWait]:
-        """Every wait filed under the profile, whatever it awaits (a merge moves them)."""
-        return [
-            _wait(item)
-            for item in self._items(
-                "query",
-                IndexName=WAITS_BY_PROFILE_EVENT,
-                KeyConditionExpression="profileId = :p",
-                ExpressionAttributeValues={":p": {"S": profile_id}},
-            )
-        ]
-
-    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
-        """File the wait under `profile_id` if it still holds `token` (resumed or replaced: nothing)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"executionArn": {"S": execution_arn}},
-                UpdateExpression="SET profileId = :p",
-                ConditionExpression="#t = :t",
-                ExpressionAttributeNames={"#t": "token"},
-                ExpressionAttributeValues={":t": {"S": token}, ":p": {"S": profile_id}},
-            )
-        except Exception as error:
-            if error_code(error) != "ConditionalCheckFailedException":
-                raise
+    def waits_of(self, execution_arns: Iterable[str]) -> list[JourneyWait]:
+        """The waits of these executions that exist: BatchGetItem, read strongly consistent (the router
+        relies on it, see `shared.journeys.router`), 100 keys a request, unprocessed keys asked again."""
+        keys = [{"executionArn": {"S": arn}} for arn in dict.fromkeys(execution_arns)]
+        return [_wait(item) for item in batch_get(self._db, self._table, keys)] if keys else []
 
     def delete(self, execution_arn: str, token: str) -> None:
         """Delete the wait if it still holds `token`: a later wait_for of the run keeps its own."""
@@ -107,7 +70,6 @@ class JourneyWaitStore(TableStore):
 def _wait(item: dict[str, Any]) -> JourneyWait:
     return JourneyWait(
         executionArn=item["executionArn"]["S"],
-        profileId=item["profileId"]["S"],
         journey=item["journey"]["S"],
         step=item["step"]["S"],
         token=item["token"]["S"],

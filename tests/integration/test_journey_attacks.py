@@ -16,7 +16,7 @@ import pytest
 
 from infra.local.harness import JourneyHarness
 from infra.local.http import api_gateway_event
-from infra.topology import JOURNEY_WAITS, JOURNEYS_DIR, PROFILES, table_env
+from infra.topology import JOURNEY_RUNS, JOURNEY_WAITS, JOURNEYS_DIR, PROFILES, table_env
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
@@ -309,7 +309,7 @@ def test_after_a_redeploy_old_runs_and_new_runs_each_resume_on_their_own_definit
     assert _waits(h) == []
 
 
-def test_a_merge_after_the_wait_is_parked_files_it_under_the_survivor_whose_event_resumes_it(
+def test_a_merge_after_the_wait_is_parked_moves_the_run_to_the_survivor_whose_event_resumes_it(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
     # Given a known user's profile (the older one: it survives a merge), and an anonymous visitor's
@@ -324,19 +324,30 @@ def test_a_merge_after_the_wait_is_parked_files_it_under_the_survivor_whose_even
     # When the visitor logs in (the two profiles merge), before the event
     h.send("identify", {"anonymousId": "anon-m", "userId": "m-user"})
     h.advance("1m")
-    [moved] = _waits(h)
+    [kept] = _waits(h)
+    moved = _active_runs(h)
     # and the awaited event comes under the user id
     h.track("m-user", "App Opened")
     h.advance("3d")
 
-    # Then the wait had moved to the profile the user's events resolve to, which resumed the run
-    profiles = h.profile_ids("m-user")
-    assert len(profiles) == 2 and parked["profileId"]["S"] in profiles
-    assert moved["executionArn"] == parked["executionArn"]
-    assert moved["profileId"] != parked["profileId"]  # the visitor's profile was merged away
-    assert moved["profileId"]["S"] == _live_profile(h, "m-user")
+    # Then the run had moved to the profile the user's events resolve to (its wait, keyed by the
+    # execution, stayed as it was), and that profile's event resumed it
+    assert len(h.profile_ids("m-user")) == 2
+    assert kept == parked
+    assert moved == [(_live_profile(h, "m-user"), parked["executionArn"]["S"])]
     assert _templates(h, "m-user") == ["a", "b"]
     assert _waits(h) == []
+
+
+def _active_runs(h: JourneyHarness) -> list[tuple[str, str]]:
+    """(profile, execution) of every active run."""
+    table = h.engine._env[table_env(JOURNEY_RUNS)]
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    return [
+        (item["profileId"]["S"], item["executionArn"]["S"])
+        for item in items
+        if item.get("status", {}).get("S") == "active" and "executionArn" in item
+    ]
 
 
 def _live_profile(h: JourneyHarness, user_id: str) -> str:

@@ -174,7 +174,15 @@ def test_reloading_unchanged_journeys_changes_nothing(
     assert h.reload() == []
 
 
-def _hundred_journeys(root: Path, count: int = 100) -> Path:
+HOUR_THEN_NOTE = "steps:\n  - wait: 1h\n  - send: {channel: email, template: note}\n"
+# Parked in a wait_for of `Opened` (then the note), whatever the journey.
+PARKED_UNTIL_OPENED = (
+    "steps:\n  - wait_for: {event: Opened, timeout: 1d,"
+    " on_event: [{send: {channel: email, template: note}}]}\n"
+)
+
+
+def _hundred_journeys(root: Path, count: int = 100, steps: str = HOUR_THEN_NOTE) -> Path:
     for i in range(count):
         folder = root / f"journey_{i:03d}"
         (folder / "templates").mkdir(parents=True)
@@ -185,8 +193,7 @@ def _hundred_journeys(root: Path, count: int = 100) -> Path:
             f"id: journey_{i:03d}\nname: Journey {i}\n"
             # Every journey on one event, told apart by a property: the router checks them all.
             f"trigger: {{event: Ping, where: {{n: {i}}}}}\n"
-            "exit_on: [Stop]\n"
-            "steps:\n  - wait: 1h\n  - send: {channel: email, template: note}\n",
+            "exit_on: [Stop]\n" + steps,
             encoding="utf-8",
         )
     return root
@@ -250,40 +257,81 @@ def _requests_to_route(h: JourneyHarness, user: str, event: str) -> list[str]:
     return sorted(calls)
 
 
-def test_routing_an_event_no_journey_names_costs_the_same_with_five_or_a_hundred_journeys(
-    make_journey_harness: MakeHarness, tmp_path: Path
-) -> None:
-    # Given a customer in one of 5, then of 100, journeys (all triggered by `Ping`, exited by `Stop`)
+def _counts(
+    make_journey_harness: MakeHarness,
+    root: Path,
+    event: str,
+    steps: str = HOUR_THEN_NOTE,
+    ping: bool = True,
+) -> dict[int, list[str]]:
+    """The router's requests to route `event` of a customer in journey 3 of 5, then of 100, journeys
+    (all triggered by `Ping`, exited by `Stop`), or in none (`ping=False`)."""
     counts = {}
     for count in (5, 100):
         h = make_journey_harness(
-            _hundred_journeys(tmp_path / str(count), count), policy_file=PERMISSIVE_POLICY_FILE
+            _hundred_journeys(root / str(count), count, steps), policy_file=PERMISSIVE_POLICY_FILE
         )
         h.identify("c", email="c@example.com")
-        h.track("c", "Ping", n=3)
-        # When the customer sends an event no journey names
-        counts[count] = _requests_to_route(h, "c", "Page Scrolled")
+        if ping:
+            h.track("c", "Ping", n=3)
+            h.advance("1m")
+        counts[count] = _requests_to_route(h, "c", event)
+    return counts
 
-    # Then the router made the same requests: one lookup of the profile's waits for that event
+
+def test_routing_an_event_of_a_customer_in_no_journey_costs_one_query_with_five_or_a_hundred_journeys(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a customer in none of 5, then of 100, journeys
+    # When the customer sends an event no journey names
+    counts = _counts(make_journey_harness, tmp_path, "Page Scrolled", ping=False)
+
+    # Then the router read the profile's active runs (none), and no wait at all
     assert counts[5] == counts[100] == ["dynamodb.Query"], counts
+
+
+def test_routing_an_event_no_journey_names_costs_the_same_with_five_or_a_hundred_journeys(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a customer in one of 5, then of 100, journeys (waiting an hour, not for an event)
+    # When the customer sends an event no journey names
+    counts = _counts(make_journey_harness, tmp_path, "Page Scrolled")
+
+    # Then the router made the same requests: the profile's active runs, then their waits (none)
+    assert counts[5] == counts[100] == ["dynamodb.BatchGetItem", "dynamodb.Query"], counts
+
+
+def test_resuming_a_parked_run_costs_the_same_with_five_or_a_hundred_journeys(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Given a customer in one of 5, then of 100, journeys, parked in its wait_for of `Opened`
+    # When the customer sends it
+    counts = _counts(make_journey_harness, tmp_path, "Opened", PARKED_UNTIL_OPENED)
+
+    # Then the same requests whatever the catalogue: the router read the active runs (Query) and their
+    # waits (BatchGetItem) once each, resumed the run and deleted its wait; the run then sent its note
+    # and ended, and its end was routed (the wait looked for, the run found by execution, its deferred
+    # sends looked for, the run closed and counted, the slot released)
+    assert counts[5] == counts[100], counts
+    assert counts[5] == sorted(
+        ["dynamodb.Query", "dynamodb.BatchGetItem", "stepfunctions.SendTaskSuccess", "dynamodb.DeleteItem"]
+        + ["dynamodb.GetItem", "dynamodb.Query", "dynamodb.Query"]
+        + ["dynamodb.UpdateItem", "dynamodb.UpdateItem", "dynamodb.DeleteItem"]
+    ), counts
 
 
 def test_routing_an_exit_every_journey_names_costs_the_same_with_five_or_a_hundred_journeys(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
     # Given a customer in one of 5, then of 100, journeys that all exit on `Stop`
-    counts = {}
-    for count in (5, 100):
-        h = make_journey_harness(
-            _hundred_journeys(tmp_path / str(count), count), policy_file=PERMISSIVE_POLICY_FILE
-        )
-        h.identify("c", email="c@example.com")
-        h.track("c", "Ping", n=3)
-        # When the customer sends it
-        counts[count] = _requests_to_route(h, "c", "Stop")
-        assert h.stats("journey_003")["exited#exit_event"] == 1
+    # When the customer sends it
+    counts = _counts(make_journey_harness, tmp_path, "Stop")
 
     # Then the router read the profile's runs once, not once per journey naming the event: the same
     # requests (the exit itself and its end routed included)
     assert counts[5] == counts[100], counts
-    assert counts[5].count("dynamodb.Query") <= 4, counts
+    assert counts[5] == sorted(
+        ["dynamodb.Query", "dynamodb.BatchGetItem"]  # the active runs, their waits (none)
+        + ["stepfunctions.StopExecution", "dynamodb.UpdateItem", "dynamodb.UpdateItem", "dynamodb.DeleteItem"]
+        + ["dynamodb.GetItem", "dynamodb.Query", "dynamodb.Query"]  # its end (stopped: nothing to close)
+    ), counts

@@ -319,7 +319,6 @@ def test_an_awaited_event_resumes_the_waiting_execution_and_deletes_its_wait(env
         TableName=waits,
         Item={
             "executionArn": {"S": run["executionArn"]},
-            "profileId": {"S": profile},
             "journey": {"S": "cart_abandonment"},
             "step": {"S": "checkout"},
             "token": {"S": "a-task-token"},

@@ -259,21 +259,19 @@ def test_deleting_a_wait_keeps_a_newer_wait_of_the_same_execution(engine: LocalE
     assert waits.get(arn) is None
 
 
-def test_waits_are_found_by_profile_and_event_and_move_with_their_token(engine: LocalEngine) -> None:
+def test_the_waits_of_executions_are_read_in_batches_of_a_hundred(engine: LocalEngine) -> None:
     from shared.journeys.steps import JourneyWait
 
     waits = JourneyWaitStore(WAITS_TABLE)
-    profile, survivor, other = f"p-{_tag()}", f"s-{_tag()}", f"o-{_tag()}"
 
-    def park(profile_id: str, event: str, token: str = "t") -> str:
+    def park(event: str) -> str:
         arn = f"arn:aws:states:us-east-1:123456789012:execution:x:{_tag()}"
         waits.put(
             JourneyWait(
                 executionArn=arn,
-                profileId=profile_id,
                 journey="j",
                 step="s",
-                token=token,
+                token=f"t-{arn[-6:]}",
                 event=event,
                 where={"cart_id": {"equals": "c-1"}},
                 since="2020-01-01T00:00:00.000Z",
@@ -281,24 +279,15 @@ def test_waits_are_found_by_profile_and_event_and_move_with_their_token(engine: 
         )
         return arn
 
-    opened, checkout, elsewhere = (
-        park(profile, "App Opened"),
-        park(profile, "Checkout Started"),
-        park(other, "App Opened"),
-    )
+    parked = [park("App Opened") for _ in range(101)] + [park("Checkout Started")]
+    not_parked = f"arn:aws:states:us-east-1:123456789012:execution:x:{_tag()}"
 
-    assert [w.executionArn for w in waits.awaiting(profile, "App Opened")] == [opened]
-    assert sorted(w.executionArn for w in waits.parked(profile)) == sorted([opened, checkout])
-    assert [w.executionArn for w in waits.awaiting(other, "App Opened")] == [elsewhere]
-    [found] = waits.awaiting(profile, "Checkout Started")
-    assert (found.profileId, found.where) == (profile, {"cart_id": {"equals": "c-1"}})
+    found = waits.waits_of([*parked, not_parked])
 
-    waits.move(opened, "another token", survivor)  # replaced or resumed meanwhile: stays
-    waits.move(checkout, "t", survivor)
-
-    assert [w.executionArn for w in waits.awaiting(survivor, "Checkout Started")] == [checkout]
-    assert waits.awaiting(survivor, "App Opened") == []
-    assert [w.executionArn for w in waits.parked(profile)] == [opened]
+    assert sorted(w.executionArn for w in found) == sorted(parked)
+    [checkout] = [w for w in found if w.executionArn == parked[-1]]
+    assert (checkout.event, checkout.where) == ("Checkout Started", {"cart_id": {"equals": "c-1"}})
+    assert waits.waits_of([]) == []
 
 
 # -- wait_until ------------------------------------------------------------------------------------

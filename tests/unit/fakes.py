@@ -221,8 +221,9 @@ class FakeRunStore:
     and one slot per (profile, journey) claimed by a conditional write. Each call is applied
     atomically (a lock), as DynamoDB applies each request; so threads may call it at once.
 
-    `rendezvous`, when set, holds each thread's first call of `active` until all parties have read: concurrent
-    routers then all decide from the same (empty) state, the interleaving that exposes a race."""
+    `rendezvous`, when set, holds each thread's first read (`runs`, `active`, `active_runs`) until all
+    parties have read: concurrent routers then all decide from the same (empty) state, the
+    interleaving that exposes a race."""
 
     def __init__(self, journal: list[tuple[str, str]] | None = None) -> None:
         self.items: dict[tuple[str, str], dict[str, str]] = {}
@@ -242,10 +243,14 @@ class FakeRunStore:
                 for (owner, run_key), item in self.items.items()
                 if owner == profile_id and run_key.startswith(f"{journey_id}#")
             ]
+        self._meet()
+        return found
+
+    def _meet(self) -> None:
+        """Wait at the rendezvous, once per thread, after a read (see the class's docstring)."""
         if self.rendezvous is not None and threading.get_ident() not in self._met:
             self._met.add(threading.get_ident())
             self.rendezvous.wait()
-        return found
 
     def by_execution(self, execution_arn: str) -> list[dict[str, str]]:
         with self._lock:
@@ -253,11 +258,13 @@ class FakeRunStore:
 
     def active_runs(self, profile_id: str) -> list[dict[str, str]]:
         with self._lock:
-            return [
+            found = [
                 dict(item)
                 for (owner, _), item in self.items.items()
                 if owner == profile_id and item["status"] == "active"
             ]
+        self._meet()
+        return found
 
     def add(
         self,
@@ -548,12 +555,13 @@ class FakeQueue:
 
 class FakeJourneyWaits:
     """`shared.journeys.steps.Waits` and `shared.journeys.router.Waits` (JourneyWaitStore's contract):
-    one wait per execution, filed under a profile (found by profile and event); `move` and `delete`
-    only while the wait still holds the token given. `journal` records each write, in order."""
+    one wait per execution; `delete` only while the wait still holds the token given. `journal`
+    records each write, in order; `reads` each `waits_of`, as the executions asked for."""
 
     def __init__(self, journal: list[str] | None = None) -> None:
         self.items: dict[str, JourneyWait] = {}
         self.journal = journal if journal is not None else []
+        self.reads: list[list[str]] = []
 
     def put(self, wait: JourneyWait) -> None:
         self.journal.append("put wait")
@@ -562,17 +570,10 @@ class FakeJourneyWaits:
     def get(self, execution_arn: str) -> JourneyWait | None:
         return self.items.get(execution_arn)
 
-    def awaiting(self, profile_id: str, event: str) -> list[JourneyWait]:
-        return [w for w in self.items.values() if w.profileId == profile_id and w.event == event]
-
-    def parked(self, profile_id: str) -> list[JourneyWait]:
-        return [w for w in self.items.values() if w.profileId == profile_id]
-
-    def move(self, execution_arn: str, token: str, profile_id: str) -> None:
-        self.journal.append("move wait")
-        wait = self.items.get(execution_arn)
-        if wait is not None and wait.token == token:
-            self.items[execution_arn] = wait.model_copy(update={"profileId": profile_id})
+    def waits_of(self, execution_arns: Iterable[str]) -> list[JourneyWait]:
+        arns = list(execution_arns)
+        self.reads.append(arns)
+        return [self.items[arn] for arn in arns if arn in self.items]
 
     def delete(self, execution_arn: str, token: str) -> None:
         self.journal.append("delete wait")

@@ -323,7 +323,7 @@ def test_a_merged_profiles_active_run_moves_under_the_survivor(
     [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
 
     # When the merge is followed
-    moved = follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
+    moved = follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
     # Then the same execution is active under the survivor, and closed as merged under the old id
     assert moved == [arn]
@@ -347,7 +347,7 @@ def test_after_a_merge_the_survivors_goal_exits_the_moved_run(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
     [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
-    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
+    follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
     routing = _route(_resolved(event="Order Completed", message_id="m-2"), runs, executions)
 
@@ -360,7 +360,7 @@ def test_after_a_merge_a_trigger_does_not_start_the_journey_again(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
     _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
-    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
+    follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
     again = _route(_resolved(message_id="m-1"), runs, executions)
 
@@ -373,36 +373,39 @@ def test_every_merged_profile_and_journey_is_followed(runs: FakeRunStore, execut
         _resolved(event="Signed Up", profileId=OTHER, message_id="m-1"), runs, executions
     ).started
 
-    moved = follow_merge(_merge(MERGED, OTHER), [CART, WELCOME], _ports(runs, executions), NOW)
+    moved = follow_merge(_merge(MERGED, OTHER), _ports(runs, executions), NOW)
 
     assert moved == cart + welcome
     assert [r["executionArn"] for r in runs.active(PROFILE, "cart_abandonment")] == cart
     assert [r["executionArn"] for r in runs.active(PROFILE, "welcome")] == welcome
 
 
-def test_closed_runs_and_runs_of_unlisted_journeys_stay_where_they_are(
+def test_closed_runs_stay_where_they_are_and_active_runs_of_every_journey_move(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
+    # The catalogue no longer lists welcome (removed): its run continues, on the survivor, whose
+    # events resume it (its wait is keyed by its execution).
     [finished] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
     runs.close(MERGED, f"cart_abandonment#{execution_name(MERGED, 'm-0')}", "completed", NOW)
     [welcome] = _route(
         _resolved(event="Signed Up", profileId=MERGED, message_id="m-1"), runs, executions
     ).started
 
-    moved = follow_merge(_merge(MERGED), [CART], _ports(runs, executions), NOW)
+    moved = follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
-    assert moved == []
+    assert moved == [welcome]
     assert runs.status_of(finished) == ["completed"]
-    assert [r["executionArn"] for r in runs.active(MERGED, "welcome")] == [welcome]
+    assert runs.active(MERGED, "welcome") == []
+    assert [r["executionArn"] for r in runs.active(PROFILE, "welcome")] == [welcome]
 
 
 def test_following_the_same_merge_twice_moves_nothing_more(
     runs: FakeRunStore, executions: FakeExecutions
 ) -> None:
     _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions)
-    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
+    follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
-    again = follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
+    again = follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
     assert again == []
     assert len(runs.active(PROFILE, "cart_abandonment")) == 1
@@ -411,7 +414,7 @@ def test_following_the_same_merge_twice_moves_nothing_more(
 def test_a_merge_without_runs_moves_nothing(
     runs: FakeRunStore, executions: FakeExecutions, journal: list[tuple[str, str]]
 ) -> None:
-    assert follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW) == []
+    assert follow_merge(_merge(MERGED), _ports(runs, executions), NOW) == []
     assert journal == []
 
 
@@ -423,7 +426,7 @@ def test_after_a_merge_the_survivor_is_in_each_journey_at_most_once(
     _route(_resolved(message_id="m-1"), runs, executions)
 
     # When the merge is followed
-    follow_merge(_merge(MERGED), [CART, WELCOME], _ports(runs, executions), NOW)
+    follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
     # Then the survivor is in the journey once, and only one execution keeps running
     assert len(runs.active(PROFILE, "cart_abandonment")) == 1
@@ -474,7 +477,7 @@ def test_a_trigger_racing_a_merge_leaves_the_survivor_in_the_journey_once(
 
     _in_parallel(
         [
-            partial(follow_merge, _merge(MERGED), [CART], _ports(runs, executions), NOW),
+            partial(follow_merge, _merge(MERGED), _ports(runs, executions), NOW),
             partial(_route, _resolved(message_id="m-1"), runs, executions),
         ]
     )
@@ -551,7 +554,7 @@ def test_a_moved_run_holds_the_survivors_slot_and_frees_the_merged_profiles(
 ) -> None:
     [arn] = _route(_resolved(profileId=MERGED, message_id="m-0"), runs, executions).started
 
-    follow_merge(_merge(MERGED), [CART], _ports(runs, executions), NOW)
+    follow_merge(_merge(MERGED), _ports(runs, executions), NOW)
 
     held = runs.slot(PROFILE, "cart_abandonment")
     assert held is not None and held.execution_arn == arn
@@ -912,14 +915,12 @@ def _parked(
     waits: FakeJourneyWaits,
     arn: str,
     where: dict[str, Any] | None = None,
-    profile_id: str = PROFILE,
     event: str = "Checkout Started",
     journey: str = "cart_abandonment",
 ) -> JourneyWait:
-    """The execution parked in its wait_for under `profile_id`, with these concrete conditions."""
+    """The execution parked in its wait_for, with these concrete conditions."""
     wait = JourneyWait(
         executionArn=arn,
-        profileId=profile_id,
         journey=journey,
         step="wait-for-checkout-started",
         token=f"token-{arn[-6:]}",
@@ -965,8 +966,8 @@ def test_an_awaited_event_under_a_merged_profile_resumes_the_moved_execution(
 ) -> None:
     # Given the merged profile's run parked in its wait_for, then the merge
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
-    wait = _parked(waits, arn, profile_id=MERGED)
-    follow_merge(_merge(MERGED), [CART], ports, NOW)
+    wait = _parked(waits, arn)
+    follow_merge(_merge(MERGED), ports, NOW)
 
     # When the awaited event comes, resolved to the survivor
     routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
@@ -1018,7 +1019,7 @@ def test_another_profiles_wait_for_the_same_event_is_not_resumed(
     ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
 ) -> None:
     [arn] = route(_resolved(profileId=OTHER), [CART], ports, NOW).started
-    _parked(waits, arn, profile_id=OTHER)
+    _parked(waits, arn)
 
     routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [], ports, NOW)
 
@@ -1062,51 +1063,91 @@ def test_an_awaited_event_routed_twice_resumes_once(
     assert len(executions.resumed) == 1
 
 
-def test_a_merge_after_the_wait_is_parked_moves_it_to_the_survivor_for_any_journey(
-    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+def test_a_merge_after_the_wait_is_parked_moves_the_run_to_the_survivor_for_any_journey(
+    ports: Ports, runs: FakeRunStore, waits: FakeJourneyWaits, executions: FakeExecutions
 ) -> None:
     # Given the merged profile's run parked in a journey the catalogue no longer lists
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
-    wait = _parked(waits, arn, profile_id=MERGED, event="App Opened")
+    wait = _parked(waits, arn, event="App Opened")
 
-    # When the merge is followed with a catalogue without that journey, then the event comes
-    follow_merge(_merge(MERGED), [WELCOME], ports, NOW)
-    before_the_event = waits.get(arn)
+    # When the merge is followed (whatever the catalogue), then the event comes
+    follow_merge(_merge(MERGED), ports, NOW)
     routing = route(_with("App Opened", "m-2", "2024-05-01T15:00:00.000Z"), [WELCOME], ports, NOW)
 
-    # Then the wait was filed under the survivor, and the survivor's event resumed the run
-    assert before_the_event is not None and before_the_event.profileId == PROFILE
+    # Then the run had moved under the survivor, whose event resumed it
+    assert [r["executionArn"] for r in runs.active_runs(PROFILE)] == [arn]
     assert routing.resumed == [arn]
     assert [token for token, _ in executions.resumed] == [wait.token]
 
 
-def test_an_event_routed_to_a_profile_looks_its_waits_up_once_whatever_the_catalogue(
+def test_the_waits_are_read_once_per_event_by_the_profiles_active_runs_whatever_the_catalogue(
+    ports: Ports, runs: FakeRunStore, waits: FakeJourneyWaits
+) -> None:
+    # Given the profile in the cart journey (parked) and in welcome (not parked), another's run
+    [cart] = route(_resolved(), [CART], ports, NOW).started
+    [welcome] = route(_with("Signed Up", "m-1"), [WELCOME], ports, NOW).started
+    route(_resolved(profileId=OTHER), [CART], ports, NOW)
+    _parked(waits, cart, event="Page Viewed")
+    many = [RoutedJourney(id=f"j{i}", start_arn=f"{MACHINE}{i}", trigger=Rule("Ping")) for i in range(100)]
+    waits.reads.clear()
+
+    # When events are routed with 100, then 5 journeys
+    route(_with("Page Scrolled", "m-2", "2024-05-01T15:00:00.000Z"), many, ports, NOW)
+    route(_with("Page Scrolled", "m-3", "2024-05-01T15:00:00.000Z"), many[:5], ports, NOW)
+
+    # Then each read the waits of the profile's active runs once, and only theirs
+    assert [sorted(read) for read in waits.reads] == [sorted([cart, welcome])] * 2
+
+
+def test_a_profile_with_no_active_run_makes_no_wait_read(ports: Ports, waits: FakeJourneyWaits) -> None:
+    # Another profile's run is parked; this profile has none (a closed one only)
+    [other] = route(_resolved(profileId=OTHER), [CART], ports, NOW).started
+    _parked(waits, other)
+    [mine] = route(_resolved(), [CART], ports, NOW).started
+    ports.runs.close(PROFILE, f"cart_abandonment#{mine.rsplit(':', 1)[-1]}", "completed", NOW)
+    waits.reads.clear()
+
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    assert waits.reads == []
+    assert routing.resumed == []
+
+
+def test_the_only_active_run_being_the_one_this_event_started_makes_no_wait_read(
     ports: Ports, waits: FakeJourneyWaits
 ) -> None:
-    looked_up: list[tuple[str, str]] = []
-    original = waits.awaiting
+    event = _resolved()
+    [arn] = route(event, [CART], ports, NOW).started
+    _parked(waits, arn)
+    waits.reads.clear()
 
-    def awaiting(profile_id: str, event: str) -> list[JourneyWait]:
-        looked_up.append((profile_id, event))
-        return original(profile_id, event)
+    routing = route(event, [CART], ports, NOW)  # the same event, retried
 
-    waits.awaiting = awaiting  # type: ignore[method-assign]
-    many = [RoutedJourney(id=f"j{i}", start_arn=f"{MACHINE}{i}", trigger=Rule("Ping")) for i in range(100)]
-
-    route(_with("Page Viewed", "m-1"), many, ports, NOW)
-    route(_with("Page Viewed", "m-2"), many[:5], ports, NOW)
-
-    assert looked_up == [(PROFILE, "Page Viewed")] * 2
+    assert waits.reads == [] and routing.resumed == []
 
 
-def test_journey_waits_declare_the_index_the_router_looks_waits_up_by() -> None:
-    # The stack and the local engine both build their tables from the topology.
+def test_a_run_its_goal_exits_is_not_exited_again_by_the_exit_rule_naming_the_same_event(
+    ports: Ports, executions: FakeExecutions, stats: FakeStats
+) -> None:
+    # The cart journey's goal and its exit_on both name `Order Completed`; the profile's active runs
+    # are read once, before the goal closes the run.
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+
+    routing = route(_with("Order Completed", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    assert routing.exited == [arn]
+    assert [entry for entry in executions.journal if entry[0] == "stop"] == [("stop", arn)]
+    assert stats.counters["cart_abandonment"].get("exited#goal") == 1
+    assert "exited#exit_event" not in stats.counters["cart_abandonment"]
+
+
+def test_journey_waits_have_no_index_the_router_would_read_eventually_consistently() -> None:
+    # The router reads waits by key (strongly consistent); a global index is read eventually
+    # consistently and could miss a wait just put. The stack and the local engine build from this.
     from infra.topology import JOURNEY_WAITS
-    from shared.store.journey_waits import WAITS_BY_PROFILE_EVENT
 
     [table] = [t for t in TOPOLOGY.tables if t.name == JOURNEY_WAITS]
-    [index] = [i for i in table.indexes if i.name == WAITS_BY_PROFILE_EVENT]
-    assert (index.partition_key, index.sort_key) == ("profileId", "event")
+    assert (table.partition_key, table.indexes) == ("executionArn", ())
 
 
 # -- executions ending -----------------------------------------------------------------------------
@@ -1168,7 +1209,7 @@ def test_a_send_deferred_past_its_runs_end_is_dropped_as_run_ended(
 
 def test_an_ended_execution_of_a_moved_run_closes_the_survivors_run(ports: Ports, runs: FakeRunStore) -> None:
     [arn] = route(_resolved(profileId=MERGED), [CART], ports, NOW).started
-    follow_merge(_merge(MERGED), [CART], ports, NOW)
+    follow_merge(_merge(MERGED), ports, NOW)
 
     close_execution(arn, "SUCCEEDED", "{}", ports, NOW)
 
@@ -1386,7 +1427,7 @@ def test_a_survivors_merge_exit_routed_after_the_merge_exits_the_moved_run(
     ports: Ports, executions: FakeExecutions
 ) -> None:
     [arn] = route(_segment(True, profile=MERGED), [VIP_THANKS], ports, NOW).started
-    follow_merge(ProfilesMerged(survivor=PROFILE, merged=[MERGED]), [VIP_THANKS], ports, NOW)
+    follow_merge(ProfilesMerged(survivor=PROFILE, merged=[MERGED]), ports, NOW)
 
     assert route_segment_change(_exit_on_merge([MERGED]), [VIP_THANKS], ports, NOW).exited == [arn]
     assert not executions.is_running(arn)
