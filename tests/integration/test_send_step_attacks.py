@@ -1,0 +1,149 @@
+"""The send step on a task token, attacked through the harness: deliver failing after its commit but
+before its answer, deliver failing for good, deferrals in a row, a deferral past the Task's timeout."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.harness import HarnessError, JourneyHarness
+from shared.store.task_tokens import TaskTokens
+from tests.policies import PERMISSIVE_POLICY_FILE
+
+MakeHarness = Callable[..., JourneyHarness]
+
+
+def _journey(root: Path, body: str, journey_id: str = "probe") -> Path:
+    folder = root / journey_id
+    (folder / "templates").mkdir(parents=True, exist_ok=True)
+    for template in ("a", "b"):
+        (folder / "templates" / f"{template}.yaml").write_text(
+            f"email:\n  subject: {template}\n  text: the {template} message\n", encoding="utf-8"
+        )
+    (folder / "journey.yaml").write_text(f"id: {journey_id}\nname: Probe\n{body}", encoding="utf-8")
+    return root
+
+
+def _templates(h: JourneyHarness, user_id: str) -> list[str]:
+    return [m["template"] for m in h.messages(user_id)]
+
+
+SEND_THEN_SEND = """trigger: Signed Up
+steps:
+  - send: {channel: email, template: a}
+  - wait: 1h
+  - send: {channel: email, template: b}
+"""
+
+
+def test_deliver_failing_after_its_commit_before_its_answer_is_retried_and_sends_once(
+    make_journey_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first answer of the token fails (the invocation raises after the outcome is logged): the
+    # Task's Retry invokes deliver again, which answers from the log, without a second message.
+    h = make_journey_harness(_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
+    original = TaskTokens.resume
+    failed: list[str] = []
+
+    def resume_failing_once(self: TaskTokens, token: str, output: dict[str, Any] | None = None) -> bool:
+        if not failed:
+            failed.append(token)
+            raise ConnectionError("the answer did not get through")
+        return original(self, token, output)
+
+    monkeypatch.setattr(TaskTokens, "resume", resume_failing_once)
+    h.identify("r", email="r@example.com")
+    h.track("r", "Signed Up")
+    h.advance("2h")
+
+    assert failed
+    assert _templates(h, "r") == ["a", "b"]
+    assert h.status("r", "probe") == "SUCCEEDED"
+
+
+def test_deliver_failing_for_good_fails_the_run_at_once_and_counts_it_failed(
+    make_journey_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not after the send step's 3600 s token timeout: the function's error fails the Task (retried as
+    # every Task is), then the run.
+    h = make_journey_harness(_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a bug in the send gate")
+
+    monkeypatch.setattr("functions.deliver.handler.handle_send", broken)
+    h.identify("f", email="f@example.com")
+    h.track("f", "Signed Up")
+    try:
+        h.advance("1m")
+    except HarnessError:
+        pass  # (a function failure is reported; the run's status is what is asserted)
+
+    assert h.status("f", "probe") == "FAILED"
+    assert _templates(h, "f") == []
+    assert h.stats("probe").get("exited#failed") == 1
+
+
+QUIET_AND_A_DAILY_CAP = """topics:
+  marketing:
+    default: {email: opt_out, push: opt_out}
+default_topic: marketing
+quiet_hours: {start: "21:00", end: "08:00"}
+default_timezone: UTC
+caps:
+  - id: daily
+    limit: 1
+    window: calendar_day
+    per_channel: true
+    on_cap: defer
+    max_deferral: 72h
+"""
+
+ONE_SEND = """trigger: Signed Up
+steps:
+  - send: {channel: email, template: a}
+  - send: {channel: email, template: b, topic: transactional}
+"""
+
+
+def test_a_send_deferred_by_quiet_hours_then_by_a_cap_then_by_quiet_hours_again_is_sent_once(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    # Two journeys send at 22:00: both wait for 08:00 (quiet hours); at 08:00 one is sent and the
+    # other waits for the next calendar day (the cap), which begins in quiet hours: 08:00 again.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        QUIET_AND_A_DAILY_CAP.replace(
+            "default_topic", "  transactional:\n    default: {email: opt_out, push: opt_out}\ndefault_topic"
+        ),
+        encoding="utf-8",
+    )
+    journeys = _journey(_journey(tmp_path / "journeys", ONE_SEND, "first"), ONE_SEND, "second")
+    h = make_journey_harness(journeys, policy_file=policy)
+    h.identify("q", email="q@example.com")
+    h.advance("13h")  # 22:00 UTC
+    h.track("q", "Signed Up")
+    assert _templates(h, "q") == []
+
+    h.advance("10h")  # 08:00 the next day: one journey's first send, then its second
+    [(journey, count)] = Counter(m["journey"] for m in h.messages("q")).items()
+    assert count == 2
+    h.advance("1d")
+
+    sent = h.messages("q")
+    assert sorted((m["journey"], m["template"]) for m in sent) == [
+        ("first", "a"),
+        ("first", "b"),
+        ("second", "a"),
+        ("second", "b"),
+    ]
+    assert [h.status("q", journey) for journey in ("first", "second")] == ["SUCCEEDED", "SUCCEEDED"]
+    other = "second" if journey == "first" else "first"
+    assert {m["sentAt"][:13] for m in sent if m["journey"] == other and m["template"] == "a"} == {
+        "2030-01-09T08"
+    }
+    assert [e["status"] for e in h.engine.message_log() if e["status"] not in ("sent", "dropped")] == []
