@@ -354,3 +354,37 @@ def test_a_settling_that_makes_no_progress_still_fails_after_the_idle_limit(engi
     finally:
         stuck.set()
     engine.wait_idle()
+
+
+def test_work_that_sets_off_more_work_for_ever_fails_the_settling_instead_of_hanging(
+    engine: LocalEngine,
+) -> None:
+    # Progress resets the idle limit, so a loop of work (a function whose invocation sets off another
+    # one, for ever, at one virtual instant) never runs out of it: the settling's ceiling ends it with
+    # a clear error, instead of the suite hanging.
+    stop = threading.Event()
+
+    def loop(event: dict[str, Any], context: Any) -> None:
+        if not stop.is_set():
+            engine.enqueue(PROBE, {"again": True})
+
+    concurrency_probe.behaviour = loop
+    raised: list[BaseException] = []
+
+    def settle() -> None:
+        try:
+            engine.wait_idle(timeout=0.5, ceiling=1.0)
+        except BaseException as error:
+            raised.append(error)
+
+    engine.enqueue(PROBE, {"again": True})
+    settling = threading.Thread(target=settle, daemon=True)
+    settling.start()
+    settling.join(GUARD_SECONDS)  # (only a guard: the ceiling ends it in about a second)
+    ended = not settling.is_alive()
+    stop.set()
+    engine.wait_idle()
+
+    assert ended
+    assert len(raised) == 1 and isinstance(raised[0], TimeoutError)
+    assert "still working" in str(raised[0])
