@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from infra.local.harness import JourneyHarness
+from infra.local.http import api_gateway_event
 from shared.store.task_tokens import TaskTokens
 from tests.policies import PERMISSIVE_POLICY_FILE
 
@@ -144,3 +145,77 @@ def test_a_send_deferred_by_quiet_hours_then_by_a_cap_then_by_quiet_hours_again_
         "2030-01-09T08"
     }
     assert [e["status"] for e in h.engine.message_log() if e["status"] not in ("sent", "dropped")] == []
+
+
+DEFERRED_BY_NIGHT = """trigger: Signed Up
+exit_on: [Order Completed]
+steps:
+  - send: {channel: email, template: a}
+"""
+
+
+def _night(h: JourneyHarness, user_id: str) -> None:
+    """The user signs up at 22:00 UTC (in quiet hours, 21:00-08:00 in policy.yaml): the send waits."""
+    h.identify(user_id, email=f"{user_id}@example.com", timezone="UTC")
+    h.advance("13h")
+    h.track(user_id, "Signed Up")
+    assert [e["status"] for e in h.engine.message_log()] == ["deferred"]
+
+
+def test_an_exit_while_a_send_is_deferred_ends_the_run_and_records_it_dropped_run_ended(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    _night(h, "x")
+    h.advance("1h")
+    h.track("x", "Order Completed")
+    h.advance("1d")
+
+    assert _templates(h, "x") == []
+    assert [(e["status"], e.get("reason")) for e in h.engine.message_log()] == [("dropped", "run_ended")]
+    assert h.status("x", "probe") == "ABORTED"
+
+
+def test_a_reload_while_a_send_is_deferred_sends_it_once_in_the_morning(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    _night(h, "l")
+    _journey(tmp_path, DEFERRED_BY_NIGHT.replace("template: a", "template: b"))
+    assert h.reload() == ["probe"]
+    h.advance("1d")
+
+    assert _templates(h, "l") == ["a"]  # its own definition's
+    assert [m["sentAt"][:13] for m in h.messages("l")] == ["2030-01-08T08"]
+    assert h.status("l", "probe") == "SUCCEEDED"
+
+
+def test_a_merge_while_a_send_is_deferred_sends_it_once_to_the_survivor_in_the_morning(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    _night(h, "m")
+    h.send("identify", {"anonymousId": "anon-m", "traits": {"email": "m@example.com"}})
+    h.send("alias", {"previousId": "anon-m", "userId": "m"})
+    h.advance("1d")
+
+    assert _templates(h, "m") == ["a"]
+    assert [m["sentAt"][:13] for m in h.messages("m")] == ["2030-01-08T08"]
+
+
+def test_erasing_a_profile_while_its_send_is_deferred_sends_nothing_later(
+    make_journey_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    _night(h, "e")
+    [profile_id] = h.profile_ids("e")
+    headers = {"authorization": f"Bearer {h.engine.admin_token}"}
+    erased = h.engine.invoke(
+        "profiles", api_gateway_event("DELETE", f"/v1/profiles/{profile_id}", headers, b"")
+    )
+    assert erased["statusCode"] == 200, erased
+    h.settle()
+    h.advance("1d")
+
+    assert [e for e in h.engine.message_log() if e["status"] in ("sent", "queued", "deferred")] == []
+    assert [e["status"] for e in h.engine.executions()] != ["RUNNING"]
