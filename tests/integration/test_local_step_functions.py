@@ -397,3 +397,20 @@ def test_failed_and_aborted_executions_put_their_status_change_on_the_bus(
     (event,) = [e for e in probe.status_changes if e["detail"]["executionArn"] == execution]
     assert event["detail"]["status"] == ending
     assert event["detail"]["output"] is None
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(hours=1)], ids=["now", "an_hour_ago"])
+def test_a_deferral_to_an_instant_now_or_past_runs_the_gate_again_at_once(
+    engine: LocalEngine, gate: SendGate, late: timedelta
+) -> None:
+    # The gate names an instant that is already here (its clock behind Step Functions'): the Wait
+    # ends at once, the gate runs again and the run goes on, not stuck nor failed.
+    start = engine.clock.now()
+    gate.defer = {"first": [start - late]}
+    execution = _start_run(_send_journey_machine(), engine)
+    engine.wait_idle(SETTLE_SECONDS)
+
+    assert gate.calls == [("first", start), ("first", start)]
+    engine.advance(2 * HOUR)
+    assert _status(execution) == "SUCCEEDED"
+    assert _entered(execution) == ["first", "first.defer", "first", "wait-2h", "second"]
