@@ -219,3 +219,28 @@ def test_erasing_a_profile_while_its_send_is_deferred_sends_nothing_later(
 
     assert [e for e in h.engine.message_log() if e["status"] in ("sent", "queued", "deferred")] == []
     assert [e["status"] for e in h.engine.executions()] != ["RUNNING"]
+
+
+def test_deliver_failing_after_its_answer_sends_once_and_the_run_goes_on(
+    make_journey_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The token is answered, then the invocation fails (its last words: a metrics flush, a timeout):
+    # whichever Step Functions takes, the retried invocation answers from the log, sending nothing.
+    h = make_journey_harness(_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
+    original = TaskTokens.resume
+    answered: list[bool] = []
+
+    def resume_then_fail_once(self: TaskTokens, token: str, output: dict[str, Any] | None = None) -> bool:
+        answered.append(original(self, token, output))
+        if len(answered) == 1:
+            raise ConnectionError("the invocation died after its answer")
+        return answered[-1]
+
+    monkeypatch.setattr(TaskTokens, "resume", resume_then_fail_once)
+    h.identify("a", email="a@example.com")
+    h.track("a", "Signed Up")
+    h.advance("2h")
+
+    assert answered[0] is True
+    assert _templates(h, "a") == ["a", "b"]
+    assert h.status("a", "probe") == "SUCCEEDED"
