@@ -149,8 +149,8 @@ class Executions(Protocol):
 
     def stop(self, execution_arn: str, cause: str) -> None: ...
 
-    def resume(self, token: str, output: dict[str, Any]) -> None:
-        """SendTaskSuccess; a token already used or timed out is no error."""
+    def resume(self, token: str, output: dict[str, Any]) -> bool:
+        """SendTaskSuccess; a token already used or timed out is no error: False then."""
         ...
 
 
@@ -452,11 +452,12 @@ def _resume(event: _Event, active_runs: list[dict[str, str]], ports: Ports, rout
         if event.moment < clock.parse(wait.since) or event.moment < clock.parse(run["enteredAt"]):
             continue  # an event from before the entry (a replay) does not count
         if property_conditions_hold(wait.conditions(), event.properties, _trigger_of(run), event.moment):
-            ports.executions.resume(
+            resumed = ports.executions.resume(
                 wait.token, {"event": event.name, "messageId": event.message_id, "timestamp": event.at}
             )
             ports.waits.delete(wait.executionArn, wait.token)
-            routing.resumed.append(wait.executionArn)
+            if resumed:  # not when journey-steps or the same event routed at once got there first
+                routing.resumed.append(wait.executionArn)
 
 
 def _reach_goal(

@@ -228,7 +228,8 @@ class JourneyExecutions:
             if error_code(error) != "ExecutionDoesNotExist":
                 raise
 
-    def resume(self, token: str, output: dict[str, Any]) -> None:
-        """SendTaskSuccess. The token may be spent already (the journey-steps function found the
-        event first, or the wait timed out): that is no error."""
-        TaskTokens(self._client).resume(token, output)
+    def resume(self, token: str, output: dict[str, Any]) -> bool:
+        """SendTaskSuccess; True when this call resumed it. The token may be spent already (the
+        journey-steps function found the event first, another router did, or the wait timed out):
+        that is no error, False."""
+        return TaskTokens(self._client).resume(token, output)

@@ -346,6 +346,7 @@ class FakeExecutions:
         self.journal = journal if journal is not None else []
         self.crash_next_start: Exception | None = None  # raised by the next `start`, before it starts
         self.resumed: list[tuple[str, dict[str, Any]]] = []  # (token, output) of each SendTaskSuccess
+        self.spent: set[str] = set()  # tokens answered (or timed out): SendTaskSuccess is refused
         self._lock = threading.RLock()
 
     @staticmethod
@@ -382,10 +383,14 @@ class FakeExecutions:
                 self.status[execution_arn] = "ABORTED"
             self.stopped[execution_arn] = cause
 
-    def resume(self, token: str, output: dict[str, Any]) -> None:
+    def resume(self, token: str, output: dict[str, Any]) -> bool:
         with self._lock:
             self.journal.append(("resume", token))
+            if token in self.spent:  # answered already (journey-steps, another router), timed out
+                return False
+            self.spent.add(token)
             self.resumed.append((token, output))
+            return True
 
     def finish(self, execution_arn: str, status: str = "SUCCEEDED") -> None:
         self.status[execution_arn] = status

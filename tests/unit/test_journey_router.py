@@ -977,6 +977,22 @@ def test_an_awaited_event_under_a_merged_profile_resumes_the_moved_execution(
     assert [token for token, _ in executions.resumed] == [wait.token]
 
 
+def test_a_wait_whose_token_another_answered_first_is_not_counted_resumed_again(
+    ports: Ports, waits: FakeJourneyWaits, executions: FakeExecutions
+) -> None:
+    # The same awaited event routed twice at once, or journey-steps' own look at the profile, got
+    # there first: both read the wait, one resumes the run. The other's SendTaskSuccess is refused and
+    # it must not count a second resume (the JourneysResumed metric).
+    [arn] = route(_resolved(), [CART], ports, NOW).started
+    wait = _parked(waits, arn)
+    executions.spent.add(wait.token)
+
+    routing = route(_with("Checkout Started", "m-2", "2024-05-01T15:00:00.000Z"), [CART], ports, NOW)
+
+    assert routing.resumed == [] and executions.resumed == []
+    assert waits.get(arn) is None  # spent: it goes all the same
+
+
 def test_an_execution_not_waiting_is_not_resumed(ports: Ports, executions: FakeExecutions) -> None:
     route(_resolved(), [CART], ports, NOW)
 
