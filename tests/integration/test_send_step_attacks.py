@@ -244,3 +244,32 @@ def test_deliver_failing_after_its_answer_sends_once_and_the_run_goes_on(
     assert answered[0] is True
     assert _templates(h, "a") == ["a", "b"]
     assert h.status("a", "probe") == "SUCCEEDED"
+
+
+def test_a_deferral_whose_answer_fails_is_retried_waits_once_and_is_counted_once(
+    make_journey_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deferral is logged, then its SendTaskFailure fails: the retried invocation decides again
+    # (still quiet hours), answers, and the run waits for the morning; the deferral counts once.
+    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    original = TaskTokens.fail
+    failed: list[str] = []
+
+    def fail_failing_once(self: TaskTokens, token: str, error: str, cause: str) -> bool:
+        if not failed:
+            failed.append(cause)
+            raise ConnectionError("the answer did not get through")
+        return original(self, token, error, cause)
+
+    monkeypatch.setattr(TaskTokens, "fail", fail_failing_once)
+    _night(h, "d")
+    h.advance("1d")
+
+    assert [cause[:16] for cause in failed] == ["2030-01-08T08:00"]
+    assert _templates(h, "d") == ["a"]
+    assert [m["sentAt"][:13] for m in h.messages("d")] == ["2030-01-08T08"]
+    stats = h.stats("probe")
+    assert {k: v for k, v in stats.items() if "#deferred#" in k or k.endswith("#sent")} == {
+        "step#send-email-a#deferred#deferred_quiet_hours": 1,
+        "step#send-email-a#sent": 1,
+    }
