@@ -17,24 +17,10 @@ import pytest
 from infra.local.harness import JourneyHarness
 from infra.local.http import api_gateway_event
 from infra.topology import JOURNEY_RUNS, JOURNEY_WAITS, JOURNEYS_DIR, PROFILES, table_env
+from tests.journey_probe import probe_journey, templates_sent
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
-
-
-def _journey(root: Path, body: str, journey_id: str = "probe") -> Path:
-    folder = root / journey_id
-    (folder / "templates").mkdir(parents=True, exist_ok=True)
-    for template in ("a", "b"):
-        (folder / "templates" / f"{template}.yaml").write_text(
-            f"email:\n  subject: {template}\n  text: the {template} message\n", encoding="utf-8"
-        )
-    (folder / "journey.yaml").write_text(f"id: {journey_id}\nname: Probe\n{body}", encoding="utf-8")
-    return root
-
-
-def _templates(h: JourneyHarness, user_id: str) -> list[str]:
-    return [m["template"] for m in h.messages(user_id)]
 
 
 UPDATE_THEN_BRANCH = """trigger: Signed Up
@@ -49,11 +35,11 @@ steps:
 
 
 def test_an_update_is_seen_by_the_branch_after_it(make_journey_harness: MakeHarness, tmp_path: Path) -> None:
-    h = make_journey_harness(_journey(tmp_path, UPDATE_THEN_BRANCH))
+    h = make_journey_harness(probe_journey(tmp_path, UPDATE_THEN_BRANCH))
     h.identify("u", email="u@example.com", trial=True)
     h.track("u", "Signed Up")
     h.advance("1m")
-    assert _templates(h, "u") == ["a"]
+    assert templates_sent(h, "u") == ["a"]
 
 
 WAIT_UNTIL_0230 = """trigger: Signed Up
@@ -68,7 +54,7 @@ def test_a_local_time_in_the_spring_forward_gap_is_sent_once_just_after_the_gap(
 ) -> None:
     # 2030-03-31 is the spring-forward Sunday in Berlin: 02:00 CET → 03:00 CEST.
     h = make_journey_harness(
-        _journey(tmp_path, WAIT_UNTIL_0230), start=datetime(2030, 3, 30, 12, 0, tzinfo=UTC)
+        probe_journey(tmp_path, WAIT_UNTIL_0230), start=datetime(2030, 3, 30, 12, 0, tzinfo=UTC)
     )
     h.identify("b", email="b@example.com", timezone="Europe/Berlin")
     h.track("b", "Signed Up")
@@ -87,7 +73,7 @@ steps:
 def test_garbage_time_zones_and_weekdays_fail_nothing(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, WEEKDAYS))
+    h = make_journey_harness(probe_journey(tmp_path, WEEKDAYS))
     for n, zone in enumerate(["Mars/Olympus", "../../../etc/passwd", "", "UTC", "Pacific/Kiritimati"]):
         h.identify(f"w{n}", email=f"w{n}@example.com", timezone=zone)
         h.track(f"w{n}", "Signed Up")
@@ -105,7 +91,7 @@ steps:
 def test_a_date_trait_in_the_past_or_garbage_continues_at_once(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, TRAIT_DATE))
+    h = make_journey_harness(probe_journey(tmp_path, TRAIT_DATE))
     for n, value in enumerate(["2001-01-01", "not a date", 0, "2001-01-01T00:00:00Z", 1e30, "9999-12-31"]):
         h.identify(f"d{n}", email=f"d{n}@example.com", trial_ends_at=value)
         h.track(f"d{n}", "Signed Up")
@@ -123,12 +109,12 @@ steps:
 def test_a_re_entry_cap_admits_two_entries_a_day_apart(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, CAP))
+    h = make_journey_harness(probe_journey(tmp_path, CAP))
     h.identify("c", email="c@example.com")
     for _ in range(5):
         h.track("c", "Product Added")
         h.advance("12h")
-    assert _templates(h, "c") == ["a", "a"]
+    assert templates_sent(h, "c") == ["a", "a"]
     stats = h.stats("probe")
     assert stats.get("entered") == 2
 
@@ -156,15 +142,15 @@ steps:
 def test_a_reload_while_a_run_waits_for_an_event_resumes_it_on_its_old_definition(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, RELOAD))
+    h = make_journey_harness(probe_journey(tmp_path, RELOAD))
     h.identify("r", email="r@example.com")
     h.track("r", "Signed Up")
     h.advance("1h")
-    _journey(tmp_path, RELOADED)
+    probe_journey(tmp_path, RELOADED)
     assert h.reload() == ["probe"]
     h.track("r", "App Opened")
     h.advance("3d")
-    assert _templates(h, "r") == ["a", "b"]
+    assert templates_sent(h, "r") == ["a", "b"]
     assert h.status("r", "probe") == "SUCCEEDED"
 
 
@@ -196,7 +182,7 @@ def _waits(h: JourneyHarness) -> list[dict[str, Any]]:
 def test_erasing_a_profile_while_its_run_waits_leaves_no_wait_and_no_run(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, WAIT_FOR))
+    h = make_journey_harness(probe_journey(tmp_path, WAIT_FOR))
     h.identify("e", email="e@example.com")
     h.track("e", "Signed Up")
     h.advance("1h")
@@ -217,13 +203,13 @@ def test_erasing_a_profile_while_its_run_waits_leaves_no_wait_and_no_run(
 def test_a_wait_for_that_timed_out_leaves_no_wait_once_the_run_ends(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, WAIT_FOR))
+    h = make_journey_harness(probe_journey(tmp_path, WAIT_FOR))
     h.identify("t", email="t@example.com")
     h.track("t", "Signed Up")
 
     h.advance("3d")
 
-    assert _templates(h, "t") == ["a", "b"]
+    assert templates_sent(h, "t") == ["a", "b"]
     assert h.status("t", "probe") == "SUCCEEDED"
     assert _waits(h) == []
 
@@ -242,17 +228,17 @@ steps:
 def test_a_run_waiting_for_an_event_the_reloaded_journey_no_longer_awaits_is_still_resumed(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, RELOAD))
+    h = make_journey_harness(probe_journey(tmp_path, RELOAD))
     h.identify("o", email="o@example.com")
     h.track("o", "Signed Up")
     h.advance("1h")
-    _journey(tmp_path, RELOADED_OTHER_EVENT)
+    probe_journey(tmp_path, RELOADED_OTHER_EVENT)
     assert h.reload() == ["probe"]
 
     h.track("o", "App Opened")  # what its own (old) definition waits for
     h.advance("3d")
 
-    assert _templates(h, "o") == ["a", "b"]
+    assert templates_sent(h, "o") == ["a", "b"]
     assert h.path("o", "probe")[-1] == "opened.on_event.send-email-b"
 
 
@@ -260,7 +246,7 @@ def test_a_run_waiting_in_a_journey_deleted_and_reloaded_is_still_resumed_by_its
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
     # Given a run parked on `App Opened`, then its journey deleted from the folder and reloaded
-    h = make_journey_harness(_journey(tmp_path, RELOAD))
+    h = make_journey_harness(probe_journey(tmp_path, RELOAD))
     h.identify("d", email="d@example.com")
     h.track("d", "Signed Up")
     h.advance("1h")
@@ -273,7 +259,7 @@ def test_a_run_waiting_in_a_journey_deleted_and_reloaded_is_still_resumed_by_its
     h.advance("3d")
 
     # Then the run took its on_event path, on the definition it started with
-    assert _templates(h, "d") == ["a", "b"]
+    assert templates_sent(h, "d") == ["a", "b"]
     assert h.path("d", "probe")[-1] == "opened.on_event.send-email-b"
     assert _waits(h) == []
 
@@ -283,12 +269,12 @@ def test_after_a_redeploy_old_runs_and_new_runs_each_resume_on_their_own_definit
 ) -> None:
     # Given v1 (awaits `App Opened`) deployed, a customer in it, then v2 (awaits `App Launched`)
     # deployed from another folder, as a release would: the catalogue only knows v2
-    h = make_journey_harness(_journey(tmp_path / "v1", RELOAD))
+    h = make_journey_harness(probe_journey(tmp_path / "v1", RELOAD))
     h.identify("old", email="old@example.com")
     h.identify("new", email="new@example.com")
     h.track("old", "Signed Up")
     h.advance("1h")
-    assert h.reload(_journey(tmp_path / "v2", RELOADED_OTHER_EVENT)) == ["probe"]
+    assert h.reload(probe_journey(tmp_path / "v2", RELOADED_OTHER_EVENT)) == ["probe"]
     h.track("new", "Signed Up")
     h.advance("1h")
 
@@ -296,14 +282,14 @@ def test_after_a_redeploy_old_runs_and_new_runs_each_resume_on_their_own_definit
     h.track("old", "App Opened")
     h.track("new", "App Opened")  # v1's event: nothing for a v2 run
     h.advance("1h")
-    opened_only = _templates(h, "new")
+    opened_only = templates_sent(h, "new")
     h.track("new", "App Launched")
     h.track("old", "App Launched")
     h.advance("3d")
 
     # Then each run was resumed by its own definition's event, once
     assert opened_only == ["a"]
-    assert _templates(h, "old") == ["a", "b"] and _templates(h, "new") == ["a", "b"]
+    assert templates_sent(h, "old") == ["a", "b"] and templates_sent(h, "new") == ["a", "b"]
     assert h.status("old", "probe") == h.status("new", "probe") == "SUCCEEDED"
     assert h.path("old", "probe")[-1] == h.path("new", "probe")[-1] == "opened.on_event.send-email-b"
     assert _waits(h) == []
@@ -314,7 +300,7 @@ def test_a_merge_after_the_wait_is_parked_moves_the_run_to_the_survivor_whose_ev
 ) -> None:
     # Given a known user's profile (the older one: it survives a merge), and an anonymous visitor's
     # run parked on `App Opened`
-    h = make_journey_harness(_journey(tmp_path, RELOAD))
+    h = make_journey_harness(probe_journey(tmp_path, RELOAD))
     h.identify("m-user", name="M")
     h.advance("1m")
     h.send("identify", {"anonymousId": "anon-m", "traits": {"email": "m@example.com"}})
@@ -335,7 +321,7 @@ def test_a_merge_after_the_wait_is_parked_moves_the_run_to_the_survivor_whose_ev
     assert len(h.profile_ids("m-user")) == 2
     assert kept == parked
     assert moved == [(_live_profile(h, "m-user"), parked["executionArn"]["S"])]
-    assert _templates(h, "m-user") == ["a", "b"]
+    assert templates_sent(h, "m-user") == ["a", "b"]
     assert _waits(h) == []
 
 
@@ -376,13 +362,13 @@ def test_held_out_conversions_are_counted_apart_from_the_journeys(journey_harnes
         h.track(user, "Order Completed", total=10)
         (held if h.stats("win_back").get("heldOut", 0) > before else treated).append(user)
     h.advance("5d")
-    before = h.conversions("win_back")
+    converted = h.conversions("win_back")
 
     h.track(held[0], "Order Completed", revenue=7)
     h.track(treated[0], "Order Completed", total=3)
 
     after = h.conversions("win_back")
-    assert {k: after[k] - before[k] for k in after} == {
+    assert {k: after[k] - converted[k] for k in after} == {
         "conversions": 1,
         "revenue": 3,
         "heldOutConversions": 1,
@@ -411,7 +397,7 @@ def test_a_compiled_split_takes_one_path_per_profile_the_same_on_re_entry(
 ) -> None:
     # Given a split whose first path sends `a` and exits, whose second sends `b` and goes on to `a`
     # Two marketing emails in an hour: no daily cap here.
-    h = make_journey_harness(_journey(tmp_path, SPLIT_THEN_EXIT), policy_file=PERMISSIVE_POLICY_FILE)
+    h = make_journey_harness(probe_journey(tmp_path, SPLIT_THEN_EXIT), policy_file=PERMISSIVE_POLICY_FILE)
     users = [f"s{i}" for i in range(16)]  # both paths unseen: 2 in 65,536 (profile ids are random)
     for user in users:
         h.identify(user, email=f"{user}@example.com")
@@ -419,7 +405,7 @@ def test_a_compiled_split_takes_one_path_per_profile_the_same_on_re_entry(
     h.advance("1h")
 
     # Then each customer took exactly one whole path, and both paths were taken by someone
-    first = {user: _templates(h, user) for user in users}
+    first = {user: templates_sent(h, user) for user in users}
     assert set(map(tuple, first.values())) <= {("a",), ("b", "a")}
     assert {tuple(t) for t in first.values()} == {("a",), ("b", "a")}
     for user in users:
@@ -431,4 +417,4 @@ def test_a_compiled_split_takes_one_path_per_profile_the_same_on_re_entry(
     for user in users:
         h.track(user, "Signed Up")
     h.advance("1h")
-    assert {user: _templates(h, user) for user in users} == {user: first[user] * 2 for user in users}
+    assert {user: templates_sent(h, user) for user in users} == {user: first[user] * 2 for user in users}

@@ -15,6 +15,7 @@ import pytest
 from infra.local.harness import JourneyHarness
 from infra.topology import JOURNEYS_DIR
 from shared.store import aws
+from tests.journey_probe import templates_sent
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
@@ -44,10 +45,6 @@ TWO_SENDS = (
     "  - wait: 30m\n  - send: {channel: email, template: second}\n"
     "  - wait: 1h\n  - send: {channel: email, template: third}\n"
 )
-
-
-def _templates(h: JourneyHarness, user_id: str) -> list[str]:
-    return [m["template"] for m in h.messages(user_id)]
 
 
 @pytest.mark.journeys(str(JOURNEYS_DIR))
@@ -133,7 +130,7 @@ def test_each_test_gets_a_fresh_engine_at_the_start_instant(
     h.identify("cy", email="cy@example.com")
     h.track("cy", "Product Added")
     h.advance("1h")
-    assert _templates(h, "cy") == ["first"]
+    assert templates_sent(h, "cy") == ["first"]
 
     again = make_journey_harness(journeys)
 
@@ -160,8 +157,8 @@ def test_a_reloaded_journey_keeps_runs_in_flight_on_their_definition_and_starts_
     h.advance("3h")
 
     # Then the run in flight finished on the old definition, the new entry ran the new one
-    assert _templates(h, "early") == ["first"]
-    assert _templates(h, "late") == ["second", "third"]
+    assert templates_sent(h, "early") == ["first"]
+    assert templates_sent(h, "late") == ["second", "third"]
     assert h.status("early", "reload_probe") == h.status("late", "reload_probe") == "SUCCEEDED"
     assert len(h.path("late", "reload_probe")) == len(h.path("early", "reload_probe")) + 2
 

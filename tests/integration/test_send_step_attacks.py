@@ -13,24 +13,10 @@ import pytest
 from infra.local.harness import JourneyHarness
 from infra.local.http import api_gateway_event
 from shared.store.task_tokens import TaskTokens
+from tests.journey_probe import probe_journey, templates_sent
 from tests.policies import PERMISSIVE_POLICY_FILE
 
 MakeHarness = Callable[..., JourneyHarness]
-
-
-def _journey(root: Path, body: str, journey_id: str = "probe") -> Path:
-    folder = root / journey_id
-    (folder / "templates").mkdir(parents=True, exist_ok=True)
-    for template in ("a", "b"):
-        (folder / "templates" / f"{template}.yaml").write_text(
-            f"email:\n  subject: {template}\n  text: the {template} message\n", encoding="utf-8"
-        )
-    (folder / "journey.yaml").write_text(f"id: {journey_id}\nname: Probe\n{body}", encoding="utf-8")
-    return root
-
-
-def _templates(h: JourneyHarness, user_id: str) -> list[str]:
-    return [m["template"] for m in h.messages(user_id)]
 
 
 SEND_THEN_SEND = """trigger: Signed Up
@@ -46,7 +32,7 @@ def test_deliver_failing_after_its_commit_before_its_answer_is_retried_and_sends
 ) -> None:
     # The first answer of the token fails (the invocation raises after the outcome is logged): the
     # Task's Retry invokes deliver again, which answers from the log, without a second message.
-    h = make_journey_harness(_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
+    h = make_journey_harness(probe_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
     original = TaskTokens.resume
     failed: list[str] = []
 
@@ -62,7 +48,7 @@ def test_deliver_failing_after_its_commit_before_its_answer_is_retried_and_sends
     h.advance("2h")
 
     assert failed
-    assert _templates(h, "r") == ["a", "b"]
+    assert templates_sent(h, "r") == ["a", "b"]
     assert h.status("r", "probe") == "SUCCEEDED"
 
 
@@ -71,7 +57,7 @@ def test_deliver_failing_for_good_fails_the_run_at_once_and_counts_it_failed(
 ) -> None:
     # Not after the send step's 3600 s token timeout: the function's error fails the Task (retried as
     # every Task is), then the run.
-    h = make_journey_harness(_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
+    h = make_journey_harness(probe_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("a bug in the send gate")
@@ -82,7 +68,7 @@ def test_deliver_failing_for_good_fails_the_run_at_once_and_counts_it_failed(
     h.advance("1m")
 
     assert h.status("f", "probe") == "FAILED"
-    assert _templates(h, "f") == []
+    assert templates_sent(h, "f") == []
     assert h.stats("probe").get("exited#failed") == 1
 
 
@@ -120,12 +106,12 @@ def test_a_send_deferred_by_quiet_hours_then_by_a_cap_then_by_quiet_hours_again_
         ),
         encoding="utf-8",
     )
-    journeys = _journey(_journey(tmp_path / "journeys", ONE_SEND, "first"), ONE_SEND, "second")
+    journeys = probe_journey(probe_journey(tmp_path / "journeys", ONE_SEND, "first"), ONE_SEND, "second")
     h = make_journey_harness(journeys, policy_file=policy)
     h.identify("q", email="q@example.com")
     h.advance("13h")  # 22:00 UTC
     h.track("q", "Signed Up")
-    assert _templates(h, "q") == []
+    assert templates_sent(h, "q") == []
 
     h.advance("10h")  # 08:00 the next day: one journey's first send, then its second
     [(journey, count)] = Counter(m["journey"] for m in h.messages("q")).items()
@@ -165,13 +151,13 @@ def _night(h: JourneyHarness, user_id: str) -> None:
 def test_an_exit_while_a_send_is_deferred_ends_the_run_and_records_it_dropped_run_ended(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    h = make_journey_harness(probe_journey(tmp_path, DEFERRED_BY_NIGHT))
     _night(h, "x")
     h.advance("1h")
     h.track("x", "Order Completed")
     h.advance("1d")
 
-    assert _templates(h, "x") == []
+    assert templates_sent(h, "x") == []
     assert [(e["status"], e.get("reason")) for e in h.engine.message_log()] == [("dropped", "run_ended")]
     assert h.status("x", "probe") == "ABORTED"
 
@@ -179,13 +165,13 @@ def test_an_exit_while_a_send_is_deferred_ends_the_run_and_records_it_dropped_ru
 def test_a_reload_while_a_send_is_deferred_sends_it_once_in_the_morning(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    h = make_journey_harness(probe_journey(tmp_path, DEFERRED_BY_NIGHT))
     _night(h, "l")
-    _journey(tmp_path, DEFERRED_BY_NIGHT.replace("template: a", "template: b"))
+    probe_journey(tmp_path, DEFERRED_BY_NIGHT.replace("template: a", "template: b"))
     assert h.reload() == ["probe"]
     h.advance("1d")
 
-    assert _templates(h, "l") == ["a"]  # its own definition's
+    assert templates_sent(h, "l") == ["a"]  # its own definition's
     assert [m["sentAt"][:13] for m in h.messages("l")] == ["2030-01-08T08"]
     assert h.status("l", "probe") == "SUCCEEDED"
 
@@ -193,20 +179,20 @@ def test_a_reload_while_a_send_is_deferred_sends_it_once_in_the_morning(
 def test_a_merge_while_a_send_is_deferred_sends_it_once_to_the_survivor_in_the_morning(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    h = make_journey_harness(probe_journey(tmp_path, DEFERRED_BY_NIGHT))
     _night(h, "m")
     h.send("identify", {"anonymousId": "anon-m", "traits": {"email": "m@example.com"}})
     h.send("alias", {"previousId": "anon-m", "userId": "m"})
     h.advance("1d")
 
-    assert _templates(h, "m") == ["a"]
+    assert templates_sent(h, "m") == ["a"]
     assert [m["sentAt"][:13] for m in h.messages("m")] == ["2030-01-08T08"]
 
 
 def test_erasing_a_profile_while_its_send_is_deferred_sends_nothing_later(
     make_journey_harness: MakeHarness, tmp_path: Path
 ) -> None:
-    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    h = make_journey_harness(probe_journey(tmp_path, DEFERRED_BY_NIGHT))
     _night(h, "e")
     [profile_id] = h.profile_ids("e")
     headers = {"authorization": f"Bearer {h.engine.admin_token}"}
@@ -226,7 +212,7 @@ def test_deliver_failing_after_its_answer_sends_once_and_the_run_goes_on(
 ) -> None:
     # The token is answered, then the invocation fails (its last words: a metrics flush, a timeout):
     # whichever Step Functions takes, the retried invocation answers from the log, sending nothing.
-    h = make_journey_harness(_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
+    h = make_journey_harness(probe_journey(tmp_path, SEND_THEN_SEND), policy_file=PERMISSIVE_POLICY_FILE)
     original = TaskTokens.resume
     answered: list[bool] = []
 
@@ -242,7 +228,7 @@ def test_deliver_failing_after_its_answer_sends_once_and_the_run_goes_on(
     h.advance("2h")
 
     assert answered[0] is True
-    assert _templates(h, "a") == ["a", "b"]
+    assert templates_sent(h, "a") == ["a", "b"]
     assert h.status("a", "probe") == "SUCCEEDED"
 
 
@@ -251,7 +237,7 @@ def test_a_deferral_whose_answer_fails_is_retried_waits_once_and_is_counted_once
 ) -> None:
     # The deferral is logged, then its SendTaskFailure fails: the retried invocation decides again
     # (still quiet hours), answers, and the run waits for the morning; the deferral counts once.
-    h = make_journey_harness(_journey(tmp_path, DEFERRED_BY_NIGHT))
+    h = make_journey_harness(probe_journey(tmp_path, DEFERRED_BY_NIGHT))
     original = TaskTokens.fail
     failed: list[str] = []
 
@@ -266,7 +252,7 @@ def test_a_deferral_whose_answer_fails_is_retried_waits_once_and_is_counted_once
     h.advance("1d")
 
     assert [cause[:16] for cause in failed] == ["2030-01-08T08:00"]
-    assert _templates(h, "d") == ["a"]
+    assert templates_sent(h, "d") == ["a"]
     assert [m["sentAt"][:13] for m in h.messages("d")] == ["2030-01-08T08"]
     stats = h.stats("probe")
     assert {k: v for k, v in stats.items() if "#deferred#" in k or k.endswith("#sent")} == {

@@ -5,8 +5,11 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from shared import clock
 
@@ -36,3 +39,24 @@ def fixed_clock() -> Iterator[datetime]:
         yield FIXED_NOW
     finally:
         clock.reset()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses the profile store's batch retries would sleep, recorded instead."""
+    from shared.store import profiles
+
+    pauses: list[float] = []
+    monkeypatch.setattr(profiles.time, "sleep", pauses.append)
+    return pauses
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[tuple[Any, Stubber]]:
+    """A DynamoDB client answered by botocore's Stubber; every queued answer must be asked for."""
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()

@@ -5,34 +5,13 @@ the purchase)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import pytest
 from botocore.stub import Stubber
 
-from shared.store import profiles
 from shared.store.journey_waits import JourneyWaitStore
 
 TABLE = "journey-waits"
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    pauses: list[float] = []
-    monkeypatch.setattr(profiles.time, "sleep", pauses.append)
-    return pauses
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client(
-        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def _arn(i: int) -> str:

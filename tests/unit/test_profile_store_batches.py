@@ -4,15 +4,11 @@ identifier unsuppressed (so they could be re-created) or their data undeleted.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import pytest
 from botocore.stub import Stubber
 
 from shared.models.profile import Identifier, Profile
-from shared.store import profiles
 from shared.store.profiles import ProfileAdmin, identifier_key, profile_key, suppression_key
 
 TABLE = "profiles"
@@ -27,23 +23,6 @@ ADA = Profile(
     updatedAt="2024-01-01T00:00:00.000Z",
     version=3,
 )
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    pauses: list[float] = []
-    monkeypatch.setattr(profiles.time, "sleep", pauses.append)
-    return pauses
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client(
-        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def _write(requests: list[dict[str, Any]], unprocessed: list[dict[str, Any]]) -> tuple[Any, ...]:
