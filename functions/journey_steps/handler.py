@@ -15,10 +15,11 @@ from shared.identity.rules import load_rules
 from shared.journeys.steps import StepPorts, StepRequest, run_step
 from shared.store.bus import EventPublisher
 from shared.store.consent import ConsentStore
-from shared.store.journey_waits import JourneyWaitStore, TaskTokens
+from shared.store.journey_waits import JourneyWaitStore
 from shared.store.messages import MessageLog
 from shared.store.profiles import DynamoProfileStore
 from shared.store.segments import SegmentStore
+from shared.store.task_tokens import TaskTokens
 
 logger = Logger()
 metrics = Metrics()

@@ -19,11 +19,6 @@ from shared.journeys.steps import JourneyWait
 from shared.store.aws import TableStore, error_code
 from shared.store.profiles import batch_get
 
-# Resuming a wait: TaskTokens lives with the send steps' answers (deliver answers every send's token).
-from shared.store.task_tokens import SPENT_TOKEN_ERRORS, TaskTokens
-
-__all__ = ["SPENT_TOKEN_ERRORS", "JourneyWaitStore", "TaskTokens"]
-
 
 class JourneyWaitStore(TableStore):
     def put(self, wait: JourneyWait) -> None:

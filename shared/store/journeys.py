@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.journeys.router import ExecutionState, Slot
 from shared.store.aws import TableStore, client, error_code
-from shared.store.journey_waits import TaskTokens
+from shared.store.task_tokens import TaskTokens
 
 
 def _run(item: dict[str, Any]) -> dict[str, str]:

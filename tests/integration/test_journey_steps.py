@@ -18,9 +18,10 @@ from shared.journeys.steps import update_message_id
 from shared.models.profile import Identifier
 from shared.models.segments import SegmentState
 from shared.store.journey_stats import JourneyStats
-from shared.store.journey_waits import JourneyWaitStore, TaskTokens
+from shared.store.journey_waits import JourneyWaitStore
 from shared.store.messages import MessageLog
 from shared.store.profiles import DynamoProfileStore
+from shared.store.task_tokens import TaskTokens
 from tests.integration.conftest import WRITE_KEY, client, http_event
 
 PROFILES_TABLE = f"{PREFIX}-profiles"
