@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared import clock
+from shared.backoff import backoff_delay
 from shared.delivery.caps import CapWrite
 from shared.delivery.gate import Decision, Defer, Drop, GateFacts, LinkMaker, Send, decide, topic_of
 from shared.delivery.templates import roots
@@ -173,9 +174,8 @@ def _entry(
 
 
 def _pause(attempt: int) -> None:
-    """Full jitter after failed attempt `attempt` (AWS Architecture Blog, "Exponential Backoff And
-    Jitter"), as shared/store/aws.py `backoff_delay` computes it for the stores."""
-    time.sleep(random.random() * min(_PAUSE_MAX_SECONDS, 0.01 * 2**attempt))
+    """Full jitter after failed attempt `attempt`, up to `_PAUSE_MAX_SECONDS`."""
+    time.sleep(backoff_delay(attempt, 0.01, _PAUSE_MAX_SECONDS, random.random))
 
 
 def handle_send(

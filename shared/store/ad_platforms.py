@@ -61,7 +61,8 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from shared.store.aws import backoff_delay, client
+from shared.backoff import backoff_delay
+from shared.store.aws import client
 
 Platform = Literal["meta", "google"]
 Action = Literal["add", "remove"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -12,12 +12,6 @@ def client(service: str) -> Any:
     import boto3
 
     return boto3.client(service)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, draw: Callable[[], float]) -> float:
-    """The wait after failed attempt `attempt` (0-based): uniform in [0, min(cap, base × 2^attempt)),
-    "full jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter"); `draw` is in [0, 1)."""
-    return draw() * min(cap, base * 2**attempt)
 
 
 def reset() -> None:

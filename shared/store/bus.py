@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared.backoff import backoff_delay
 from shared.models.events import BusEvent, PublishError
-from shared.store.aws import backoff_delay, client
+from shared.store.aws import client
 
-__all__ = ["ATTEMPTS", "BATCH", "BATCH_BYTES", "EventPublisher", "PublishError", "backoff_delay"]
+__all__ = ["ATTEMPTS", "BATCH", "BATCH_BYTES", "EventPublisher", "PublishError"]
 
 BATCH = 10  # PutEvents' limit of entries per call
 BATCH_BYTES = 256 * 1024  # PutEvents' limit of the entries' total size per call

@@ -18,9 +18,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shared.backoff import backoff_delay
 from shared.models.policy import ConsentRecord
 from shared.models.profile import Profile
-from shared.store.aws import TableStore, backoff_delay, error_code
+from shared.store.aws import TableStore, error_code
 from shared.store.profiles import batch_get, profile_key
 
 CONSENT_SK = "consent"

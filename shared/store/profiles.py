@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared import clock
+from shared.backoff import backoff_delay
 from shared.identity.bounds import PROFILE_MAX_BYTES, growth_bytes, profile_bytes, trait_text
 from shared.identity.resolver import (
     ConcurrentChangeError,
@@ -40,7 +41,7 @@ from shared.identity.resolver import (
 )
 from shared.identity.rules import IdentityRules
 from shared.models.profile import Identifier, MergeRecord, Profile, TimelineEntry
-from shared.store.aws import TableStore, backoff_delay, error_code
+from shared.store.aws import TableStore, error_code
 
 _BATCH_GET = 100
 _BATCH_WRITE = 25

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.backoff import backoff_delay
 from shared.ingest.calls import MAX_CALL_BYTES, parse, to_bus_events
 from shared.models.events import SOURCE_INGEST, BusEvent, Envelope, PublishError
-from shared.store.bus import ATTEMPTS, BATCH, BATCH_BYTES, EventPublisher, backoff_delay
+from shared.store.bus import ATTEMPTS, BATCH, BATCH_BYTES, EventPublisher
 from tests.unit.fakes import PUT_EVENTS_MAX_BYTES, FakeEventsClient, entry_size
 
 BUS = "continuum-bus"
