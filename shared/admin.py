@@ -36,7 +36,7 @@ class ConflictError(ApiError):
     status = 409
 
 
-def authorize(authorization: str | None, token_sha256: str, api: str = "the Profile API") -> None:
+def authorize(authorization: str | None, token_sha256: str, api: str) -> None:
     """The admin credential: `Authorization: Bearer <token>`. A write key never opens an admin API."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
